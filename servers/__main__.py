@@ -1,0 +1,123 @@
+"""python -m servers MODEL [options]: run one model of the echo-and-reply UDP server.
+
+Stdout carries JSON-lines events only ("ready", then "stopped"); human messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from servers import MODELS
+from servers.protocol import DEFAULT_MAX_SIZE, DEFAULT_PREFIX
+
+MAX_UDP_PAYLOAD = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
+
+
+def _work_spec(text: str):
+    from servers.work import parse
+
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _bounded_int(low: int, high: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m servers",
+        description="Run the UDP echo-and-reply server in one concurrency model.",
+        epilog="models: " + ", ".join(MODELS) + " (--list describes them)",
+    )
+    parser.add_argument("model", nargs="?", choices=list(MODELS), metavar="MODEL")
+    parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help='address to listen on (default 127.0.0.1; "" or 0.0.0.0: every interface)',
+    )
+    parser.add_argument(
+        "--port", type=_bounded_int(0, 65535), default=8989, help="0 picks a free port"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_bounded_int(1, 100_000),
+        help="threads, processes or greenlets (default: the model's own)",
+    )
+    parser.add_argument(
+        "--work",
+        type=_work_spec,
+        default="echo",
+        help="per-request work: echo, cpu=2ms, cpu=150000it, io=5ms, cpu=1ms,io=5ms",
+    )
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="reply prefix")
+    parser.add_argument(
+        "--max-size",
+        type=_bounded_int(1, MAX_UDP_PAYLOAD),
+        default=DEFAULT_MAX_SIZE,
+        help="largest datagram answered, in bytes (default 1024)",
+    )
+    parser.add_argument(
+        "--interactive",
+        action="store_true",
+        help="blocking model only: show each message and type the reply by hand",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        for model in MODELS.values():
+            reason = model.unavailable_reason()
+            note = f" (unavailable: {reason})" if reason else ""
+            print(f"{model.name:10} {model.summary}{note}")
+        return 0
+    if args.model is None:
+        parser.error("a MODEL is required (or --list)")
+    model = MODELS[args.model]
+    if model.only_one_worker and args.workers not in (None, 1):
+        parser.error(f"the {model.name} model has exactly one worker; --workers must be 1")
+    if args.interactive and model.name != "blocking":
+        parser.error("--interactive works with the blocking model only, as in the original")
+    if args.interactive and args.work.spec != "echo":
+        parser.error("--interactive replies by hand; --work does not apply")
+    if len(args.prefix.encode("utf-8")) + args.max_size > MAX_UDP_PAYLOAD:
+        parser.error("--prefix plus --max-size exceed the largest UDP datagram")
+    if reason := model.unavailable_reason():
+        parser.error(f"model {model.name} is unavailable: {reason}")
+
+    if args.interactive:
+        from servers.interactive import serve
+    else:
+        serve = model.load()  # first: the gevent model must monkey-patch before other imports
+    from servers.runtime import Config, run
+
+    config = Config(
+        model=model.name,
+        workers=model.workers(args.workers),
+        work=args.work,
+        host=args.host,
+        port=args.port,
+        prefix=args.prefix,
+        max_size=args.max_size,
+    )
+    return run(serve, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""processes: N forked processes, each blocking in recvfrom on the same inherited socket.
+
+Each process has its own interpreter and its own GIL, so ``cpu=2ms`` work runs truly in
+parallel, one request per core at a time: real parallelism, paid for in memory and start-up.
+
+The socket is bound once, before the fork, and inherited: every process waits on the same
+receive queue and the kernel wakes one of them per datagram. SO_REUSEPORT (a socket per
+process) was the alternative, but the kernel then spreads datagrams by a hash of the sender's
+address, so one client would always land on the same process and a few clients could leave a
+core idle; it also needs a second bind step when the port is 0. Sharing the queue is fair and
+simple. Workers die with the parent even on SIGKILL (see ``become_worker_process``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from functools import partial
+
+from servers.runtime import Server, become_worker_process
+
+START_TIMEOUT_S = 30
+
+
+def serve(server: Server) -> None:
+    server.count_per_worker([f"process-{i}" for i in range(server.workers)], shared=True)
+    context = multiprocessing.get_context("fork")  # inherit the bound socket and the counters
+    all_started = context.Barrier(server.workers + 1)
+    processes = [
+        context.Process(target=_worker, args=(server, i, all_started), name=f"process-{i}")
+        for i in range(server.workers)
+    ]
+    for process in processes:
+        process.start()
+    all_started.wait(START_TIMEOUT_S)
+
+    server.ready(worker_pids=[process.pid for process in processes])
+    server.join(processes)  # until a stop request shuts the shared socket down under them
+
+    server.stopped()
+
+
+def _worker(server: Server, worker: int, all_started) -> None:
+    become_worker_process()
+    all_started.wait(START_TIMEOUT_S)
+    server.receive_loop(partial(server.answer, worker=worker))

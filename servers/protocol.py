@@ -1,0 +1,92 @@
+"""The echo-and-reply contract, as pure functions (no I/O).
+
+A request is one UDP datagram of text in UTF-8 or GBK. The reply is PREFIX + text, encoded in
+the codec the request used, so a GBK client can read its answer. Bad input is never dropped
+silently and never truncated: it gets a short ASCII ``error: ...`` reply and is counted by kind.
+
+The codec is guessed, not declared: UTF-8 is tried first, GBK second, both strictly. Some GBK
+byte strings are also valid UTF-8 (GBK "专业" is d7 a8 d2 b5, which UTF-8 reads as "רҵ"); such a
+datagram is taken as UTF-8 and answered in UTF-8. That ambiguity belongs to the original program's
+design (the wire carries no codec name); a client that must be sure sends text whose GBK bytes
+are not valid UTF-8, which is true of almost every real sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEFAULT_PREFIX = "服务端:"
+DEFAULT_MAX_SIZE = 1024
+CODECS = ("utf-8", "gbk")
+ERROR_PREFIX = b"error: "
+
+
+class ErrorKind(StrEnum):
+    """Why a datagram could not be answered with an echo; the names are the counters' keys."""
+
+    TOO_LARGE = "too_large"
+    UNDECODABLE = "undecodable"
+    EMPTY = "empty"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    text: str
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    kind: ErrorKind
+    reply: bytes
+
+
+def error_reply(kind: ErrorKind, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """The short ASCII reply to a bad datagram (at most 64 bytes)."""
+    if kind is ErrorKind.TOO_LARGE:
+        text = f"error: datagram larger than {max_size} bytes"
+    elif kind is ErrorKind.UNDECODABLE:
+        text = "error: datagram is neither utf-8 nor gbk"
+    else:
+        text = "error: empty datagram"
+    return text.encode("ascii")
+
+
+def decode(datagram: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Request | Rejected:
+    """Read a datagram as UTF-8, else GBK; reject empty, oversized or undecodable ones.
+
+    ``datagram`` must have been received into a buffer of at least ``max_size + 1`` bytes:
+    the kernel truncates a UDP datagram to the buffer silently, so only a buffer one byte
+    larger than the limit can tell "exactly max_size" from "more than max_size".
+    """
+    if not datagram:
+        return Rejected(ErrorKind.EMPTY, error_reply(ErrorKind.EMPTY, max_size))
+    if len(datagram) > max_size:
+        return Rejected(ErrorKind.TOO_LARGE, error_reply(ErrorKind.TOO_LARGE, max_size))
+    for codec in CODECS:
+        try:
+            return Request(datagram.decode(codec), codec)
+        except UnicodeDecodeError:
+            continue
+    return Rejected(ErrorKind.UNDECODABLE, error_reply(ErrorKind.UNDECODABLE, max_size))
+
+
+def encode_reply(request: Request, prefix: str = DEFAULT_PREFIX) -> bytes:
+    """PREFIX + text in the request's codec.
+
+    A prefix the request's codec cannot spell (say "→" for a GBK client) is replaced
+    character by character with "?" rather than failing: the text itself always round-trips,
+    since it was decoded from that codec.
+    """
+    return prefix.encode(request.codec, "replace") + request.text.encode(request.codec)
+
+
+def respond(
+    datagram: bytes, prefix: str = DEFAULT_PREFIX, max_size: int = DEFAULT_MAX_SIZE
+) -> tuple[bytes, ErrorKind | None]:
+    """The whole contract in one call: the reply bytes and, for bad input, why it was bad."""
+    decoded = decode(datagram, max_size)
+    if isinstance(decoded, Rejected):
+        return decoded.reply, decoded.kind
+    return encode_reply(decoded, prefix), None

@@ -1,0 +1,34 @@
+"""threads: N threads, each blocking in recvfrom on the one shared socket.
+
+The kernel hands each datagram to one waiting thread. Threads overlap while they *wait*
+(recvfrom, sendto and time.sleep release the GIL), so ``io=5ms`` scales with N. But only the
+thread holding the GIL runs Python, so ``cpu=2ms`` work takes turns: eight threads answer no
+faster than the blocking loop and use about one core between them. That is pseudo-parallelism.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+from servers.runtime import Server
+
+
+def serve(server: Server) -> None:
+    server.count_per_worker([f"thread-{i}" for i in range(server.workers)])
+    threads = [
+        threading.Thread(
+            target=server.receive_loop,
+            args=(partial(server.answer, worker=i),),
+            name=f"thread-{i}",
+            daemon=True,
+        )
+        for i in range(server.workers)
+    ]
+    for thread in threads:
+        thread.start()
+
+    server.ready()
+    server.join(threads)  # until a stop request shuts the socket down under them
+
+    server.stopped()

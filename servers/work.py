@@ -1,0 +1,145 @@
+"""The per-request workload: ``echo``, ``cpu=2ms``, ``io=5ms``, ``cpu=150000it,io=5ms``.
+
+``cpu=`` is a FIXED amount of pure-Python computation: an iteration count, calibrated once in the
+parent before any worker starts, so every worker (and every model) does exactly the same work.
+It is never "spin until 2 ms have passed": a wall-clock spin finishes on time even while eight
+threads share one GIL, and would hide the very effect this toolkit exists to show. With a fixed
+count, eight threads on one GIL take eight times as long, and that is what the figures show.
+
+``io=`` is ``time.sleep``, a stand-in for waiting on a database or a disk. It is looked up at
+call time, so under gevent's monkey patching it yields to other greenlets instead of blocking.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, replace
+
+# How long one calibration sample runs, and how many samples are taken. The fastest sample is
+# kept: interference (another process, a frequency change) only ever makes a sample slower.
+CALIBRATION_SAMPLE_S = 0.02
+CALIBRATION_SAMPLES = 7
+
+_TERM = re.compile(r"^(cpu|io)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
+_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+@dataclass(frozen=True)
+class Work:
+    """A parsed workload. ``cpu_iterations`` is None until calibrated when given as a time."""
+
+    cpu_iterations: int | None = 0
+    cpu_seconds: float = 0.0
+    io_seconds: float = 0.0
+
+    @property
+    def spec(self) -> str:
+        """The workload as asked for: ``cpu=2ms`` stays ``cpu=2ms``."""
+        return self._format(exact=False)
+
+    @property
+    def exact_spec(self) -> str:
+        """The workload as done: ``cpu=43000it``, which gives another server the same work."""
+        return self._format(exact=True)
+
+    def _format(self, exact: bool) -> str:
+        terms = []
+        if self.cpu_seconds and not (exact and self.cpu_iterations):
+            terms.append(f"cpu={_format_seconds(self.cpu_seconds)}")
+        elif self.cpu_iterations:
+            terms.append(f"cpu={self.cpu_iterations}it")
+        if self.io_seconds:
+            terms.append(f"io={_format_seconds(self.io_seconds)}")
+        return ",".join(terms) or "echo"
+
+    @property
+    def calibrated(self) -> bool:
+        return self.cpu_iterations is not None
+
+    def run(self) -> None:
+        """Do one request's work: the computation, then the wait."""
+        if self.cpu_iterations:
+            burn(self.cpu_iterations)
+        if self.io_seconds:
+            time.sleep(self.io_seconds)
+
+
+def parse(spec: str) -> Work:
+    """Parse a ``--work`` spec; raise ValueError with a message fit for a usage error."""
+    spec = spec.strip()
+    if spec in ("", "echo"):
+        return Work()
+    fields: dict[str, tuple[float, str]] = {}
+    for term in spec.split(","):
+        match = _TERM.match(term.strip())
+        if not match:
+            raise ValueError(
+                f"bad work term {term!r}: expected echo, cpu=2ms, cpu=150000it, io=5ms "
+                "or a comma-separated cpu and io term"
+            )
+        name, number, unit = match.group(1), float(match.group(2)), match.group(3)
+        if name in fields:
+            raise ValueError(f"work term {name}= given twice in {spec!r}")
+        if name == "io" and unit == "it":
+            raise ValueError("io= takes a time (us, ms or s), not iterations")
+        if unit == "it" and number != int(number):
+            raise ValueError(f"iteration count must be a whole number, not {number}")
+        if number <= 0:
+            raise ValueError(f"{name}= must be positive")
+        if unit != "it" and number * _SECONDS[unit] > 60:
+            raise ValueError(f"{name}= is capped at 60 s per request")
+        fields[name] = (number, unit)
+    work = Work()
+    if "cpu" in fields:
+        number, unit = fields["cpu"]
+        if unit == "it":
+            work = replace(work, cpu_iterations=int(number))
+        else:
+            work = replace(work, cpu_iterations=None, cpu_seconds=number * _SECONDS[unit])
+    if "io" in fields:
+        number, unit = fields["io"]
+        work = replace(work, io_seconds=number * _SECONDS[unit])
+    return work
+
+
+def burn(iterations: int) -> int:
+    """Fixed pure-Python work: a linear congruential generator, holding the GIL throughout."""
+    x = 1
+    for _ in range(iterations):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return x
+
+
+def iterations_per_second() -> float:
+    """Measure this interpreter's speed at ``burn``: several samples, the fastest kept."""
+    iterations = 1000
+    while True:  # grow the sample until it is long enough to time well
+        start = time.perf_counter()
+        burn(iterations)
+        elapsed = time.perf_counter() - start
+        if elapsed >= CALIBRATION_SAMPLE_S / 4:
+            break
+        iterations *= 2
+    iterations = max(1, int(iterations * CALIBRATION_SAMPLE_S / elapsed))
+    fastest = float("inf")
+    for _ in range(CALIBRATION_SAMPLES):
+        start = time.perf_counter()
+        burn(iterations)
+        fastest = min(fastest, time.perf_counter() - start)
+    return iterations / fastest
+
+
+def calibrate(work: Work) -> Work:
+    """Turn ``cpu=<time>`` into an iteration count (a no-op for anything else)."""
+    if work.calibrated:
+        return work
+    count = max(1, round(work.cpu_seconds * iterations_per_second()))
+    return replace(work, cpu_iterations=count)
+
+
+def _format_seconds(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:g}{unit}"
+    return f"{seconds / 1e-6:g}us"

@@ -1,0 +1,98 @@
+"""The command line: usage errors, --list, and the interactive mode of the original program."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, udp_client
+
+from servers import MODELS, Model
+from servers.interactive import printable
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "servers", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_list_prints_one_line_per_model():
+    result = run_cli("--list")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(MODELS)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nosuchmodel"], "invalid choice"),
+        ([], "MODEL is required"),
+        (["threads", "--work", "cpu=fast"], "bad work term"),
+        (["threads", "--work", "io=5it"], "io= takes a time"),
+        (["threads", "--work", "cpu=1ms,cpu=2ms"], "given twice"),
+        (["blocking", "--workers", "4"], "exactly one worker"),
+        (["threads", "--workers", "0"], "not between"),
+        (["threads", "--port", "70000"], "not between"),
+        (["threads", "--max-size", "70000"], "not between"),
+        (["threads", "--interactive"], "blocking model only"),
+        (["blocking", "--interactive", "--work", "io=1ms"], "--work does not apply"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_unresolvable_host_is_a_one_line_error():
+    result = run_cli("blocking", "--host", "no-such-host.invalid", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "cannot resolve" in result.stderr
+
+
+def test_a_model_whose_package_is_missing_is_reported_not_crashed():
+    missing = Model("ghost", "servers.ghost:serve", "needs a package", 1, requires="no_such_pkg_x")
+    assert missing.unavailable_reason() == "no_such_pkg_x is not installed"
+    assert MODELS["blocking"].unavailable_reason() is None
+
+
+def test_printable_escapes_what_could_drive_a_terminal():
+    assert printable("plain 文字") == "plain 文字"
+    assert printable("\x1b[31mred\x07") == "\\x1b[31mred\\x07"
+    assert printable("a\u202eb\x00") == "a\\u202eb\\x00"
+
+
+def wait_for_output(server, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.stderr:
+        assert time.monotonic() < deadline, f"never printed {text!r}: {server.stderr}"
+        time.sleep(0.01)
+
+
+def test_interactive_mode_shows_the_message_and_sends_the_typed_reply(start_server):
+    server = start_server("blocking", "--interactive", stdin=subprocess.PIPE)
+    assert server.ready["interactive"] is True
+    with udp_client() as client:
+        client.sendto("你好\x1b[2J".encode("gbk"), server.address)
+        wait_for_output(server, "reply> ")  # type only once the operator was shown the message
+        server.proc.stdin.write("收到了\n".encode())
+        server.proc.stdin.flush()
+        assert client.recv(2048).decode("gbk") == "服务端:收到了"
+        client.sendto(b"", server.address)  # bad input is answered without the operator
+        assert client.recv(2048) == b"error: empty datagram"
+    server.proc.stdin.close()  # EOF: a clean stop
+    stopped = server.next_event()
+    assert stopped["event"] == "stopped" and stopped["handled"] == 1
+    assert server.proc.wait(10) == 0
+    assert "[gbk]: 你好\\x1b[2J" in server.stderr

@@ -1,0 +1,201 @@
+"""One conformance suite, run against every model in the registry as a real subprocess."""
+
+from __future__ import annotations
+
+import ast
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, exchange, udp_client, wait_gone
+
+from servers import MODELS
+from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
+
+MODEL_NAMES = list(MODELS)
+ALL_MODELS = pytest.mark.parametrize("model", MODEL_NAMES, ids=MODEL_NAMES)
+PREFIX = DEFAULT_PREFIX
+
+
+def test_every_model_module_is_registered_and_so_tested():
+    """A serve() outside the registry would escape this parametrized suite: fail instead."""
+    modules_with_serve = set()
+    for path in (ROOT / "servers").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(n, ast.FunctionDef) and n.name == "serve" for n in tree.body):
+            modules_with_serve.add(f"servers.{path.stem}")
+    registered = {model.target.partition(":")[0] for model in MODELS.values()}
+    assert modules_with_serve - {"servers.interactive"} == registered
+
+
+@ALL_MODELS
+def test_ready_event_describes_the_server(start_server, model):
+    server = start_server(model)
+    ready = server.ready
+    assert ready["model"] == model
+    assert ready["host"] == "127.0.0.1" and ready["port"] > 0
+    assert ready["pid"] == server.proc.pid
+    assert ready["workers"] == MODELS[model].workers()
+    assert ready["work"] == "echo" and ready["cpu_iterations"] == 0
+    server.stop()
+
+
+@ALL_MODELS
+@pytest.mark.parametrize("codec", ["utf-8", "gbk"])
+def test_round_trip_in_the_clients_codec(start_server, model, codec):
+    server = start_server(model)
+    text = "你好, 世界! hello"
+    reply = exchange(server.address, text.encode(codec))
+    assert reply == (PREFIX + text).encode(codec)
+    assert reply.decode(codec) == PREFIX + text
+    server.stop()
+
+
+@ALL_MODELS
+def test_twenty_clients_at_once_each_get_exactly_their_replies(start_server, model):
+    server = start_server(model, "--work", "io=2ms")
+    clients = [udp_client() for _ in range(20)]
+    rounds = 5
+    try:
+        for round_number in range(rounds):
+            for i, client in enumerate(clients):  # all 20 in flight before any reply is read
+                client.sendto(f"client {i} round {round_number}".encode(), server.address)
+            for i, client in enumerate(clients):
+                reply = client.recv(2048).decode()
+                assert reply == f"{PREFIX}client {i} round {round_number}"
+        for client in clients:  # nothing extra arrives
+            client.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                client.recv(2048)
+    finally:
+        for client in clients:
+            client.close()
+    stopped = server.stop()
+    assert stopped["handled"] == 20 * rounds
+    assert sum(stopped["per_worker"].values()) == 20 * rounds
+
+
+@ALL_MODELS
+def test_bad_input_gets_its_error_and_the_server_keeps_serving(start_server, model):
+    server = start_server(model, "--max-size", "100")
+    bad = {
+        ErrorKind.EMPTY: b"",
+        ErrorKind.UNDECODABLE: b"\xff\xfe\x80\x81",
+        ErrorKind.TOO_LARGE: b"x" * 101,
+    }
+    for kind, datagram in bad.items():
+        assert exchange(server.address, datagram) == error_reply(kind, 100)
+        assert exchange(server.address, b"still there?") == f"{PREFIX}still there?".encode()
+    assert exchange(server.address, b"x" * 100) == (PREFIX + "x" * 100).encode()
+    stopped = server.stop()
+    assert stopped["errors"] == {"too_large": 1, "undecodable": 1, "empty": 1}
+    assert stopped["handled"] == 4 and stopped["failed"] == 0
+
+
+@ALL_MODELS
+def test_stopped_counts_equal_what_was_sent(start_server, model):
+    server = start_server(model)
+    sent = 0
+    with udp_client() as client:
+        for i in range(60):
+            client.sendto(f"message {i}".encode(), server.address)
+            assert client.recv(2048) == f"{PREFIX}message {i}".encode()
+            sent += 1
+        client.sendto(b"", server.address)
+        client.recv(2048)
+    stopped = server.stop()
+    assert stopped["handled"] == sent
+    assert stopped["errors"]["empty"] == 1
+    assert sum(stopped["per_worker"].values()) == sent
+    assert stopped["forced"] == 0
+
+
+@ALL_MODELS
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_everything_within_two_seconds(start_server, model, sig):
+    server = start_server(model, "--work", "io=20ms")
+    tree = server.tree()
+    expected_processes = 1 + (MODELS[model].workers() if model in ("processes", "procpool") else 0)
+    assert len(tree) >= expected_processes
+    with udp_client() as client:  # requests in flight while the signal arrives are answered
+        for i in range(5):
+            client.sendto(f"late {i}".encode(), server.address)
+        started = time.monotonic()
+        stopped = server.stop(sig)
+        replies = sorted(client.recv(2048) for _ in range(stopped["handled"]))
+    assert time.monotonic() - started < 2.0
+    assert replies == sorted(f"{PREFIX}late {i}".encode() for i in range(stopped["handled"]))
+    assert wait_gone(tree, timeout=0.5) == []
+
+
+@ALL_MODELS
+def test_workers_die_with_a_killed_main_process(start_server, model):
+    server = start_server(model, "--work", "io=5ms")
+    workers = server.tree()[1:]
+    server.proc.kill()  # SIGKILL: no handler runs, the workers must notice on their own
+    server.proc.wait(5)
+    assert wait_gone(workers, timeout=2.0) == []
+
+
+@ALL_MODELS
+def test_a_busy_port_is_a_one_line_error(start_server, model):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        busy = start_server(model, wait=False, port=str(port))
+        assert busy.proc.wait(30) == 2
+        assert busy.next_event() is None  # no event on stdout
+        lines = [line for line in busy.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "in use" in lines[0], lines
+
+
+@ALL_MODELS
+def test_cpu_work_is_a_fixed_iteration_count(start_server, model):
+    server = start_server(model, "--work", "cpu=1200it,io=1ms")
+    assert server.ready["cpu_iterations"] == 1200
+    assert server.ready["work"] == "cpu=1200it,io=1ms"
+    assert exchange(server.address, b"work") == f"{PREFIX}work".encode()
+    server.stop()
+
+
+@pytest.mark.parametrize("model", ["blocking", "threads"])
+def test_calibrated_cpu_work_is_reported(start_server, model):
+    server = start_server(model, "--work", "cpu=1ms")
+    assert server.ready["work"] == "cpu=1ms"
+    assert server.ready["cpu_iterations"] > 100
+    assert server.ready["work_exact"] == f"cpu={server.ready['cpu_iterations']}it"
+    server.stop()
+
+
+def test_ipv6_loopback(start_server):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    server = start_server("threads", "--host", "::1")
+    with udp_client(socket.AF_INET6) as client:
+        client.sendto(b"six", ("::1", server.ready["port"]))
+        assert client.recv(2048) == f"{PREFIX}six".encode()
+    server.stop()
+
+
+def test_custom_prefix_in_gbk_replaces_what_gbk_cannot_spell(start_server):
+    server = start_server("blocking", "--prefix", "回声🔊 ")
+    assert exchange(server.address, "你好".encode("gbk")) == "回声? 你好".encode("gbk")
+    assert exchange(server.address, "你好".encode()) == "回声🔊 你好".encode()
+    server.stop()
+
+
+def test_model_files_share_one_skeleton():
+    """Every model opens with a docstring and is short: the lesson is in the arrangement."""
+    for model in MODELS.values():
+        path = Path(ROOT, *model.target.partition(":")[0].split(".")).with_suffix(".py")
+        source = path.read_text(encoding="utf-8")
+        assert ast.get_docstring(ast.parse(source)), path
+        assert len(source.splitlines()) <= 100, path
+        assert "server.ready(" in source and "server.stopped()" in source, path
