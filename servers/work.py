@@ -16,10 +16,14 @@ import re
 import time
 from dataclasses import dataclass, replace
 
-# How long one calibration sample runs, and how many samples are taken. The fastest sample is
-# kept: interference (another process, a frequency change) only ever makes a sample slower.
-CALIBRATION_SAMPLE_S = 0.02
-CALIBRATION_SAMPLES = 7
+# Calibration takes many short samples for a while and keeps the fastest: interference (another
+# process, a busy hyperthread sibling, a neighbour on a shared host) only ever makes a sample
+# slower, and a short sample is likelier to fit in a quiet moment. Measured on a noisy 2-core VM:
+# 1 ms samples over 0.1 s disagreed by up to 88% between windows, over 0.5 s by up to 9%, and
+# a noisy spell can last longer than that: a whole second of samples is what start-up can afford.
+CALIBRATION_SAMPLE_S = 0.001
+CALIBRATION_WARMUP_S = 0.1
+CALIBRATION_BUDGET_S = 0.9
 
 _TERM = re.compile(r"^(cpu|io)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -112,8 +116,8 @@ def burn(iterations: int) -> int:
 
 
 def iterations_per_second() -> float:
-    """Measure this interpreter's speed at ``burn``: several samples, the fastest kept."""
-    iterations = 1000
+    """This interpreter's speed at ``burn`` when undisturbed: the fastest of many samples."""
+    iterations = 100
     while True:  # grow the sample until it is long enough to time well
         start = time.perf_counter()
         burn(iterations)
@@ -123,10 +127,12 @@ def iterations_per_second() -> float:
         iterations *= 2
     iterations = max(1, int(iterations * CALIBRATION_SAMPLE_S / elapsed))
     fastest = float("inf")
-    for _ in range(CALIBRATION_SAMPLES):
-        start = time.perf_counter()
+    warm = time.perf_counter() + CALIBRATION_WARMUP_S  # the first samples run a few % slow
+    deadline = warm + CALIBRATION_BUDGET_S
+    while (start := time.perf_counter()) < deadline:
         burn(iterations)
-        fastest = min(fastest, time.perf_counter() - start)
+        if start >= warm:
+            fastest = min(fastest, time.perf_counter() - start)
     return iterations / fastest
 
 

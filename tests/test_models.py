@@ -184,6 +184,14 @@ def test_ipv6_loopback(start_server):
     server.stop()
 
 
+@pytest.mark.parametrize("host", ["", "0.0.0.0"])
+def test_empty_host_listens_on_every_interface_as_the_original(start_server, host):
+    server = start_server("blocking", "--host", host)
+    assert server.ready["host"] == "0.0.0.0"
+    assert exchange(("127.0.0.1", server.ready["port"]), b"hi") == f"{PREFIX}hi".encode()
+    server.stop()
+
+
 def test_custom_prefix_in_gbk_replaces_what_gbk_cannot_spell(start_server):
     server = start_server("blocking", "--prefix", "回声🔊 ")
     assert exchange(server.address, "你好".encode("gbk")) == "回声? 你好".encode("gbk")

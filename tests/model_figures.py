@@ -1,0 +1,342 @@
+"""Measure what the five server models allow, with a simple closed-loop client.
+
+    python tests/model_figures.py [--rounds 7] [--segment 0.6] [--json FILE]
+
+This is a benchmark, not a test: it prints figures and checks them against the expectations of
+the servers issue, and exits 0 either way (``--strict`` exits 1 when an expectation is missed).
+Each server runs as a real subprocess on port 0, exactly as a user starts it; the client keeps a
+fixed number of datagrams in flight, one per socket, verifies every reply byte for byte and
+counts a reply missing after 1 s as lost. The servers of one workload are all started first and
+the load visits them in turn, in short segments, round after round (see ``measure``). The client
+shares this machine's cores with the server, so its own CPU use is printed beside the server's.
+
+The CPU workload is calibrated by five server starts and every model gets the identical
+iteration count, their median (``cpu=Nit``). gevent runs with its default pool (1000
+greenlets): ``--workers 8`` would cap it at 8 requests in flight, the threads model's limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from servers import MODELS  # noqa: E402
+from servers.protocol import DEFAULT_PREFIX  # noqa: E402
+
+REPLY_TIMEOUT_S = 1.0
+CLIENT_BOUND_CORES = 0.85  # the client near one full core: it, not the server, sets the pace
+BARE_LOOP = """
+import socket
+import statistics
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", 0))
+print('{"event": "ready", "host": "127.0.0.1", "port": %d}' % sock.getsockname()[1], flush=True)
+while True:
+    data, address = sock.recvfrom(2048)
+    sock.sendto(data, address)
+"""
+
+
+@dataclass
+class Figure:
+    label: str
+    work: str
+    in_flight: int
+    replies_per_s: float
+    lost: int
+    server_cores: float
+    client_cores: float
+
+
+class Server:
+    """A server subprocess started on port 0 and stopped by SIGTERM (or SIGKILL if it must)."""
+
+    def __init__(self, command: list[str]):
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        ready = json.loads(self.proc.stdout.readline())
+        self.ready = ready
+        self.address = (ready["host"], ready["port"])
+        self.tree = [psutil.Process(self.proc.pid)]
+        self.tree += self.tree[0].children(recursive=True)
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.tree:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def closed_loop(
+    server: Server, prefix: bytes, in_flight: int, duration: float, warmup: float
+) -> tuple[int, int, float, float, float]:
+    """Keep ``in_flight`` requests outstanding (one per socket); verify every reply.
+
+    Returns (verified replies, lost, measured seconds, server CPU s, client CPU s), all counted
+    after the warm-up only.
+    """
+    selector = selectors.DefaultSelector()
+    sockets = []
+    for _ in range(in_flight):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sockets.append(sock)
+    expected: dict[socket.socket, bytes] = {}
+    sent_at: dict[socket.socket, float] = {}
+    sequence = 0
+
+    def send(sock: socket.socket) -> None:
+        nonlocal sequence
+        sequence += 1
+        payload = f"request {sequence} from {sock.fileno()}".encode()
+        expected[sock] = prefix + payload
+        sent_at[sock] = time.monotonic()
+        sock.sendto(payload, server.address)
+
+    for sock in sockets:
+        selector.register(sock, selectors.EVENT_READ)
+        send(sock)
+    replies = lost = 0
+    start = time.monotonic()
+    measure_from = start + warmup
+    end = measure_from + duration
+    measuring = False
+    server_cpu = client_cpu = 0.0
+    next_timeout_scan = start + 0.1
+    while (now := time.monotonic()) < end:
+        if not measuring and now >= measure_from:
+            measuring, replies, lost = True, 0, 0
+            measure_from = now
+            server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+        for key, _ in selector.select(timeout=0.1):
+            sock = key.fileobj
+            while True:
+                try:
+                    reply = sock.recv(4096)
+                except BlockingIOError:
+                    break
+                if reply == expected.get(sock):
+                    replies += 1
+                    send(sock)
+                # anything else is a late reply to a request already counted as lost
+        if now >= next_timeout_scan:
+            next_timeout_scan = now + 0.1
+            for sock in sockets:
+                if now - sent_at[sock] > REPLY_TIMEOUT_S:
+                    lost += 1
+                    send(sock)
+    elapsed = time.monotonic() - measure_from
+    server_cpu = server.cpu_seconds() - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    # Drain: collect what is still in flight, so it does not load the next server's segment.
+    outstanding = set(sockets)
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while outstanding and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.05):
+            with contextlib.suppress(BlockingIOError):
+                while key.fileobj.recv(4096) != expected[key.fileobj]:
+                    pass
+                outstanding.discard(key.fileobj)
+    for sock in sockets:
+        selector.unregister(sock)
+        sock.close()
+    selector.close()
+    return replies, lost, elapsed, server_cpu, client_cpu
+
+
+def measure(
+    title: str, contenders: list[tuple[str, list[str], bytes]], work: str, in_flight: int, args
+) -> dict[str, list[Figure]]:
+    """Start every contender, then measure them in turn, in short segments, round after round.
+
+    This machine's speed drifts by tens of percent within seconds (shared hardware), so a
+    model measured for ten seconds after another is not compared fairly. Instead all servers
+    stay up (idle ones block in recvfrom and cost nothing) and the load moves from one to the
+    next every segment; ratios are taken within a round, a few seconds apart at most.
+    """
+    print(title, flush=True)
+    figures: dict[str, list[Figure]] = {label: [] for label, _, _ in contenders}
+    servers: dict[str, Server] = {}
+    try:
+        for label, command, _ in contenders:
+            servers[label] = Server(command)
+        for _ in range(args.rounds):
+            for label, _, prefix in contenders:
+                replies, lost, elapsed, server_cpu, client_cpu = closed_loop(
+                    servers[label], prefix, in_flight, args.segment, args.warmup
+                )
+                figures[label].append(
+                    Figure(
+                        label,
+                        work,
+                        in_flight,
+                        replies / elapsed,
+                        lost,
+                        server_cpu / elapsed,
+                        client_cpu / elapsed,
+                    )
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    for label, rounds in figures.items():
+        middle = median(rounds)
+        low, high = min(f.replies_per_s for f in rounds), max(f.replies_per_s for f in rounds)
+        cpu_per_reply = statistics.median(f.server_cores / f.replies_per_s for f in rounds)
+        client_bound = " (client-bound)" if middle.client_cores > CLIENT_BOUND_CORES else ""
+        print(
+            f"  {label:10} {middle.replies_per_s:9.0f} replies/s (min {low:.0f}, max {high:.0f})"
+            f"  lost {sum(f.lost for f in rounds)}"
+            f"  server {middle.server_cores:.2f} cores, {cpu_per_reply * 1e6:.1f} us CPU/reply;"
+            f"  client {middle.client_cores:.2f} cores{client_bound}",
+            flush=True,
+        )
+    return figures
+
+
+def median(figures: list[Figure]) -> Figure:
+    ordered = sorted(figures, key=lambda f: f.replies_per_s)
+    return ordered[len(ordered) // 2]
+
+
+def paired_capacity_ratio(figures: dict[str, list[Figure]], label: str, baseline: str) -> float:
+    """For one-thread servers: capacity is 1 / (CPU per reply); compare that, round by round.
+
+    When the client saturates its own core first, replies/s says how fast the client is, not
+    the server; the server's CPU per reply still says how much more the server could answer.
+    """
+    ratios = [
+        (theirs.server_cores / theirs.replies_per_s) / (mine.server_cores / mine.replies_per_s)
+        for mine, theirs in zip(figures[label], figures[baseline], strict=True)
+    ]
+    return statistics.median(ratios)
+
+
+def paired_ratio(figures: dict[str, list[Figure]], label: str, baseline: str) -> float:
+    """Median over rounds of label's rate divided by the baseline's rate in the same round."""
+    ratios = [
+        mine.replies_per_s / theirs.replies_per_s
+        for mine, theirs in zip(figures[label], figures[baseline], strict=True)
+    ]
+    return statistics.median(ratios)
+
+
+def model_command(model: str, work: str, workers: int | None) -> list[str]:
+    command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work]
+    if workers is not None and not MODELS[model].only_one_worker and model != "gevent":
+        command += ["--workers", str(workers)]
+    return command
+
+
+def calibration_spread(starts: int) -> tuple[list[int], float]:
+    """Start the server several times with cpu=2ms and compare the iteration counts."""
+    counts = []
+    for _ in range(starts):
+        server = Server(model_command("blocking", "cpu=2ms", None))
+        counts.append(server.ready["cpu_iterations"])
+        server.stop()
+    return counts, (max(counts) - min(counts)) / min(counts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--segment", type=float, default=0.6, help="measured s per turn")
+    parser.add_argument("--warmup", type=float, default=0.2, help="s thrown away per turn")
+    parser.add_argument("--rounds", type=int, default=7, help="turns per server")
+    parser.add_argument("--json", type=Path, help="also write every trial's figures here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if an expectation fails")
+    args = parser.parse_args()
+
+    prefix = DEFAULT_PREFIX.encode()
+    print(
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+        f"{args.rounds} rounds of {args.segment} s per server after {args.warmup} s warm-up; "
+        "medians shown; ratios are medians of same-round ratios",
+        flush=True,
+    )
+    counts, spread = calibration_spread(5)
+    print(f"calibration of cpu=2ms over 5 starts: {counts} iterations, spread {spread:.1%}")
+    cpu_work = f"cpu={int(statistics.median(counts))}it"
+    print(f"every model gets the same CPU work: cpu=2ms, the median of those, {cpu_work}\n")
+
+    models = [(m, model_command(m, cpu_work, 8), prefix) for m in MODELS]
+    cpu = measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:", models, cpu_work, 8, args)
+    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in MODELS]
+    io = measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:", models, "io=5ms", 32, args)
+    contenders = [
+        ("bare loop", [sys.executable, "-c", BARE_LOOP], b""),
+        ("blocking", model_command("blocking", "echo", None), prefix),
+    ]
+    echo = measure(
+        "\nEcho, 8 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 8, args
+    )
+
+    checks = []
+    for m in ("processes", "procpool"):
+        value = paired_ratio(cpu, m, "blocking")
+        checks.append((f"cpu: {m} >= 1.3x blocking", value, value >= 1.3))
+    for m in ("threads", "gevent"):
+        value = paired_ratio(cpu, m, "blocking")
+        checks.append((f"cpu: {m} <= 1.15x blocking", value, value <= 1.15))
+    for m in ("threads", "processes", "procpool"):
+        value = paired_ratio(io, m, "blocking")
+        checks.append((f"io: {m} >= 6x blocking", value, value >= 6))
+    value = paired_ratio(io, "gevent", "blocking")
+    checks.append(("io: gevent >= 20x blocking", value, value >= 20))
+    value = paired_ratio(echo, "blocking", "bare loop")
+    checks.append(("echo: blocking >= 0.5x bare loop, replies/s", value, value >= 0.5))
+    value = paired_capacity_ratio(echo, "blocking", "bare loop")
+    checks.append(("echo: same, capacity from CPU per reply", value, value >= 0.5))
+    checks.append(("calibration: 5 starts within 10%", spread, spread <= 0.10))
+    print("\nexpectations:")
+    for text, value, ok in checks:
+        print(f"  {'ok  ' if ok else 'MISS'} {text:44} measured {value:.2f}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "calibration_counts": counts,
+                    "figures": [
+                        asdict(f) for group in (cpu, io, echo) for fs in group.values() for f in fs
+                    ],
+                    "checks": [{"check": t, "value": v, "ok": ok} for t, v, ok in checks],
+                },
+                indent=1,
+            )
+        )
+    missed = [text for text, _, ok in checks if not ok]
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
