@@ -16,24 +16,14 @@ import os
 import selectors
 import signal
 import sys
-import unicodedata
 
 from servers import protocol
+from servers.protocol import printable
 from servers.runtime import Server, log
 
 
 class _StopServing(Exception):
     pass
-
-
-def printable(text: str) -> str:
-    """Escape control, format and unassigned characters (ANSI escapes, bidi overrides, NUL...)."""
-    return "".join(
-        char.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(char).startswith("C")
-        else char
-        for char in text
-    )
 
 
 class _LineReader:

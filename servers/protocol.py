@@ -13,6 +13,7 @@ are not valid UTF-8, which is true of almost every real sentence.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -90,3 +91,17 @@ def respond(
     if isinstance(decoded, Rejected):
         return decoded.reply, decoded.kind
     return encode_reply(decoded, prefix), None
+
+
+def printable(text: str) -> str:
+    """Escape control, format and unassigned characters (ANSI escapes, bidi overrides, NUL...).
+
+    For showing received text on a terminal: a datagram from anyone on the network must not be
+    able to move the cursor, recolour the screen or retitle the window.
+    """
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char).startswith("C")
+        else char
+        for char in text
+    )

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, udp_client
 
 from servers import MODELS, Model
-from servers.interactive import printable
+from servers.protocol import printable
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,145 @@
+"""python -m loadgen run --target HOST:PORT [...]: drive an echo server and measure it.
+
+python -m loadgen run --target 127.0.0.1:8989 --mode closed --concurrency 32
+python -m loadgen run --target 127.0.0.1:8989 --mode open --rate 5000 --json out.json
+python -m loadgen selftest        # what the generator itself costs, checked two ways
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadgen import wire
+from loadgen.engine import Settings
+from servers.protocol import DEFAULT_PREFIX
+
+
+def _positive(kind: type):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return convert
+
+
+def _target(text: str) -> tuple[str, int]:
+    from loadgen.runner import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="drive one server and report what it did")
+    run.add_argument("--target", type=_target, required=True, help="HOST:PORT of the server")
+    run.add_argument("--mode", choices=("closed", "open"), default="closed")
+    run.add_argument("--concurrency", type=_positive(int), default=32, help="virtual clients")
+    run.add_argument("--rate", type=_positive(float), help="open loop: requests per second")
+    run.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
+    run.add_argument("--duration", type=_positive(float), default=10.0, help="measured seconds")
+    run.add_argument("--warmup", type=float, default=1.0, help="seconds measured, then dropped")
+    run.add_argument("--timeout", type=_positive(float), default=1.0, help="seconds to a loss")
+    run.add_argument("--payload-size", type=_positive(int), default=64, help="bytes of text")
+    run.add_argument("--encoding", choices=wire.ENCODINGS, default="utf-8")
+    run.add_argument("--prefix", default=DEFAULT_PREFIX, help="the server's reply prefix")
+    run.add_argument("--procs", type=_positive(int), default=1, help="generator processes")
+    run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals")
+    run.add_argument("--json", type=Path, help="write the result object to this file")
+    run.add_argument("--quiet", action="store_true", help="no progress, no table")
+
+    selftest = commands.add_parser("selftest", help="measure the generator's own cost")
+    selftest.add_argument("--duration", type=_positive(float), default=3.0)
+    selftest.add_argument("--rounds", type=_positive(int), default=3)
+    return parser
+
+
+def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
+    if args.mode == "open" and args.rate is None:
+        parser.error("--mode open needs --rate (requests per second)")
+    if args.mode == "closed" and args.rate is not None:
+        parser.error("--rate is for --mode open; closed loop goes as fast as replies come")
+    if args.warmup < 0:
+        parser.error("--warmup cannot be negative")
+    if args.concurrency >= wire.MAX_CLIENTS:
+        parser.error(f"--concurrency must be below {wire.MAX_CLIENTS}")
+    if args.procs > args.concurrency:
+        parser.error("--procs cannot exceed --concurrency (each process drives its own clients)")
+    try:
+        wire.check_payload(args.payload_size, args.encoding)
+    except ValueError as error:
+        parser.error(str(error))
+    host, port = args.target
+    return Settings(
+        host=host,
+        port=port,
+        mode=args.mode,
+        concurrency=args.concurrency,
+        rate=args.rate or 0.0,
+        arrival=args.arrival,
+        duration=args.duration,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        payload_size=args.payload_size,
+        encoding=args.encoding,
+        prefix=args.prefix,
+        procs=args.procs,
+        seed=args.seed,
+    )
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(handle.name, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "selftest":
+        from loadgen.selftest import main as selftest
+
+        return selftest(args.duration, args.rounds)
+
+    from loadgen import display
+    from loadgen.runner import TargetError, run
+
+    settings = settings_from(args, parser)
+    try:
+        with display.progress(settings, enabled=not args.quiet) as on_progress:
+            result = run(settings, on_progress)
+    except TargetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no result written", file=sys.stderr)
+        return 130
+    if args.json:
+        write_json_atomically(args.json, result)
+    if not args.quiet:
+        display.summary(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

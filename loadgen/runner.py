@@ -1,0 +1,213 @@
+"""Run the engines: probe the target, start P generator processes together, merge their results.
+
+Every engine runs in a process of its own (spawned, so nothing of the coordinator's state is
+inherited); the coordinator only waits, shows progress and merges, and its CPU is counted with
+the engines' as the generator's own.
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing
+import resource
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loadgen import engine, stats, wire
+from loadgen.engine import Settings
+
+BEHIND_LAG_US = 5_000  # open loop: p99 of send-after-schedule above this means it fell behind
+BEHIND_RATE = 0.95  # ... or an achieved send rate under 95% of the target
+SATURATED_CORES = 0.9  # each generator process near a full core: the generator may be the limit
+PROBE_CLIENT = wire.MAX_CLIENTS - 1
+
+
+class TargetError(Exception):
+    """The target cannot be driven (no server, wrong prefix, ...): a one-line message."""
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"target must be HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def probe(settings: Settings) -> None:
+    """Send one request and check its reply, so a wrong target fails in one line, up front."""
+    codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
+    where = f"{settings.host}:{settings.port}"
+    try:
+        family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_DGRAM)[0][0]
+    except socket.gaierror as error:
+        raise TargetError(f"cannot resolve {settings.host!r}: {error.strerror}") from None
+    request = codec.request(PROBE_CLIENT, 0)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(max(settings.timeout, 0.1))
+        try:
+            sock.connect((settings.host, settings.port))
+            sock.send(request)
+            reply = sock.recv(65535)
+        except ConnectionRefusedError:
+            raise TargetError(f"nothing listens on UDP {where} (port unreachable)") from None
+        except TimeoutError:
+            raise TargetError(
+                f"no reply from {where} within {settings.timeout:g} s: is a server running there?"
+            ) from None
+        except OSError as error:
+            raise TargetError(f"cannot reach {where}: {error.strerror}") from None
+    if reply == codec.expected_reply(request):
+        return
+    if wire.classify_unmatched(reply) is wire.Verdict.SERVER_ERROR:
+        raise TargetError(f"{where} refused the request: {reply.decode('ascii', 'replace')}")
+    raise TargetError(
+        f"{where} answered {reply[:40]!r}..., not the expected reply: is it the echo server, "
+        f"and is its prefix {settings.prefix!r} (--prefix)?"
+    )
+
+
+def _engine_process(settings: Settings, part: int, progress: Any, conn: Any) -> None:
+    from servers.runtime import become_worker_process
+
+    become_worker_process()  # Ctrl-C is the coordinator's; die with it
+    needed = settings.concurrency // settings.procs + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+    conn.send("ready")
+    start_ns = conn.recv()
+    conn.send(engine.run_part(settings, part, start_ns, progress))
+
+
+Progress = Callable[[float, dict[str, int], bool], None]
+
+
+def run(settings: Settings, on_progress: Progress | None = None) -> dict[str, Any]:
+    """Drive the target as ``settings`` say and return the merged result."""
+    probe(settings)
+    context = multiprocessing.get_context("spawn")
+    progress = context.RawArray("q", settings.procs * len(engine.PROGRESS_FIELDS))
+    links, processes = [], []
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    cpu_before = time.process_time()
+    try:
+        for part in range(settings.procs):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_engine_process, args=(settings, part, progress, theirs), daemon=True
+            )
+            process.start()
+            theirs.close()
+            links.append(mine)
+            processes.append(process)
+        for link in links:
+            if not link.poll(30) or link.recv() != "ready":
+                raise RuntimeError("a generator process did not start")
+        start_ns = time.monotonic_ns() + 20_000_000
+        for link in links:
+            link.send(start_ns)
+        total_s = settings.warmup + settings.duration
+        parts: dict[int, dict[str, Any]] = {}
+        while len(parts) < settings.procs:
+            for link in links:
+                if link.poll(0.25 if on_progress else 1.0):
+                    result = link.recv()
+                    parts[result["part"]] = result
+            if on_progress:
+                elapsed = (time.monotonic_ns() - start_ns) / 1e9
+                on_progress(min(elapsed, total_s), _progress_totals(progress), elapsed > 0)
+            if not all(p.is_alive() for p in processes) and len(parts) < settings.procs:
+                if any(p.exitcode not in (0, None) for p in processes):
+                    raise RuntimeError("a generator process failed; see the messages above")
+    finally:
+        for process in processes:
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+        for link in links:
+            link.close()
+    coordinator_cpu = time.process_time() - cpu_before
+    return merge(settings, [parts[p] for p in sorted(parts)], coordinator_cpu, started_at)
+
+
+def _progress_totals(progress: Any) -> dict[str, int]:
+    width = len(engine.PROGRESS_FIELDS)
+    rows = [progress[i : i + width] for i in range(0, len(progress), width)]
+    return {field: sum(row[j] for row in rows) for j, field in enumerate(engine.PROGRESS_FIELDS)}
+
+
+def merge(
+    settings: Settings, parts: list[dict[str, Any]], coordinator_cpu: float, started_at: str
+) -> dict[str, Any]:
+    """Sum the counts, merge the histograms and the per-second series of every process."""
+    counts = {key: sum(part["counts"][key] for part in parts) for key in parts[0]["counts"]}
+    duration = max(part["elapsed_s"] for part in parts) or settings.duration
+    latency = stats.merge([part["latency"] for part in parts])
+    open_loop = settings.mode == "open"
+    cpu = sum(part["cpu_s"] for part in parts) + coordinator_cpu
+    lag = stats.merge([part["lag"] for part in parts]) if open_loop else None
+    achieved = counts["sent"] / duration
+    lag_figures = stats.summary(lag) if lag is not None else None
+    behind = open_loop and (
+        achieved < BEHIND_RATE * settings.rate or (lag_figures["p99"] or 0) > BEHIND_LAG_US
+    )
+    engine_cores = [part["cpu_s"] / part["elapsed_s"] for part in parts if part["elapsed_s"]]
+    return {
+        "target": f"{settings.host}:{settings.port}",
+        "mode": settings.mode,
+        "concurrency": settings.concurrency,
+        "rate": settings.rate if open_loop else None,
+        "arrival": settings.arrival if open_loop else None,
+        "duration_s": round(duration, 4),
+        "warmup_s": settings.warmup,
+        "timeout_s": settings.timeout,
+        "payload_size": settings.payload_size,
+        "encoding": settings.encoding,
+        "procs": settings.procs,
+        "started_at": started_at,
+        **{key: counts[key] for key in ("sent", "received", "lost", "in_flight")},
+        **{key: counts[key] for key in ("late", "duplicate", "corrupt", "server_errors")},
+        "socket_errors": counts["socket_errors"],
+        "accounting_ok": counts["sent"]
+        == counts["received"] + counts["lost"] + counts["in_flight"],
+        "throughput_rps": round(counts["received"] / duration, 1),
+        "latency_us": stats.summary(latency),
+        "latency_uncorrected_us": (
+            stats.summary(stats.merge([part["uncorrected"] for part in parts]))
+            if open_loop
+            else None
+        ),
+        "series": _merge_series(parts),
+        "histogram": stats.encode(latency),
+        "generator": {
+            "cpu_cores": round(cpu / duration, 3),
+            "cpu_us_per_request": round(cpu / counts["sent"] * 1e6, 2) if counts["sent"] else None,
+            "achieved_send_rps": round(achieved, 1),
+            "behind": behind,
+            "lag_us": lag_figures,
+            "saturated": bool(engine_cores) and max(engine_cores) > SATURATED_CORES,
+        },
+    }
+
+
+def _merge_series(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seconds = max((len(part["series"]) for part in parts), default=0)
+    merged = []
+    for second in range(seconds):
+        rows = [part["series"][second] for part in parts if second < len(part["series"])]
+        histogram = stats.merge([row["histogram"] for row in rows])
+        figures = stats.summary(histogram)
+        merged.append(
+            {
+                "second": second,
+                "sent": sum(row["sent"] for row in rows),
+                "replies": sum(row["replies"] for row in rows),
+                "lost": sum(row["lost"] for row in rows),
+                "p50_us": figures["p50"],
+                "p99_us": figures["p99"],
+            }
+        )
+    return merged
