@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench clean
+.PHONY: test lint bench bench-loadgen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tests/model_figures.py
+
+bench-loadgen: $(STAMP)
+	$(PY) -m loadgen selftest
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -112,10 +112,14 @@ def run(settings: Settings, on_progress: Progress | None = None) -> dict[str, An
         total_s = settings.warmup + settings.duration
         parts: dict[int, dict[str, Any]] = {}
         while len(parts) < settings.procs:
-            for link in links:
-                if link.poll(0.25 if on_progress else 1.0):
-                    result = link.recv()
-                    parts[result["part"]] = result
+            for part, link in enumerate(links):
+                if part not in parts and link.poll(0.25 / settings.procs):
+                    try:
+                        parts[part] = link.recv()
+                    except EOFError:
+                        raise RuntimeError(
+                            f"generator process {part} died; its error is above"
+                        ) from None
             if on_progress:
                 elapsed = (time.monotonic_ns() - start_ns) / 1e9
                 on_progress(min(elapsed, total_s), _progress_totals(progress), elapsed > 0)
@@ -173,7 +177,7 @@ def merge(
         "socket_errors": counts["socket_errors"],
         "accounting_ok": counts["sent"]
         == counts["received"] + counts["lost"] + counts["in_flight"],
-        "throughput_rps": round(counts["received"] / duration, 1),
+        "throughput_rps": round(counts["in_window"] / duration, 1),
         "latency_us": stats.summary(latency),
         "latency_uncorrected_us": (
             stats.summary(stats.merge([part["uncorrected"] for part in parts]))

@@ -1,0 +1,160 @@
+"""python -m loadgen selftest: what the generator itself costs, and whether it measures right.
+
+Against one blocking echo server, in alternating rounds (this machine's speed drifts):
+
+- a bare send/recv loop: 32 sockets, epoll, recv then send, nothing else. Its CPU per
+  request is the floor any Python client pays;
+- a minimal independent client: the same loop plus a timestamp per request, reporting its own
+  replies/s and median latency. It shares no code with the generator;
+- the generator: ``python -m loadgen run`` in closed loop, 32 clients, one process, with reply
+  verification, accounting and latency recording.
+
+It prints the generator's CPU per request against the bare loop's, its replies/s, and its
+throughput and p50 against the minimal client's. A benchmark: it exits 0 whatever it measures.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from loadgen.engine import Settings
+from loadgen.runner import run
+
+CLIENTS = 32
+PAYLOAD = b"selftest payload " + b"." * 47  # 64 bytes, like the generator's default
+
+
+def start_server() -> tuple[subprocess.Popen, tuple[str, int]]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "servers", "blocking", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    ready = json.loads(server.stdout.readline())
+    return server, (ready["host"], ready["port"])
+
+
+def minimal_client(address: tuple[str, int], seconds: float, timed: bool) -> dict[str, Any]:
+    """Closed loop over CLIENTS sockets; with ``timed``, a latency per request."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(CLIENTS)]
+    poller = select.epoll()
+    by_fd = {}
+    for sock in socks:
+        sock.connect(address)
+        sock.setblocking(False)
+        poller.register(sock.fileno(), select.EPOLLIN)
+        by_fd[sock.fileno()] = sock
+    sent_at = {fd: 0 for fd in by_fd}
+    latencies: list[int] = []
+    replies = 0
+    warm_until = time.monotonic() + 0.3
+    for fd, sock in by_fd.items():
+        sent_at[fd] = time.perf_counter_ns()
+        sock.send(PAYLOAD)
+    while time.monotonic() < warm_until:  # warm-up, not counted
+        for fd, _ in poller.poll(0.1):
+            by_fd[fd].recv(2048)
+            by_fd[fd].send(PAYLOAD)
+    cpu, start = time.process_time(), time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        for fd, _ in poller.poll(0.1):
+            sock = by_fd[fd]
+            sock.recv(2048)
+            if timed:
+                now = time.perf_counter_ns()
+                latencies.append(now - sent_at[fd])
+                sent_at[fd] = time.perf_counter_ns()
+            replies += 1
+            sock.send(PAYLOAD)
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    time.sleep(0.05)  # let the last replies land before closing
+    for sock in socks:
+        sock.close()
+    poller.close()
+    return {
+        "replies_per_s": replies / elapsed,
+        "cpu_us_per_request": cpu / replies * 1e6,
+        "p50_us": statistics.median(latencies) / 1000 if latencies else None,
+    }
+
+
+def main(duration: float = 3.0, rounds: int = 3) -> int:
+    server, address = start_server()
+    rows: dict[str, list[dict[str, Any]]] = {"bare": [], "minimal": [], "generator": []}
+    print(
+        f"selftest: {rounds} rounds of {duration:g} s each, {CLIENTS} clients, closed loop, "
+        f"against the blocking echo server on {address[0]}:{address[1]}",
+        flush=True,
+    )
+    try:
+        for round_number in range(rounds):
+            rows["bare"].append(minimal_client(address, duration, timed=False))
+            rows["minimal"].append(minimal_client(address, duration, timed=True))
+            settings = Settings(
+                *address, concurrency=CLIENTS, duration=duration, warmup=0.3, procs=1
+            )
+            result = run(settings)
+            rows["generator"].append(
+                {
+                    "replies_per_s": result["throughput_rps"],
+                    "cpu_us_per_request": result["generator"]["cpu_us_per_request"],
+                    "p50_us": result["latency_us"]["p50"],
+                    "accounting_ok": result["accounting_ok"],
+                    "lost": result["lost"],
+                }
+            )
+            line = ", ".join(
+                f"{name} {rows[name][-1]['replies_per_s']:,.0f}/s "
+                f"{rows[name][-1]['cpu_us_per_request']:.1f} us CPU/req"
+                for name in rows
+            )
+            print(f"  round {round_number + 1}: {line}", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        server.stdout.close()
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(row[key] for row in rows[name])
+
+    cost = med("generator", "cpu_us_per_request") / med("bare", "cpu_us_per_request")
+    throughput = med("generator", "replies_per_s")
+    agreement = throughput / med("minimal", "replies_per_s")
+    p50_agreement = med("generator", "p50_us") / med("minimal", "p50_us")
+    accounting = all(row["accounting_ok"] for row in rows["generator"])
+    print("\nmedians:")
+    for name in rows:
+        print(
+            f"  {name:9} {med(name, 'replies_per_s'):9,.0f} replies/s"
+            f"  {med(name, 'cpu_us_per_request'):6.1f} us CPU per request"
+            + (f"  p50 {med(name, 'p50_us'):.0f} us" if name != "bare" else "")
+        )
+    checks = [
+        ("generator CPU per request <= 1.5x the bare loop", f"{cost:.2f}x", cost <= 1.5),
+        ("generator >= 50,000 verified replies/s", f"{throughput:,.0f}/s", throughput >= 50_000),
+        (
+            "throughput within 10% of the minimal client",
+            f"{agreement:.2f}x",
+            abs(agreement - 1) <= 0.10,
+        ),
+        (
+            "p50 latency within 25% of the minimal client",
+            f"{p50_agreement:.2f}x",
+            abs(p50_agreement - 1) <= 0.25,
+        ),
+        ("sent == received + lost + in_flight, every round", str(accounting), accounting),
+    ]
+    print("\nexpectations:")
+    for text, value, ok in checks:
+        print(f"  {'ok  ' if ok else 'MISS'} {text:50} measured {value}")
+    return 0

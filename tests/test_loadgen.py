@@ -1,0 +1,325 @@
+"""The load generator: exact accounting against misbehaving servers, open-loop honesty, merging."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from loadgen import stats, wire
+from servers import MODELS
+
+RESULT_KEYS = {
+    "target", "mode", "concurrency", "rate", "duration_s", "sent", "received", "lost",
+    "in_flight", "late", "duplicate", "corrupt", "server_errors", "throughput_rps",
+    "latency_us", "latency_uncorrected_us", "series", "histogram", "generator",
+}  # fmt: skip
+LATENCY_KEYS = {"min", "mean", "p50", "p90", "p99", "p999", "max"}
+GENERATOR_KEYS = {"cpu_cores", "achieved_send_rps", "behind", "lag_us"}
+
+
+class Fake:
+    """tests/fakes.py as a subprocess: a misbehaving echo server that counts what it did."""
+
+    def __init__(self, mode: str, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "fakes.py"), mode, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        ready = json.loads(self.proc.stdout.readline())
+        self.target = f"{ready['host']}:{ready['port']}"
+
+    def stop(self) -> dict:
+        self.proc.send_signal(signal.SIGTERM)
+        counts = json.loads(self.proc.stdout.readline())
+        self.proc.wait(10)
+        self.proc.stdout.close()
+        return counts
+
+
+@pytest.fixture
+def fake():
+    started: list[Fake] = []
+
+    def start(mode: str, *args: str) -> Fake:
+        started.append(Fake(mode, *args))
+        return started[-1]
+
+    yield start
+    for each in started:
+        if each.proc.poll() is None:
+            each.proc.kill()
+            each.proc.wait(5)
+            each.proc.stdout.close()
+
+
+def loadgen(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "run", "--json", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+        done.result = json.loads(out.read_text())  # type: ignore[attr-defined]
+    return done
+
+
+def run_result(tmp_path: Path, *args: str) -> dict:
+    return loadgen(tmp_path, *args).result  # type: ignore[attr-defined]
+
+
+def assert_accounting(result: dict) -> None:
+    assert result["sent"] == result["received"] + result["lost"] + result["in_flight"]
+    assert result["accounting_ok"] is True
+
+
+QUICK = ("--warmup", "0", "--duration", "1", "--timeout", "0.2", "--concurrency", "4")
+
+
+def test_drops_are_counted_as_losses_exactly(fake, tmp_path):
+    server = fake("drop", "--every", "7")
+    result = run_result(tmp_path, "--target", server.target, *QUICK)
+    counts = server.stop()
+    assert counts["misbehaved"] > 0
+    assert result["sent"] == counts["received"]
+    assert result["lost"] == counts["misbehaved"]
+    assert result["received"] == counts["received"] - counts["misbehaved"]
+    assert result["in_flight"] == 0
+    assert result["latency_us"]["count"] == result["received"]
+    assert_accounting(result)
+
+
+def test_duplicates_are_counted_and_not_taken_as_samples(fake, tmp_path):
+    server = fake("duplicate", "--every", "5")
+    result = run_result(tmp_path, "--target", server.target, *QUICK)
+    counts = server.stop()
+    assert result["duplicate"] == counts["misbehaved"] > 0
+    assert result["lost"] == 0 and result["received"] == result["sent"] == counts["received"]
+    assert result["latency_us"]["count"] == result["received"]
+    assert_accounting(result)
+
+
+def test_corrupt_replies_are_counted_and_their_requests_lost(fake, tmp_path):
+    server = fake("corrupt", "--every", "5")
+    result = run_result(tmp_path, "--target", server.target, *QUICK)
+    counts = server.stop()
+    assert result["corrupt"] == counts["misbehaved"] > 0
+    assert result["lost"] == counts["misbehaved"]
+    assert_accounting(result)
+
+
+def test_server_error_replies_are_counted_apart(fake, tmp_path):
+    server = fake("error", "--every", "5")
+    result = run_result(tmp_path, "--target", server.target, *QUICK)
+    counts = server.stop()
+    assert result["server_errors"] == counts["misbehaved"] > 0
+    assert result["lost"] == counts["misbehaved"]  # refused: never answered
+    assert_accounting(result)
+
+
+def test_late_replies_are_counted_not_sampled(fake, tmp_path):
+    server = fake("stall", "--stall-after", "50")  # 200 ms pause, timeout 50 ms
+    result = run_result(
+        tmp_path, "--target", server.target, "--warmup", "0", "--duration", "1",
+        "--timeout", "0.05", "--concurrency", "4",
+    )  # fmt: skip
+    server.stop()
+    assert result["late"] >= 1 and result["lost"] >= result["late"]
+    assert result["latency_us"]["max"] < 50_000  # a late reply is never a latency sample
+    assert_accounting(result)
+
+
+def test_a_server_stall_shows_in_both_latencies(fake, tmp_path):
+    server = fake("stall", "--stall-after", "300")
+    result = run_result(
+        tmp_path, "--target", server.target, "--mode", "open", "--rate", "500",
+        "--warmup", "0", "--duration", "1.5", "--concurrency", "4",
+    )  # fmt: skip
+    server.stop()
+    assert result["latency_us"]["max"] >= 150_000
+    assert result["latency_uncorrected_us"]["max"] >= 150_000
+    assert result["lost"] == 0
+    assert_accounting(result)
+
+
+def test_a_generator_stall_shows_in_corrected_latency_only(start_server, tmp_path):
+    """Freeze the generator 200 ms (SIGSTOP, as a descheduled process would be): requests
+    scheduled meanwhile carry the stall from their scheduled time, not from their late send."""
+    server = start_server("blocking")
+    out = tmp_path / "stall.json"
+    command = [
+        sys.executable, "-m", "loadgen", "run", "--target", f"127.0.0.1:{server.ready['port']}",
+        "--mode", "open", "--rate", "1000", "--warmup", "0", "--duration", "3",
+        "--concurrency", "4", "--json", str(out),
+    ]  # fmt: skip
+    generator = subprocess.Popen(
+        command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        for line in generator.stderr:  # plain progress lines: wait until it is measuring
+            if "measuring" in line:
+                break
+        os.killpg(generator.pid, signal.SIGSTOP)
+        time.sleep(0.2)  # the stall itself
+        os.killpg(generator.pid, signal.SIGCONT)
+        generator.stderr.read()
+        assert generator.wait(30) == 0
+    finally:
+        if generator.poll() is None:
+            os.killpg(generator.pid, signal.SIGKILL)
+        generator.stderr.close()
+    result = json.loads(out.read_text())
+    corrected, uncorrected = result["latency_us"], result["latency_uncorrected_us"]
+    assert corrected["max"] >= 150_000
+    assert corrected["p99"] >= 50_000  # ~200 of ~3000 requests were scheduled in the stall
+    assert uncorrected["p99"] < 50_000
+    assert result["generator"]["behind"] is True
+    assert result["generator"]["lag_us"]["max"] >= 150_000
+    assert_accounting(result)
+
+
+def test_open_loop_keeps_its_rate(start_server, tmp_path):
+    server = start_server("blocking")
+    result = run_result(
+        tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", "--mode", "open",
+        "--rate", "2000", "--warmup", "0.3", "--duration", "2", "--concurrency", "8",
+    )  # fmt: skip
+    assert result["generator"]["achieved_send_rps"] == pytest.approx(2000, rel=0.05)
+    assert result["throughput_rps"] == pytest.approx(2000, rel=0.05)
+    assert result["lost"] == 0
+    assert_accounting(result)
+
+
+def test_two_processes_merge_to_the_same_totals_as_one(fake, tmp_path):
+    server = fake("drop", "--every", "10")
+    common = ("--target", server.target, "--mode", "open", "--rate", "1000", "--warmup", "0",
+              "--duration", "1", "--timeout", "0.2", "--concurrency", "8")  # fmt: skip
+    one = run_result(tmp_path, *common, "--procs", "1")
+    two = run_result(tmp_path, *common, "--procs", "2")
+    server.stop()
+    for key in ("sent", "received", "lost", "in_flight", "duplicate", "corrupt"):
+        assert one[key] == two[key], key
+    assert one["sent"] == 1000 and one["lost"] == 8 * (125 // 10)
+    assert stats.decode(two["histogram"]).get_total_count() == two["received"]
+    assert sum(row["replies"] for row in two["series"]) == two["received"]
+    assert_accounting(two)
+
+
+@pytest.mark.parametrize("model", list(MODELS), ids=list(MODELS))
+def test_every_model_answers_a_light_closed_loop_without_loss(start_server, tmp_path, model):
+    server = start_server(model)
+    result = run_result(
+        tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", "--warmup", "0",
+        "--duration", "0.5", "--concurrency", "4",
+    )  # fmt: skip
+    stopped = server.stop()
+    assert result["lost"] == 0 and result["received"] > 0
+    assert result["corrupt"] == result["duplicate"] == result["server_errors"] == 0
+    assert stopped["handled"] == result["sent"] + 1  # and the probe
+    assert_accounting(result)
+
+
+def test_result_has_the_documented_keys_and_gbk_works(start_server, tmp_path):
+    server = start_server("threads")
+    result = run_result(
+        tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", "--warmup", "0.1",
+        "--duration", "1", "--encoding", "gbk", "--payload-size", "100",
+    )  # fmt: skip
+    assert RESULT_KEYS <= result.keys()
+    assert LATENCY_KEYS <= result["latency_us"].keys()
+    assert GENERATOR_KEYS <= result["generator"].keys()
+    assert result["received"] > 0 and result["corrupt"] == 0
+    assert result["series"]
+    assert {"replies", "p50_us", "p99_us", "lost"} <= result["series"][0].keys()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", f"127.0.0.1:{free_udp_port()}"], "nothing listens"),
+        (["--target", "no-such-host.invalid:9"], "cannot resolve"),
+        (["--target", "127.0.0.1:9", "--mode", "open", "--rate", "0"], "must be positive"),
+        (["--target", "127.0.0.1:9", "--mode", "open"], "needs --rate"),
+        (["--target", "127.0.0.1:9", "--payload-size", "1025"], "above the server's"),
+        (["--target", "127.0.0.1"], "HOST:PORT"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
+    done = loadgen(tmp_path, *args, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_wrong_prefix_is_caught_by_the_probe(start_server, tmp_path):
+    server = start_server("blocking", "--prefix", "other:")
+    done = loadgen(tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", check=False)
+    assert done.returncode == 2 and "--prefix" in done.stderr
+
+
+@pytest.mark.parametrize("encoding", wire.ENCODINGS)
+def test_wire_requests_have_the_asked_size_and_are_read_in_their_encoding(encoding):
+    codec = wire.Codec(64, encoding, "服务端:")
+    request = codec.request(3, 41)
+    assert len(request) == 64
+    if encoding == "gbk":
+        with pytest.raises(UnicodeDecodeError):
+            request.decode("utf-8")  # else the server would answer in UTF-8
+    reply = codec.expected_reply(request)
+    assert reply.decode(encoding) == "服务端:" + request.decode(encoding)
+    assert codec.sequence_of(reply, 3) == 41
+    assert codec.sequence_of(reply, 4) is None
+    assert codec.sequence_of(reply[:-1], 3) is None
+
+
+def test_tally_gives_the_same_histogram_as_recording_each_sample():
+    samples = [1, 5, 5, 70, 1200, 1200, 1200, 99_000, 0, 70_000_000]
+    direct = stats.new_histogram()
+    tally = stats.Tally()
+    for value in samples:
+        direct.record_value(min(max(value, 1), stats.HIGHEST_US))
+        tally.counts[value] = tally.counts.get(value, 0) + 1
+    assert stats.summary(tally.flush()) == stats.summary(direct)
+    merged = stats.merge([stats.encode(direct), stats.encode(direct)])
+    assert merged.get_total_count() == 2 * len(samples)
+
+
+def test_interactive_client_shows_replies_and_timeouts(start_server):
+    server = start_server("blocking")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen.client", "--target",
+         f"127.0.0.1:{server.ready['port']}", "--encoding", "gbk"],
+        input="你好\nhello\n".encode(), capture_output=True, cwd=ROOT, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0
+    shown = done.stdout.decode()
+    assert "服务端:你好" in shown and "服务端:hello    (answered in utf-8)" in shown
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        done = subprocess.run(
+            [sys.executable, "-m", "loadgen.client", "--target",
+             f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.2"],
+            input=b"anyone?\n", capture_output=True, cwd=ROOT, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 0 and "no reply within 0.2 s" in done.stdout.decode()
