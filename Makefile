@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench bench-loadgen clean
+.PHONY: test lint bench bench-models bench-loadgen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# make bench QUICK=1: a classroom-sized bench (under a minute); make bench FULL=1: more of all.
 bench: $(STAMP)
+	$(PY) -m loadgen bench $(if $(QUICK),--quick) $(if $(FULL),--full)
+
+bench-models: $(STAMP)
 	$(PY) tests/model_figures.py
 
 bench-loadgen: $(STAMP)

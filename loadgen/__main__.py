@@ -8,12 +8,8 @@ python -m loadgen selftest        # what the generator itself costs, checked two
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from loadgen import wire
 from loadgen.engine import Settings
@@ -42,6 +38,65 @@ def _target(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _names(text: str) -> list[str]:
+    from servers import MODELS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model(s) {', '.join(unknown) or text!r}; choose from {', '.join(MODELS)}"
+        )
+    return names
+
+
+def _work(text: str) -> str:
+    from servers.work import parse
+
+    try:
+        parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _numbers(kind: type):
+    def convert(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+        if not values or any(value <= 0 for value in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give positive numbers, like 1,4,16")
+        return values
+
+    return convert
+
+
+def bench_settings(args: argparse.Namespace):
+    from loadgen.bench import PRESETS, BenchSettings
+
+    preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
+    settings = BenchSettings(**preset)
+    chosen = {
+        "models": args.models,
+        "works": args.work,
+        "concurrency": args.concurrency,
+        "trials": args.trials,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "workers": args.workers,
+        "load_sweep": [] if args.no_load_sweep else args.load_sweep,
+        "out": args.out,
+    }
+    for key, value in chosen.items():
+        if value is not None:
+            setattr(settings, key, value)
+    if args.no_core_sweep:
+        settings.core_sweep = False
+    return settings
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals")
     run.add_argument("--json", type=Path, help="write the result object to this file")
     run.add_argument("--quiet", action="store_true", help="no progress, no table")
+
+    bench = commands.add_parser("bench", help="the comparison matrix, into results/latest/")
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a classroom-sized bench, under 60 s")
+    size.add_argument("--full", action="store_true", help="more points and trials")
+    bench.add_argument("--models", type=_names, help="comma-separated, default all")
+    bench.add_argument("--work", nargs="+", type=_work, help="workloads: echo cpu=2ms io=5ms")
+    bench.add_argument("--concurrency", type=_numbers(int), help="closed-loop levels: 1,4,16,64")
+    bench.add_argument("--trials", type=_positive(int))
+    bench.add_argument("--duration", type=_positive(float), help="measured seconds per run")
+    bench.add_argument("--warmup", type=float, help="seconds of load before each run")
+    bench.add_argument("--workers", type=_positive(int), help="for every model but gevent")
+    bench.add_argument("--load-sweep", type=_numbers(int), help="percent of capacity: 25,50,100")
+    bench.add_argument("--no-load-sweep", action="store_true")
+    bench.add_argument("--no-core-sweep", action="store_true")
+    bench.add_argument("--out", type=Path, help="results folder (default: results/)")
 
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -102,20 +173,26 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
 
 
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(handle.name, path)
+def runner_errors() -> tuple[type[Exception], ...]:
+    from loadgen.runner import TargetError
+
+    return (TargetError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from loadgen.bench import run_bench
+
+        try:
+            run_bench(bench_settings(args))
+        except KeyboardInterrupt:
+            return 130
+        except runner_errors() as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "selftest":
         from loadgen.selftest import main as selftest
 
@@ -138,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: no result written", file=sys.stderr)
         return 130
     if args.json:
+        from loadgen.results import write_json_atomically
+
         write_json_atomically(args.json, result)
     if not args.quiet:
         display.summary(result)

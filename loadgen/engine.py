@@ -29,6 +29,7 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from servers.protocol import DEFAULT_PREFIX
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often
 PROGRESS_NS = 250_000_000
+LINGER_NS = 30_000_000  # after the last reply, how long stray duplicates are still counted
 PROGRESS_FIELDS = ("sent", "received", "lost", "measuring")
 
 
@@ -77,8 +79,18 @@ def _precise_timers() -> None:
         ctypes.CDLL(None).prctl(pr_set_timerslack, 1000)
 
 
-def run_part(settings: Settings, part: int, start_ns: int, progress: Any = None) -> dict[str, Any]:
-    """Drive this process's share of the clients from ``start_ns`` (time.monotonic_ns) on."""
+def run_part(
+    settings: Settings,
+    part: int,
+    start_ns: int,
+    progress: Any = None,
+    on_window: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Drive this process's share of the clients from ``start_ns`` (time.monotonic_ns) on.
+
+    ``on_window("start")`` and ``on_window("end")`` are called as the measured window opens and
+    closes, so a caller can sample the server over exactly that window.
+    """
     _precise_timers()
     codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
     client_ids = settings.clients_of(part)
@@ -218,12 +230,15 @@ def run_part(settings: Settings, part: int, start_ns: int, progress: Any = None)
     scheduled_count = 0
     cpu_at_start = wall_at_start = 0.0
     wall_at_end: float | None = None
+    settled_ns: int | None = None
 
     def begin_measuring() -> None:
         nonlocal cpu_at_start, wall_at_start
         for k in range(n):
             first_measured[k] = next_seq[k]
         cpu_at_start, wall_at_start = time.process_time(), time.monotonic()
+        if on_window:
+            on_window("start")
 
     measuring = settings.warmup <= 0
     if measuring:
@@ -243,10 +258,16 @@ def run_part(settings: Settings, part: int, start_ns: int, progress: Any = None)
     while True:
         now = time.monotonic_ns()
         if now >= end_ns:  # the drain: no more sends; wait for what is in flight, or its timeout
-            if not pending[0] or now >= end_ns + timeout_ns:
-                break
             if wall_at_end is None:
                 wall_at_end = time.monotonic()
+                if on_window:
+                    on_window("end")
+            if pending[0] == 0 and settled_ns is None:
+                settled_ns = now  # all answered: linger a moment for duplicates still on the way
+            if (settled_ns is not None and now >= settled_ns + LINGER_NS) or (
+                now >= end_ns + timeout_ns
+            ):
+                break
         if not measuring and now >= measure_ns:
             measuring = True
             begin_measuring()
@@ -271,7 +292,10 @@ def run_part(settings: Settings, part: int, start_ns: int, progress: Any = None)
             if now >= next_progress:
                 next_progress = now + PROGRESS_NS
                 report(measuring)
-        horizon = next_housekeeping if now >= end_ns else min(next_housekeeping, end_ns)
+        if now >= end_ns:
+            horizon = min(next_housekeeping, (settled_ns or now) + LINGER_NS)
+        else:
+            horizon = min(next_housekeeping, end_ns)
         if closed:
             events = poller.poll(max(0.0, (horizon - now) / 1e9))
         else:
@@ -312,7 +336,11 @@ def run_part(settings: Settings, part: int, start_ns: int, progress: Any = None)
                 if closed:
                     break
 
-    elapsed = (wall_at_end or time.monotonic()) - wall_at_start if measuring else 0.0
+    if wall_at_end is None:
+        wall_at_end = time.monotonic()
+        if on_window and measuring:
+            on_window("end")
+    elapsed = wall_at_end - wall_at_start if measuring else 0.0
     cpu = time.process_time() - cpu_at_start if measuring else 0.0
     gc.enable()
     if measuring:

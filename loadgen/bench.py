@@ -1,0 +1,397 @@
+"""python -m loadgen bench: every model through the same workloads, into results/latest/.
+
+The matrix: models x workloads x closed-loop concurrency levels x trials. For each workload,
+one fresh server per model is started on port 0 (same --workers for all; gevent keeps its own
+pool) and they all stay up while the load visits them in turn: trial by trial, level by level,
+model after model. This machine's speed drifts within seconds, so models measured minutes apart
+would be compared on different machines; idle servers block in recvfrom and cost nothing.
+
+Then two sweeps: latency against offered load (open loop at fractions of the capacity the
+matrix just measured) and throughput against cores (servers pinned to 1..K cores with the CPU
+workload). Every run is written to disk as it finishes, so Ctrl-C keeps what was done.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from loadgen import engine, runner
+from loadgen.results import ResultsFile, archive_latest
+from servers import MODELS, available_cores
+from servers.work import calibrate, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 10
+
+
+@dataclass
+class BenchSettings:
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    works: list[str] = field(default_factory=lambda: ["echo", "cpu=2ms", "io=5ms"])
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    trials: int = 3
+    duration: float = 0.8
+    warmup: float = 0.2
+    workers: int = 8
+    load_sweep: list[int] = field(default_factory=lambda: [25, 50, 75, 90, 100, 120])
+    sweep_works: list[str] = field(default_factory=list)  # empty: the same as works
+    sweep_clients: int = 32
+    core_sweep: bool = True
+    core_work: str = "cpu=2ms"
+    core_concurrency: int = 16
+    timeout: float = 0.5  # no reply by then is a loss; overload queues stay well under it
+    out: Path = ROOT / "results"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"concurrency": [1, 16], "trials": 1, "duration": 0.35, "warmup": 0.1,
+              "load_sweep": [50, 120], "sweep_works": ["cpu=2ms", "io=5ms"]},
+    "default": {},
+    "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
+             "warmup": 0.5, "load_sweep": [10, 25, 50, 75, 90, 100, 110, 120, 150]},
+}  # fmt: skip
+
+
+class Server:
+    """One server subprocess, in its own session so that Ctrl-C reaches only the bench."""
+
+    def __init__(self, model: str, work: str, workers: int, cores: list[int] | None = None):
+        self.model, self.work = model, work
+        command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work]
+        if not MODELS[model].only_one_worker and model != "gevent":
+            command += ["--workers", str(workers)]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+        )
+        self.ready: dict[str, Any] = {}
+        self.tree: list[psutil.Process] = []
+
+    def wait_ready(self) -> None:
+        self.ready = self._event("ready", READY_TIMEOUT_S)
+        self.tree = [psutil.Process(self.proc.pid)]
+        self.tree += self.tree[0].children(recursive=True)
+
+    def _event(self, name: str, timeout: float) -> dict[str, Any]:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise RuntimeError(f"{self.model}: no {name} event within {timeout} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.model} exited before its {name} event")
+        event = json.loads(line)
+        if event.get("event") != name:
+            raise RuntimeError(f"{self.model}: expected {name}, got {event}")
+        return event
+
+    def sample(self) -> dict[str, float]:
+        """CPU seconds, peak RSS, threads and processes of the whole tree, now."""
+        user = system = peak_rss = threads = 0.0
+        processes = 0
+        for process in self.tree:
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    user, system = user + times.user, system + times.system
+                    threads += process.num_threads()
+                    peak_rss += _peak_rss(process)
+                    processes += 1
+            except psutil.NoSuchProcess:
+                continue
+        return {"user": user, "system": system, "peak_rss": peak_rss, "threads": threads,
+                "processes": processes, "time": time.monotonic()}  # fmt: skip
+
+    def request_stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> dict[str, Any] | None:
+        """SIGTERM and its stopped event; SIGKILL to the whole group if it will not go."""
+        stopped = None
+        if not self.proc.stdout.closed:
+            self.request_stop()
+            try:
+                stopped = self._event("stopped", STOP_TIMEOUT_S)
+                self.proc.wait(STOP_TIMEOUT_S)
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+                stopped = None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc.stdout.close()
+        return stopped
+
+
+def _peak_rss(process: psutil.Process) -> float:
+    """VmHWM, the kernel's high-water mark of resident memory (Linux); else the current RSS."""
+    try:
+        with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(process.memory_info().rss)
+
+
+def metadata(settings: BenchSettings, calibration: dict[str, Any]) -> dict[str, Any]:
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT, capture_output=True, text=True, timeout=5,
+        ).stdout.strip() != ""  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "gevent": version("gevent"),
+        "greenlet": version("greenlet"),
+        "hdrhistogram": version("hdrhistogram"),
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "cores_available": available_cores(),
+        "os": platform.platform(),
+        "git_commit": commit or None,
+        "git_dirty": dirty,
+        "command": " ".join([Path(sys.executable).name, "-m", "loadgen", *sys.argv[1:]]),
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
+        },
+        "calibration": calibration,
+    }
+
+
+def calibrate_works(works: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Give every model the same work: each cpu=<time> becomes one cpu=<N>it, measured once."""
+    exact, calibration = {}, {}
+    for spec in works:
+        parsed = parse(spec)
+        done = calibrate(parsed)
+        exact[spec] = done.exact_spec
+        if done.cpu_iterations and parsed.cpu_iterations is None:
+            calibration[spec] = {"iterations": done.cpu_iterations,
+                                 "ms": round(parsed.cpu_seconds * 1000, 3)}  # fmt: skip
+    return exact, calibration
+
+
+def measure(
+    server: Server, loadgen_settings: engine.Settings, kind: str, trial: int,
+    cores: list[int] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One run against an already started server, its server-side figures over the window."""
+    window: dict[str, dict[str, float]] = {}
+    part = engine.run_part(
+        loadgen_settings, 0, time.monotonic_ns() + 2_000_000,
+        on_window=lambda edge: window.__setitem__(edge, server.sample()),
+    )  # fmt: skip
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    result = runner.merge(loadgen_settings, [part], 0.0, started)
+    before, after = window["start"], window["end"]
+    seconds = after["time"] - before["time"]
+    cpu_user, cpu_system = after["user"] - before["user"], after["system"] - before["system"]
+    generator = result["generator"]
+    return {
+        "kind": kind,
+        "model": server.model,
+        "work": server.work,
+        "trial": trial,
+        "cores_allowed": len(cores) if cores else available_cores(),
+        "server": {
+            "pid": server.proc.pid,
+            "cpu_user_s": round(cpu_user, 4),
+            "cpu_system_s": round(cpu_system, 4),
+            "cores_used": round((cpu_user + cpu_system) / seconds, 3) if seconds else None,
+            "peak_rss_bytes": int(after["peak_rss"]),
+            "threads": int(after["threads"]),
+            "processes": int(after["processes"]),
+        },
+        "loadgen": result,
+        # The generator could not produce the load: a core of its own used up, or (open loop)
+        # the target rate not reached. A late tail of sends alone is reported, not flagged here.
+        "generator_limited": bool(
+            generator["saturated"]
+            or (result["rate"] and generator["achieved_send_rps"] < 0.95 * result["rate"])
+        ),
+    }
+
+
+class Bench:
+    def __init__(self, settings: BenchSettings):
+        self.settings = settings
+        self.servers: list[Server] = []
+        self.done = 0
+
+    def start(self, work: str, cores: list[int] | None = None) -> dict[str, Server]:
+        """One fresh server per model, all starting at once (start-up is mostly imports)."""
+        servers = {}
+        for model in self.settings.models:
+            servers[model] = Server(model, work, self.settings.workers, cores)
+            self.servers.append(servers[model])
+        for server in servers.values():
+            server.wait_ready()
+            runner.probe(self.loadgen_settings(server))
+        return servers
+
+    def stop(self, servers: dict[str, Server], kind: str, results: ResultsFile) -> None:
+        """Stop them all at once; keep each one's stopped event (its per-worker split)."""
+        for server in servers.values():
+            server.request_stop()
+        for server in servers.values():
+            self.servers.remove(server)
+            stopped = server.stop()
+            results.add_server({"kind": kind, "model": server.model, "work": server.work,
+                                "ready": server.ready, "stopped": stopped})  # fmt: skip
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.request_stop()
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+    def loadgen_settings(self, server: Server, **changes: Any) -> engine.Settings:
+        base = engine.Settings(
+            host=server.ready["host"], port=server.ready["port"], concurrency=1,
+            duration=self.settings.duration, warmup=self.settings.warmup,
+            timeout=self.settings.timeout,
+        )  # fmt: skip
+        return replace(base, **changes)
+
+    def report(self, run: dict[str, Any], label: str) -> None:
+        self.done += 1
+        loadgen, server = run["loadgen"], run["server"]
+        flag = "  (generator-limited)" if run["generator_limited"] else ""
+        p50 = loadgen["latency_us"]["p50"]
+        print(
+            f"[{self.done:3}] {run['model']:9} {run['work']:13} {label:10} "
+            f"{loadgen['throughput_rps']:9,.0f} replies/s  p50 {p50 or 0:7,} us  "
+            f"lost {loadgen['lost']:4}  server {server['cores_used'] or 0:.2f} cores  "
+            f"generator {loadgen['generator']['cpu_cores']:.2f}{flag}",
+            flush=True,
+        )
+
+    def matrix(self, exact: dict[str, str], results: ResultsFile) -> dict[tuple[str, str], float]:
+        """Closed loop; returns each (model, work)'s capacity: its best median replies/s."""
+        capacity = {}
+        for work in self.settings.works:
+            servers = self.start(exact[work])
+            rates: dict[tuple[str, int], list[float]] = {}
+            for trial in range(self.settings.trials):
+                for level in self.settings.concurrency:
+                    for model, server in servers.items():
+                        settings = self.loadgen_settings(server, concurrency=level)
+                        run = measure(server, settings, "matrix", trial, None)
+                        results.add_run(run)
+                        rates.setdefault((model, level), []).append(
+                            run["loadgen"]["throughput_rps"]
+                        )
+                        self.report(run, f"c={level} t{trial + 1}")
+            self.stop(servers, "matrix", results)
+            for model in servers:
+                capacity[(model, exact[work])] = max(
+                    statistics.median(rates[(model, level)]) for level in self.settings.concurrency
+                )
+        return capacity
+
+    def load_sweep(
+        self, exact: dict[str, str], capacity: dict[tuple[str, str], float], results: ResultsFile
+    ) -> None:
+        chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
+        for work in chosen or self.settings.works:
+            servers = self.start(exact[work])
+            for percent in self.settings.load_sweep:
+                for model, server in servers.items():
+                    rate = max(1.0, capacity[(model, exact[work])] * percent / 100)
+                    settings = self.loadgen_settings(
+                        server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
+                    )
+                    run = measure(server, settings, "load_sweep", 0, None)
+                    run["offered_percent"] = percent
+                    run["capacity_rps"] = capacity[(model, exact[work])]
+                    results.add_run(run)
+                    self.report(run, f"{percent}% load")
+            self.stop(servers, "load_sweep", results)
+
+    def core_sweep(self, exact: dict[str, str], results: ResultsFile) -> None:
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        work = exact[self.settings.core_work]
+        for count in range(1, len(allowed) + 1):
+            cores = allowed[:count]
+            servers = self.start(work, cores)
+            for trial in range(self.settings.trials):
+                for server in servers.values():
+                    settings = self.loadgen_settings(
+                        server, concurrency=self.settings.core_concurrency
+                    )
+                    run = measure(server, settings, "core_sweep", trial, cores)
+                    results.add_run(run)
+                    self.report(run, f"{count} core(s)")
+            self.stop(servers, "core_sweep", results)
+
+
+def run_bench(settings: BenchSettings) -> Path:
+    """Run the whole bench; return the folder holding its results."""
+    exact, calibration = calibrate_works(list(dict.fromkeys([*settings.works, settings.core_work])))
+    archived = archive_latest(settings.out)
+    folder = settings.out / "latest"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = ResultsFile(folder, metadata(settings, calibration))
+    if archived:
+        print(f"previous results moved to {archived}", flush=True)
+    for spec, figures in calibration.items():
+        print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
+    bench = Bench(settings)
+    try:
+        capacity = bench.matrix(exact, results)
+        if settings.load_sweep:
+            bench.load_sweep(exact, capacity, results)
+        if settings.core_sweep:
+            bench.core_sweep(exact, results)
+    except KeyboardInterrupt:
+        bench.stop_all()
+        runs = len(results.data["runs"])
+        print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
+        raise
+    finally:
+        bench.stop_all()
+    print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
+    return folder

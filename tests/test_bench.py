@@ -1,0 +1,129 @@
+"""make bench end to end, small: results that validate, survive Ctrl-C, and archive."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import ROOT, wait_gone
+
+from loadgen.results import archive_latest, load, problems
+
+TINY = (
+    "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
+    "--trials", "1", "--duration", "0.2", "--warmup", "0.05", "--load-sweep", "50,100",
+)  # fmt: skip
+
+
+def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", "bench", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    done = bench(*TINY, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
+    out, _ = tiny_bench
+    data = load(out / "latest" / "results.json")
+    assert problems(data) == []
+    kinds = [run["kind"] for run in data["runs"]]
+    cores = len(os.sched_getaffinity(0))
+    assert kinds.count("matrix") == 2 * 2  # two models, two levels
+    assert kinds.count("load_sweep") == 2 * 2  # two models, two loads
+    assert kinds.count("core_sweep") == 2 * cores
+    assert {run["model"] for run in data["runs"]} == {"blocking", "threads"}
+    metadata = data["metadata"]
+    assert metadata["calibration"]["cpu=2ms"]["iterations"] > 0  # the core sweep's work
+    assert metadata["settings"]["concurrency"] == [1, 4]
+    for run in data["runs"]:
+        assert run["server"]["cores_used"] is not None and run["server"]["processes"] >= 1
+        assert run["loadgen"]["lost"] == 0 or run["kind"] == "load_sweep"
+    stopped = [server["stopped"] for server in data["servers"]]
+    assert all(event and event["event"] == "stopped" for event in stopped)
+    assert all(event["per_worker"] for event in stopped)
+
+
+def test_core_sweep_pins_the_server(tiny_bench):
+    out, _ = tiny_bench
+    data = load(out / "latest" / "results.json")
+    pinned = sorted({run["cores_allowed"] for run in data["runs"] if run["kind"] == "core_sweep"})
+    assert pinned == list(range(1, len(os.sched_getaffinity(0)) + 1))
+
+
+def test_csv_has_a_row_per_run(tiny_bench):
+    out, _ = tiny_bench
+    data = load(out / "latest" / "results.json")
+    rows = (out / "latest" / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(data["runs"])
+    assert rows[0].startswith("kind,model,work")
+
+
+def test_a_new_bench_archives_the_previous_latest(tmp_path):
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    (latest / "results.json").write_text(json.dumps({"metadata": {"date": "2026-01-02T03:04:05"}}))
+    first = archive_latest(tmp_path)
+    assert first == tmp_path / "archive" / "2026-01-02T030405" and not latest.exists()
+    latest.mkdir()
+    (latest / "results.json").write_text(json.dumps({"metadata": {"date": "2026-01-02T03:04:05"}}))
+    second = archive_latest(tmp_path)
+    assert second == tmp_path / "archive" / "2026-01-02T030405-1"
+    assert (first / "results.json").exists() and (second / "results.json").exists()
+
+
+def test_bad_bench_options_are_usage_errors():
+    for args, message in [
+        (("--models", "nosuch"), "unknown model"),
+        (("--work", "cpu=fast"), "bad work term"),
+        (("--concurrency", "1,x"), "comma-separated"),
+        (("--quick", "--full"), "not allowed with"),
+    ]:
+        done = bench(*args, timeout=30)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+
+
+def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "bench", "--models", "blocking,threads,processes",
+         "--work", "io=1ms", "--concurrency", "1,2,4,8", "--trials", "5", "--duration", "0.3",
+         "--warmup", "0.05", "--no-core-sweep", "--out", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    results = tmp_path / "latest" / "results.json"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for two finished runs on disk
+            try:
+                if len(json.loads(results.read_text())["runs"]) >= 2:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        tree = psutil.Process(process.pid).children(recursive=True)
+        assert len(tree) >= 3  # the three servers and their workers
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the bench's own group
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 130
+    assert "finished runs are in" in err and str(results) in err
+    assert len(load(results)["runs"]) >= 2
+    assert wait_gone(tree, timeout=5) == []
