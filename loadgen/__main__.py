@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-core-sweep", action="store_true")
     bench.add_argument("--out", type=Path, help="results folder (default: results/)")
 
+    for name, what in (("plot", "figures"), ("report", "report.md")):
+        command = commands.add_parser(name, help=f"rebuild the {what} from a results.json")
+        command.add_argument("file", type=Path, help="a results.json written by the bench")
+        command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
+
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
     selftest.add_argument("--rounds", type=_positive(int), default=3)
@@ -192,6 +197,20 @@ def main(argv: list[str] | None = None) -> int:
         except runner_errors() as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        return 0
+    if args.command in ("plot", "report"):
+        from loadgen.plot import plot_all
+        from loadgen.report import write_report
+
+        try:
+            written = plot_all(args.file, args.out)
+            if args.command == "report":
+                written = [write_report(args.file, args.out)]
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        for path in written:
+            print(path)
         return 0
     if args.command == "selftest":
         from loadgen.selftest import main as selftest

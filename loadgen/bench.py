@@ -394,4 +394,9 @@ def run_bench(settings: BenchSettings) -> Path:
     finally:
         bench.stop_all()
     print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
+    from loadgen.plot import plot_all
+    from loadgen.report import write_report
+
+    for path in [*plot_all(results.path), write_report(results.path)]:
+        print(f"wrote {path}", flush=True)
     return folder

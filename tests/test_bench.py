@@ -127,3 +127,42 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
     assert "finished runs are in" in err and str(results) in err
     assert len(load(results)["runs"]) >= 2
     assert wait_gone(tree, timeout=5) == []
+
+
+def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
+    out, done = tiny_bench
+    latest = out / "latest"
+    for name in ("throughput", "cores", "latency_load", "spectrum", "scaling"):
+        assert (latest / f"{name}.png").stat().st_size > 10_000, name
+        assert (latest / f"{name}.svg").exists(), name
+    report = (latest / "report.md").read_text()
+    assert "## What this shows" in report and "replies/s" in report
+    assert "With io=1ms, the blocking loop answered" in report
+    assert "![" in report and "throughput.png" in report
+    assert f"wrote {latest / 'report.md'}" in done.stdout
+
+
+def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
+    out, _ = tiny_bench
+    saved = tmp_path / "elsewhere" / "results.json"
+    saved.parent.mkdir()
+    saved.write_bytes((out / "latest" / "results.json").read_bytes())
+    for command in ("plot", "report"):
+        done = subprocess.run(
+            [sys.executable, "-m", "loadgen", command, str(saved)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert (saved.parent / "cores.png").exists() and (saved.parent / "report.md").exists()
+    original = (out / "latest" / "report.md").read_text()
+    assert (saved.parent / "report.md").read_text() == original  # the data alone decides
+
+
+def test_plot_refuses_a_file_that_is_not_results(tmp_path):
+    bogus = tmp_path / "results.json"
+    bogus.write_text('{"schema": 1, "runs": "no"}')
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "plot", str(bogus)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "not a valid results file" in done.stderr

@@ -1,0 +1,300 @@
+"""Figures from a results.json alone (so a file from another machine can be redrawn).
+
+    python -m loadgen plot results/latest/results.json [--out DIR]
+
+Every figure uses the same colour (Okabe-Ito, colour-blind safe) and marker per model, shows
+trials as median with min-max, marks generator-limited points with a hollow marker, and is
+stamped with the machine, Python, date and settings it came from.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from loadgen import stats  # noqa: E402
+from loadgen.results import load  # noqa: E402
+
+STYLE = {  # Okabe-Ito colours; a marker each too, for print and for colour-blind readers
+    "blocking": ("#E69F00", "o"),
+    "threads": ("#56B4E9", "s"),
+    "processes": ("#009E73", "^"),
+    "procpool": ("#0072B2", "D"),
+    "gevent": ("#D55E00", "v"),
+}
+FALLBACK = ("#777777", "x")
+SPECTRUM_PERCENTILES = [0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999]
+FIGURES = ("throughput", "cores", "latency_load", "spectrum", "scaling")
+
+
+def style(model: str) -> tuple[str, str]:
+    return STYLE.get(model, FALLBACK)
+
+
+def work_label(run_work: str, metadata: dict[str, Any]) -> str:
+    """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
+    for spec, figures in metadata.get("calibration", {}).items():
+        if run_work.startswith(f"cpu={figures['iterations']}it"):
+            return run_work.replace(f"cpu={figures['iterations']}it", spec)
+    return run_work
+
+
+def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
+    settings = metadata.get("settings", {})
+    text = (
+        f"{metadata.get('cpu_model', '?')}, {metadata.get('cores', '?')} cores; "
+        f"Python {metadata.get('python', '?')}, gevent {metadata.get('gevent', '?')}; "
+        f"{str(metadata.get('date', '?'))[:16].replace('T', ' ')}; "
+        f"{settings.get('trials', '?')} trial(s) of {settings.get('duration', '?')} s, "
+        f"--workers {settings.get('workers', '?')}" + (f"; {note}" if note else "")
+    )
+    figure.text(0.01, 0.005, text, fontsize=7, color="#555555", ha="left", va="bottom")
+
+
+def runs_of(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [run for run in data["runs"] if run["kind"] == kind]
+
+
+def ordered(models: Iterable[str]) -> list[str]:
+    known = [m for m in STYLE if m in set(models)]
+    return known + sorted(set(models) - set(known))
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def outside_legend(axis: Any) -> None:
+    """To the right of the last panel, where it never covers a line."""
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
+def _limited_legend(axis: Any) -> None:
+    axis.plot([], [], linestyle="none", marker="o", markerfacecolor="white",
+              markeredgecolor="#333333", label="hollow: generator-limited")  # fmt: skip
+
+
+def throughput_figure(data: dict[str, Any]) -> Figure | None:
+    runs = runs_of(data, "matrix")
+    if not runs:
+        return None
+    works = list(dict.fromkeys(run["work"] for run in runs))
+    figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
+    for axis, work in zip(axes[0], works, strict=True):
+        by_model: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for run in runs:
+            if run["work"] == work:
+                by_model[run["model"]][run["loadgen"]["concurrency"]].append(run)
+        for model in ordered(by_model):
+            colour, marker = style(model)
+            levels = sorted(by_model[model])
+            figures = [spread([r["loadgen"]["throughput_rps"] for r in by_model[model][c]])
+                       for c in levels]  # fmt: skip
+            medians = [f[0] for f in figures]
+            axis.plot(levels, medians, color=colour, marker=marker, label=model)
+            axis.fill_between(levels, [f[1] for f in figures], [f[2] for f in figures],
+                              color=colour, alpha=0.15, linewidth=0)  # fmt: skip
+            for level, median in zip(levels, medians, strict=True):
+                if any(r["generator_limited"] for r in by_model[model][level]):
+                    axis.plot(level, median, marker=marker, markersize=9, color="white",
+                              markeredgecolor=colour, zorder=3)  # fmt: skip
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(sorted({r["loadgen"]["concurrency"] for r in runs if r["work"] == work}))
+        axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_ylim(bottom=0)
+        axis.set_title(work_label(work, data["metadata"]))
+        axis.set_xlabel("clients in flight (closed loop)")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("verified replies per second")
+    _limited_legend(axes[0][-1])
+    outside_legend(axes[0][-1])
+    figure.suptitle("Throughput against concurrency: who keeps up as clients are added")
+    stamp(figure, data["metadata"], "line: median of trials, band: min-max")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def cores_figure(data: dict[str, Any]) -> Figure | None:
+    runs = runs_of(data, "matrix")
+    if not runs:
+        return None
+    works = list(dict.fromkeys(run["work"] for run in runs))
+    models = ordered({run["model"] for run in runs})
+    figure, axis = plt.subplots(figsize=(2.2 + 2.2 * len(works), 4.6))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        colour, _ = style(model)
+        for j, work in enumerate(works):
+            mine = [r for r in runs if r["model"] == model and r["work"] == work]
+            top = max(r["loadgen"]["concurrency"] for r in mine)
+            values = [r["server"]["cores_used"] for r in mine if r["loadgen"]["concurrency"] == top]
+            median, low, high = spread(values)
+            x = j + (i - (len(models) - 1) / 2) * width
+            axis.bar(x, median, width * 0.92, color=colour, label=model if j == 0 else None)
+            axis.errorbar(x, median, yerr=[[median - low], [high - median]], color="#333333",
+                          capsize=2, linewidth=1)  # fmt: skip
+    cores = data["metadata"].get("cores_available") or data["metadata"].get("cores") or 1
+    axis.axhline(1, color="#333333", linestyle="--", linewidth=1)
+    axis.text(len(works) - 0.5, 1.02, "1 core: one GIL", ha="right", va="bottom", fontsize=8)
+    axis.axhline(cores, color="#333333", linestyle=":", linewidth=1)
+    axis.text(len(works) - 0.5, cores + 0.02, f"{cores} cores: the whole machine",
+              ha="right", va="bottom", fontsize=8)  # fmt: skip
+    axis.set_xticks(range(len(works)), [work_label(w, data["metadata"]) for w in works])
+    axis.set_ylabel("server CPU, in cores (at the highest concurrency)")
+    axis.set_ylim(0, cores * 1.2)
+    axis.legend(fontsize=8, ncols=len(models), loc="upper left")
+    axis.set_title("Cores used: processes run in parallel, threads and greenlets take turns")
+    stamp(figure, data["metadata"], "bar: median, whisker: min-max")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def knee(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """The last (rate, p99) before p99 grows past 3x its value at the lightest load."""
+    if len(points) < 2:
+        return None
+    base = points[0][1]
+    inside = [p for p in points if p[1] <= 3 * base]
+    return inside[-1] if inside and inside[-1] != points[-1] else None
+
+
+def latency_load_figure(data: dict[str, Any]) -> Figure | None:
+    runs = runs_of(data, "load_sweep")
+    if not runs:
+        return None
+    works = list(dict.fromkeys(run["work"] for run in runs))
+    figure, axes = plt.subplots(1, len(works), figsize=(2.6 + 4.6 * len(works), 4.6), squeeze=False)
+    for axis, work in zip(axes[0], works, strict=True):
+        for model in ordered({r["model"] for r in runs if r["work"] == work}):
+            colour, marker = style(model)
+            mine = sorted((r for r in runs if r["work"] == work and r["model"] == model),
+                          key=lambda r: r["offered_percent"])  # fmt: skip
+            rates = [r["loadgen"]["throughput_rps"] for r in mine]
+            p50 = [r["loadgen"]["latency_us"]["p50"] / 1000 for r in mine]
+            p99 = [r["loadgen"]["latency_us"]["p99"] / 1000 for r in mine]
+            axis.plot(rates, p50, color=colour, marker=marker, label=f"{model} p50")
+            axis.plot(rates, p99, color=colour, marker=marker, linestyle="--", alpha=0.8)
+            for run, rate, value in zip(mine, rates, p50, strict=True):
+                if run["generator_limited"]:
+                    axis.plot(rate, value, marker=marker, markersize=9, color="white",
+                              markeredgecolor=colour, zorder=3)  # fmt: skip
+            found = knee(list(zip(rates, p99, strict=True)))
+            if found:
+                axis.plot(*found, marker="*", markersize=15, color=colour,
+                          markeredgecolor="black", zorder=4)  # fmt: skip
+        axis.set_yscale("log")
+        axis.set_xlabel("achieved replies per second (open loop)")
+        axis.set_title(work_label(work, data["metadata"]))
+        axis.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("latency, ms (from the scheduled send; log scale)")
+    axis = axes[0][-1]
+    axis.plot([], [], color="#333333", label="solid: p50")
+    axis.plot([], [], color="#333333", linestyle="--", label="dashed: p99")
+    axis.plot([], [], linestyle="none", marker="*", markersize=12, color="#333333",
+              label="star: knee (p99 > 3x light-load p99 after it)")  # fmt: skip
+    _limited_legend(axis)
+    outside_legend(axis)
+    figure.suptitle("Latency against offered load: where each model's queue starts to grow")
+    stamp(figure, data["metadata"], "loads are % of each model's own closed-loop capacity")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def spectrum_figure(data: dict[str, Any]) -> Figure | None:
+    runs = runs_of(data, "matrix")
+    if not runs:
+        return None
+    works = list(dict.fromkeys(run["work"] for run in runs))
+    figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
+    for axis, work in zip(axes[0], works, strict=True):
+        mine = [r for r in runs if r["work"] == work]
+        level = max(r["loadgen"]["concurrency"] for r in mine)
+        for model in ordered({r["model"] for r in mine}):
+            colour, marker = style(model)
+            histogram = stats.merge([r["loadgen"]["histogram"] for r in mine
+                                     if r["model"] == model
+                                     and r["loadgen"]["concurrency"] == level])  # fmt: skip
+            if histogram.get_total_count() == 0:
+                continue
+            values = histogram.get_percentile_to_value_dict(SPECTRUM_PERCENTILES)
+            xs = [1 / (1 - p / 100) for p in SPECTRUM_PERCENTILES]
+            axis.plot(xs, [values[p] / 1000 for p in SPECTRUM_PERCENTILES], color=colour,
+                      marker=marker, markersize=4, label=model)  # fmt: skip
+        ticks = [0, 90, 99, 99.9, 99.99, 99.999]
+        axis.set_xscale("log")
+        axis.set_xticks([1 / (1 - p / 100) for p in ticks], [f"{p:g}%" for p in ticks])
+        axis.minorticks_off()
+        axis.set_yscale("log")
+        axis.set_xlabel("percentile")
+        axis.set_title(f"{work_label(work, data['metadata'])}, {level} clients in flight")
+        axis.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("latency, ms (log scale)")
+    outside_legend(axes[0][-1])
+    figure.suptitle("Latency by percentile: the typical request and the unlucky one")
+    stamp(figure, data["metadata"], "all trials' HdrHistograms merged")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def scaling_figure(data: dict[str, Any]) -> Figure | None:
+    runs = runs_of(data, "core_sweep")
+    if not runs:
+        return None
+    figure, axis = plt.subplots(figsize=(6.4, 4.6))
+    for model in ordered({r["model"] for r in runs}):
+        colour, marker = style(model)
+        counts = sorted({r["cores_allowed"] for r in runs if r["model"] == model})
+        figures = [spread([r["loadgen"]["throughput_rps"] for r in runs
+                           if r["model"] == model and r["cores_allowed"] == c])
+                   for c in counts]  # fmt: skip
+        axis.errorbar(counts, [f[0] for f in figures],
+                      yerr=[[f[0] - f[1] for f in figures], [f[2] - f[0] for f in figures]],
+                      color=colour, marker=marker, capsize=3, label=model)  # fmt: skip
+    counts = sorted({r["cores_allowed"] for r in runs})
+    axis.set_xticks(counts)
+    axis.set_xlabel("cores the server may use (sched_setaffinity)")
+    axis.set_ylabel("verified replies per second")
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    work = work_label(runs[0]["work"], data["metadata"])
+    concurrency = runs[0]["loadgen"]["concurrency"]
+    axis.set_title(f"Throughput against cores, {work}: processes scale, the GIL does not")
+    stamp(figure, data["metadata"], f"closed loop, {concurrency} clients")
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
+
+
+BUILDERS = {
+    "throughput": throughput_figure,
+    "cores": cores_figure,
+    "latency_load": latency_load_figure,
+    "spectrum": spectrum_figure,
+    "scaling": scaling_figure,
+}
+
+
+def plot_all(results_path: Path, out: Path | None = None) -> list[Path]:
+    """Draw every figure the data allows; return the PNG paths written (SVG beside each)."""
+    data = load(results_path)
+    out = out or Path(results_path).parent
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in BUILDERS.items():
+        figure = build(data)
+        if figure is None:
+            continue
+        for suffix in ("png", "svg"):
+            figure.savefig(out / f"{name}.{suffix}", dpi=130)
+        plt.close(figure)
+        written.append(out / f"{name}.png")
+    return written

@@ -1,0 +1,325 @@
+"""report.md from a results.json alone: the figures, a table per workload, and what they show.
+
+    python -m loadgen report results/latest/results.json [--out DIR]
+
+Every sentence under "What this shows" is computed from the data, numbers included. Each
+textbook expectation is checked against the measurements; where they disagree, the report says
+so instead of repeating the textbook.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from loadgen.plot import FIGURES, knee, ordered, work_label
+from loadgen.results import load
+
+PARALLEL = ("processes", "procpool")
+TAKE_TURNS = ("threads", "gevent")
+CAPTIONS = {
+    "throughput": "Throughput against concurrency (closed loop), one panel per workload.",
+    "cores": "Server CPU in cores at the highest concurrency: above the 1-core line is parallel.",
+    "latency_load": "p50 (solid) and p99 (dashed) latency against achieved rate, open loop.",
+    "spectrum": "Latency by percentile at the highest concurrency (HdrHistogram style).",
+    "scaling": "Throughput against the cores the server may use, CPU workload.",
+}
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+class Summary:
+    """Medians over trials per (kind, model, work, level) and the questions the report asks."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        self.metadata = data["metadata"]
+        self.groups: dict[tuple, list[dict]] = defaultdict(list)
+        for run in data["runs"]:
+            level = {
+                "matrix": run["loadgen"]["concurrency"],
+                "load_sweep": run.get("offered_percent"),
+                "core_sweep": run["cores_allowed"],
+            }[run["kind"]]
+            self.groups[(run["kind"], run["model"], run["work"], level)].append(run)
+
+    def works(self, kind: str = "matrix") -> list[str]:
+        return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))
+
+    def models(self, kind: str = "matrix", work: str | None = None) -> list[str]:
+        return ordered({k[1] for k in self.groups if k[0] == kind and work in (None, k[2])})
+
+    def levels(self, kind: str, model: str, work: str) -> list:
+        return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
+
+    def rate(self, kind: str, model: str, work: str, level: Any) -> float:
+        runs = self.groups[(kind, model, work, level)]
+        return _median([r["loadgen"]["throughput_rps"] for r in runs])
+
+    def best(self, model: str, work: str) -> tuple[Any, float]:
+        """The concurrency level with the highest median throughput, and that throughput."""
+        return max(
+            ((level, self.rate("matrix", model, work, level))
+             for level in self.levels("matrix", model, work)),
+            key=lambda pair: pair[1],
+        )  # fmt: skip
+
+    def figure(self, model: str, work: str, level: Any, path: str) -> float:
+        """The median of a nested figure, e.g. path 'server.cores_used'."""
+        values = []
+        for run in self.groups[("matrix", model, work, level)]:
+            value: Any = run
+            for key in path.split("."):
+                value = value[key]
+            if value is not None:
+                values.append(value)
+        return _median(values)
+
+    def limited(self, model: str, work: str, level: Any) -> bool:
+        return any(r["generator_limited"] for r in self.groups[("matrix", model, work, level)])
+
+
+def _ratio_clause(summary: Summary, model: str, work: str, base: float) -> str:
+    level, rate = summary.best(model, work)
+    cores = summary.figure(model, work, level, "server.cores_used")
+    unit = "core" if round(cores, 1) == 1.0 else "cores"
+    return f"{model} {rate / base:.2f}x using {cores:.1f} {unit}"
+
+
+def workload_findings(summary: Summary, work: str) -> list[str]:
+    """Sentences about one workload, each with its numbers, checked against the textbook."""
+    label = work_label(work, summary.metadata)
+    models = summary.models("matrix", work)
+    if "blocking" not in models:
+        return [f"With {label}, no blocking baseline was measured, so no ratios are given."]
+    base_level, base = summary.best("blocking", work)
+    base_cores = summary.figure("blocking", work, base_level, "server.cores_used")
+    others = [m for m in models if m != "blocking"]
+    lines = [
+        f"With {label}, the blocking loop answered {base:,.0f} replies/s at best "
+        f"(using {base_cores:.1f} cores); against it, "
+        + "; ".join(_ratio_clause(summary, m, work, base) for m in others)
+        + "."
+    ]
+    ratio = {m: summary.best(m, work)[1] / base for m in others}
+    cores = {m: summary.figure(m, work, summary.best(m, work)[0], "server.cores_used")
+             for m in others}  # fmt: skip
+    kind = work.split("=")[0] if "=" in work else "echo"
+    if kind == "cpu" and "," not in work:
+        for m in (m for m in PARALLEL if m in ratio):
+            if ratio[m] >= 1.3:
+                lines.append(
+                    f"{m} ran the CPU work in parallel: {ratio[m]:.2f}x the blocking "
+                    f"loop on {cores[m]:.1f} cores, as separate processes should."
+                )
+            else:
+                lines.append(
+                    f"Unlike the textbook expectation that separate processes run CPU "
+                    f"work in parallel, {m} reached only {ratio[m]:.2f}x the blocking "
+                    f"loop here (on {cores[m]:.1f} cores)."
+                )
+        for m in (m for m in TAKE_TURNS if m in ratio):
+            if ratio[m] <= 1.15 and cores[m] <= 1.2:
+                lines.append(
+                    f"{m} did not speed up the CPU work ({ratio[m]:.2f}x, "
+                    f"{cores[m]:.1f} cores): one thread runs Python at a time."
+                )
+            else:
+                lines.append(
+                    f"Unlike the textbook expectation that {m} cannot speed up CPU "
+                    f"work under one GIL, it reached {ratio[m]:.2f}x the blocking "
+                    f"loop on {cores[m]:.1f} cores here."
+                )
+    elif kind == "io" and "," not in work:
+        for m in others:
+            high = [level for level in summary.levels("matrix", m, work) if level >= 16]
+            if not high:
+                continue
+            level = max(high)
+            times = summary.rate("matrix", m, work, level) / max(
+                summary.rate("matrix", "blocking", work, level), 1e-9
+            )
+            if times >= 5:
+                lines.append(
+                    f"While waiting, {m} overlapped requests: {times:.1f}x the "
+                    f"blocking loop at {level} clients."
+                )
+            else:
+                lines.append(
+                    f"Unlike the textbook expectation that {m} overlaps waiting "
+                    f"requests, it reached only {times:.1f}x the blocking loop at "
+                    f"{level} clients."
+                )
+    elif kind == "echo":
+        if "procpool" in ratio:
+            verdict = ("as expected, each request pays for pickling and two hops between "
+                       "processes" if ratio["procpool"] < 1 else
+                       "unexpectedly, the hops between processes did not cost it")  # fmt: skip
+            lines.append(
+                f"With no work to share out, procpool answered "
+                f"{ratio['procpool']:.2f}x the blocking loop: {verdict}."
+            )
+    limited = [m for m in models if summary.limited(m, work, summary.best(m, work)[0])]
+    if limited:
+        lines.append(
+            f"At their best points, the generator was the limit for "
+            f"{', '.join(limited)} (it used a whole core or fell short of its rate): "
+            f"those figures are how fast the generator could ask, a lower bound for "
+            f"the server."
+        )
+    return lines
+
+
+def sweep_findings(summary: Summary) -> list[str]:
+    lines = []
+    for work in summary.works("load_sweep"):
+        label = work_label(work, summary.metadata)
+        parts = []
+        for model in summary.models("load_sweep", work):
+            points = []
+            for percent in summary.levels("load_sweep", model, work):
+                runs = summary.groups[("load_sweep", model, work, percent)]
+                points.append(
+                    (
+                        _median([r["loadgen"]["throughput_rps"] for r in runs]),
+                        _median([r["loadgen"]["latency_us"]["p99"] for r in runs]),
+                    )
+                )
+            found = knee(points)
+            if found:
+                parts.append(f"{model} up to {found[0]:,.0f} replies/s")
+            else:
+                parts.append(f"{model} {'at every load' if len(points) > 1 else 'untested'}"
+                             if points and points[-1][1] <= 3 * points[0][1] else
+                             f"{model} not even at the lightest load measured")  # fmt: skip
+        if parts:
+            lines.append(
+                f"With {label} in open loop, p99 latency stayed within 3x of its "
+                f"light-load value for " + "; ".join(parts) + "."
+            )
+    work = next(iter(summary.works("core_sweep")), None)
+    if work:
+        label = work_label(work, summary.metadata)
+        changes = []
+        for model in summary.models("core_sweep", work):
+            counts = summary.levels("core_sweep", model, work)
+            if len(counts) < 2:
+                continue
+            low = _median(
+                [
+                    r["loadgen"]["throughput_rps"]
+                    for r in summary.groups[("core_sweep", model, work, counts[0])]
+                ]
+            )
+            high = _median(
+                [
+                    r["loadgen"]["throughput_rps"]
+                    for r in summary.groups[("core_sweep", model, work, counts[-1])]
+                ]
+            )
+            changes.append((model, counts[0], counts[-1], low, high))  # fmt: skip
+        if changes:
+            lines.append(f"With {label}, going from {changes[0][1]} to {changes[0][2]} cores "
+                         "took " + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
+                                             f"({hi / lo:.2f}x)" for m, _, _, lo, hi in changes)
+                         + ".")  # fmt: skip
+            for model, _, _, low, high in changes:
+                gain = high / low if low else 0
+                if model in PARALLEL and gain < 1.3:
+                    lines.append(
+                        f"Unlike the textbook expectation, {model} did not scale with "
+                        f"cores here ({gain:.2f}x)."
+                    )
+                if model in TAKE_TURNS and gain > 1.3:
+                    lines.append(
+                        f"Unlike the textbook expectation of a flat line under the "
+                        f"GIL, {model} gained {gain:.2f}x with more cores here."
+                    )
+    return lines
+
+
+def noise_finding(summary: Summary) -> list[str]:
+    spreads = []
+    for (kind, *_), runs in summary.groups.items():
+        rates = [r["loadgen"]["throughput_rps"] for r in runs]
+        if kind == "matrix" and len(rates) > 1 and _median(rates) > 0:
+            spreads.append((max(rates) - min(rates)) / _median(rates))
+    if not spreads:
+        return [
+            "Each point was measured once: repeat the bench (more --trials) before trusting "
+            "a difference of a few tens of percent on a shared machine."
+        ]
+    return [
+        f"Between trials of the same point, replies/s varied by {_median(spreads):.0%} "
+        f"(median of max-min over median; worst {max(spreads):.0%}): differences smaller "
+        f"than that are noise on this machine."
+    ]
+
+
+def table(summary: Summary, work: str) -> list[str]:
+    rows = ["| model | replies/s | at clients | p50 ms | p99 ms | server cores | generator "
+            "cores | lost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for model in summary.models("matrix", work):
+        level, rate = summary.best(model, work)
+        lost = sum(r["loadgen"]["lost"] for r in summary.groups[("matrix", model, work, level)])
+        mark = " (generator-limited)" if summary.limited(model, work, level) else ""
+        rows.append(
+            f"| {model} | {rate:,.0f}{mark} | {level} "
+            f"| {summary.figure(model, work, level, 'loadgen.latency_us.p50') / 1000:.2f} "
+            f"| {summary.figure(model, work, level, 'loadgen.latency_us.p99') / 1000:.2f} "
+            f"| {summary.figure(model, work, level, 'server.cores_used'):.2f} "
+            f"| {summary.figure(model, work, level, 'loadgen.generator.cpu_cores'):.2f} "
+            f"| {lost} |"
+        )
+    return rows
+
+
+def render(data: dict[str, Any], figures: list[str]) -> str:
+    summary = Summary(data)
+    metadata = data["metadata"]
+    settings = metadata.get("settings", {})
+    lines = [
+        "# UDP echo server: five concurrency models compared",
+        "",
+        f"Measured {str(metadata.get('date', '?')).replace('T', ' ')} "
+        f"on {metadata.get('cpu_model')} ({metadata.get('cores')} cores), {metadata.get('os')}; "
+        f"Python {metadata.get('python')}, "
+        f"gevent {metadata.get('gevent')}, greenlet {metadata.get('greenlet')}; commit "
+        f"{(metadata.get('git_commit') or 'unknown')[:10]}"
+        f"{' (with local changes)' if metadata.get('git_dirty') else ''}.",
+        "",
+        f"Command: `{metadata.get('command')}`. {settings.get('trials')} trial(s) of "
+        f"{settings.get('duration')} s after {settings.get('warmup')} s of warm-up per point; "
+        f"`--workers {settings.get('workers')}` for every model but gevent (its pool of 1000).",
+    ]
+    for spec, figures_ in metadata.get("calibration", {}).items():
+        lines.append(f"`{spec}` is {figures_['iterations']:,} iterations of pure Python for every "
+                     f"model (calibrated once: {figures_['ms']:g} ms at this machine's best "
+                     f"speed).")  # fmt: skip
+    lines += ["", "## What this shows", ""]
+    for work in summary.works():
+        lines += [f"- {sentence}" for sentence in workload_findings(summary, work)]
+    lines += [f"- {sentence}" for sentence in sweep_findings(summary)]
+    lines += [f"- {sentence}" for sentence in noise_finding(summary)]
+    for work in summary.works():
+        lines += ["", f"## {work_label(work, metadata)}", "", *table(summary, work)]
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name in figures:
+            lines += [f"![{CAPTIONS.get(name, name)}]({name}.png)", "",
+                      f"*{CAPTIONS.get(name, name)}*", ""]  # fmt: skip
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(results_path: Path, out: Path | None = None) -> Path:
+    data = load(results_path)
+    out = out or Path(results_path).parent
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [name for name in FIGURES if (out / f"{name}.png").exists()]
+    path = out / "report.md"
+    path.write_text(render(data, figures), encoding="utf-8")
+    return path
