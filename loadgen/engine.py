@@ -123,7 +123,10 @@ def run_part(
         ("sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors"), 0
     )
     counts["socket_errors"] = 0
-    counts["in_window"] = 0  # verified replies that arrived before the end: the throughput
+    # Verified replies that arrived within the measured window, whenever their request was
+    # sent: the throughput. (Counting only requests sent in the window would miss the replies
+    # to those in flight as it opens: a whole round trip's worth when latency is long.)
+    counts["in_window"] = 0
     pending = [0]  # measured requests neither answered nor lost yet
     latency, uncorrected, lag = stats.Tally(), stats.Tally(), stats.Tally()
     totals = {"latency": stats.new_histogram(), "uncorrected": stats.new_histogram()}
@@ -158,11 +161,11 @@ def run_part(
         if entry is not None and reply == codec.expected_reply(entry[2]):
             del outstanding[k][seq]
             newest_reply[k] = b""
+            if measure_ns <= now < end_ns:
+                counts["in_window"] += 1
             if seq >= first_measured[k]:
                 counts["received"] += 1
                 pending[0] -= 1
-                if now < end_ns:
-                    counts["in_window"] += 1
                 second["replies"] += 1
                 micros = (now - entry[0]) // 1000
                 latency.counts[micros] = latency.counts.get(micros, 0) + 1
@@ -326,10 +329,9 @@ def run_part(
                         second["replies"] += 1
                         micros = (now - scheduled_ns) // 1000
                         latency_counts[micros] = latency_counts.get(micros, 0) + 1
-                        if now < end_ns:
+                    if now < end_ns:
+                        if now >= measure_ns:
                             counts["in_window"] += 1
-                            send(k, time.monotonic_ns())
-                    else:
                         send(k, time.monotonic_ns())
                     break
                 on_reply(k, reply, now)

@@ -10,6 +10,7 @@ stamped with the machine, Python, date and settings it came from.
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,7 +58,9 @@ def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
         f"{settings.get('trials', '?')} trial(s) of {settings.get('duration', '?')} s, "
         f"--workers {settings.get('workers', '?')}" + (f"; {note}" if note else "")
     )
-    figure.text(0.01, 0.005, text, fontsize=7, color="#555555", ha="left", va="bottom")
+    width = int(figure.get_figwidth() * 17)  # characters of 7-point text that fit across
+    figure.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), fontsize=7,
+                color="#555555", ha="left", va="bottom")  # fmt: skip
 
 
 def runs_of(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -71,6 +74,13 @@ def ordered(models: Iterable[str]) -> list[str]:
 
 def spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
+
+
+def plain_ticks(axis: Any) -> None:
+    """Log axes labelled 20, 50, 100 rather than 2x10^1: easier to read, and no overlaps."""
+    for which in (axis.xaxis, axis.yaxis):
+        which.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        which.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def outside_legend(axis: Any) -> None:
@@ -152,7 +162,7 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
     axis.set_ylabel("server CPU, in cores (at the highest concurrency)")
     axis.set_ylim(0, cores * 1.2)
     axis.legend(fontsize=8, ncols=len(models), loc="upper left")
-    axis.set_title("Cores used: processes run in parallel, threads and greenlets take turns")
+    axis.set_title("Cores used by each server: above the 1-core line means parallel execution")
     stamp(figure, data["metadata"], "bar: median, whisker: min-max")
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     return figure
@@ -172,40 +182,55 @@ def latency_load_figure(data: dict[str, Any]) -> Figure | None:
     if not runs:
         return None
     works = list(dict.fromkeys(run["work"] for run in runs))
-    figure, axes = plt.subplots(1, len(works), figsize=(2.6 + 4.6 * len(works), 4.6), squeeze=False)
-    for axis, work in zip(axes[0], works, strict=True):
+    figure, axes = plt.subplots(
+        2, len(works), figsize=(2.6 + 4.6 * len(works), 7.4), squeeze=False, sharex="col"
+    )
+    for column, work in enumerate(works):
         for model in ordered({r["model"] for r in runs if r["work"] == work}):
             colour, marker = style(model)
             mine = sorted((r for r in runs if r["work"] == work and r["model"] == model),
                           key=lambda r: r["offered_percent"])  # fmt: skip
             rates = [r["loadgen"]["throughput_rps"] for r in mine]
-            p50 = [r["loadgen"]["latency_us"]["p50"] / 1000 for r in mine]
-            p99 = [r["loadgen"]["latency_us"]["p99"] / 1000 for r in mine]
-            axis.plot(rates, p50, color=colour, marker=marker, label=f"{model} p50")
-            axis.plot(rates, p99, color=colour, marker=marker, linestyle="--", alpha=0.8)
-            for run, rate, value in zip(mine, rates, p50, strict=True):
-                if run["generator_limited"]:
-                    axis.plot(rate, value, marker=marker, markersize=9, color="white",
-                              markeredgecolor=colour, zorder=3)  # fmt: skip
-            found = knee(list(zip(rates, p99, strict=True)))
-            if found:
-                axis.plot(*found, marker="*", markersize=15, color=colour,
-                          markeredgecolor="black", zorder=4)  # fmt: skip
-        axis.set_yscale("log")
-        axis.set_xlabel("achieved replies per second (open loop)")
-        axis.set_title(work_label(work, data["metadata"]))
-        axis.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("latency, ms (from the scheduled send; log scale)")
+            for row, key in enumerate(("p50", "p99")):
+                axis = axes[row][column]
+                values = [r["loadgen"]["latency_us"][key] / 1000 for r in mine]
+                axis.plot(rates, values, color=colour, marker=marker, label=model)
+                for run, rate, value in zip(mine, rates, values, strict=True):
+                    if run["generator_limited"]:
+                        axis.plot(rate, value, marker=marker, markersize=9, color="white",
+                                  markeredgecolor=colour, zorder=3)  # fmt: skip
+                found = knee(list(zip(rates, values, strict=True))) if key == "p99" else None
+                if found:
+                    axis.plot(*found, marker="*", markersize=15, color=colour,
+                              markeredgecolor="black", zorder=4)  # fmt: skip
+        spread_of_rates = [r["loadgen"]["throughput_rps"] for r in runs if r["work"] == work]
+        for row, key in enumerate(("p50", "p99")):
+            axis = axes[row][column]
+            axis.set_yscale("log")
+            if max(spread_of_rates) > 10 * max(min(spread_of_rates), 1):
+                axis.set_xscale("log")
+            axis.grid(alpha=0.3, which="both")
+            plain_ticks(axis)
+            if column == 0:
+                axis.set_ylabel(f"{key} latency, ms (log)")
+        axes[0][column].set_title(work_label(work, data["metadata"]))
+        axes[1][column].set_xlabel("achieved replies per second (open loop)")
     axis = axes[0][-1]
-    axis.plot([], [], color="#333333", label="solid: p50")
-    axis.plot([], [], color="#333333", linestyle="--", label="dashed: p99")
-    axis.plot([], [], linestyle="none", marker="*", markersize=12, color="#333333",
-              label="star: knee (p99 > 3x light-load p99 after it)")  # fmt: skip
+    axis.plot(
+        [],
+        [],
+        linestyle="none",
+        marker="*",
+        markersize=12,
+        color="#333333",
+        label="star (p99): knee, last load\nbefore p99 > 3x its light-load value",
+    )
     _limited_legend(axis)
     outside_legend(axis)
-    figure.suptitle("Latency against offered load: where each model's queue starts to grow")
-    stamp(figure, data["metadata"], "loads are % of each model's own closed-loop capacity")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.suptitle("Latency against offered load: where each model's queue starts to grow "
+                    "(loads: 25% to 120% of its own capacity)")  # fmt: skip
+    stamp(figure, data["metadata"], "latency from the scheduled send (coordinated omission)")
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
 
 
@@ -235,6 +260,7 @@ def spectrum_figure(data: dict[str, Any]) -> Figure | None:
         axis.minorticks_off()
         axis.set_yscale("log")
         axis.set_xlabel("percentile")
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_title(f"{work_label(work, data['metadata'])}, {level} clients in flight")
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("latency, ms (log scale)")
@@ -249,7 +275,7 @@ def scaling_figure(data: dict[str, Any]) -> Figure | None:
     runs = runs_of(data, "core_sweep")
     if not runs:
         return None
-    figure, axis = plt.subplots(figsize=(6.4, 4.6))
+    figure, axis = plt.subplots(figsize=(8.0, 4.8))
     for model in ordered({r["model"] for r in runs}):
         colour, marker = style(model)
         counts = sorted({r["cores_allowed"] for r in runs if r["model"] == model})
@@ -265,12 +291,12 @@ def scaling_figure(data: dict[str, Any]) -> Figure | None:
     axis.set_ylabel("verified replies per second")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
     work = work_label(runs[0]["work"], data["metadata"])
     concurrency = runs[0]["loadgen"]["concurrency"]
-    axis.set_title(f"Throughput against cores, {work}: processes scale, the GIL does not")
+    axis.set_title(f"Throughput against cores ({work}): a model that runs in parallel climbs")
+    outside_legend(axis)
     stamp(figure, data["metadata"], f"closed loop, {concurrency} clients")
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
 
 

@@ -61,12 +61,13 @@ class Summary:
         return _median([r["loadgen"]["throughput_rps"] for r in runs])
 
     def best(self, model: str, work: str) -> tuple[Any, float]:
-        """The concurrency level with the highest median throughput, and that throughput."""
-        return max(
-            ((level, self.rate("matrix", model, work, level))
-             for level in self.levels("matrix", model, work)),
-            key=lambda pair: pair[1],
-        )  # fmt: skip
+        """The figures compared: at the highest concurrency level, where every model is loaded.
+
+        Taking each model's best level instead would pick the luckiest of several noisy
+        numbers, and compare models at different loads.
+        """
+        level = max(self.levels("matrix", model, work))
+        return level, self.rate("matrix", model, work, level)
 
     def figure(self, model: str, work: str, level: Any, path: str) -> float:
         """The median of a nested figure, e.g. path 'server.cores_used'."""
@@ -100,8 +101,8 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     base_cores = summary.figure("blocking", work, base_level, "server.cores_used")
     others = [m for m in models if m != "blocking"]
     lines = [
-        f"With {label}, the blocking loop answered {base:,.0f} replies/s at best "
-        f"(using {base_cores:.1f} cores); against it, "
+        f"With {label} and {base_level} clients in flight, the blocking loop answered "
+        f"{base:,.0f} replies/s using {base_cores:.1f} cores; against it, "
         + "; ".join(_ratio_clause(summary, m, work, base) for m in others)
         + "."
     ]
@@ -166,7 +167,7 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     limited = [m for m in models if summary.limited(m, work, summary.best(m, work)[0])]
     if limited:
         lines.append(
-            f"At their best points, the generator was the limit for "
+            f"At that concurrency, the generator was the limit for "
             f"{', '.join(limited)} (it used a whole core or fell short of its rate): "
             f"those figures are how fast the generator could ask, a lower bound for "
             f"the server."
@@ -261,7 +262,7 @@ def noise_finding(summary: Summary) -> list[str]:
 
 
 def table(summary: Summary, work: str) -> list[str]:
-    rows = ["| model | replies/s | at clients | p50 ms | p99 ms | server cores | generator "
+    rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | generator "
             "cores | lost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for model in summary.models("matrix", work):
         level, rate = summary.best(model, work)

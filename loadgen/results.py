@@ -29,7 +29,7 @@ def write_json_atomically(path: Path, data: Any) -> None:
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
+        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
         handle.write("\n")
     os.replace(handle.name, path)
 
