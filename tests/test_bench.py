@@ -137,7 +137,7 @@ def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
         assert (latest / f"{name}.svg").exists(), name
     report = (latest / "report.md").read_text()
     assert "## What this shows" in report and "replies/s" in report
-    assert "With io=1ms, the blocking loop answered" in report
+    assert "With io=1ms and 4 clients in flight, the blocking loop answered" in report
     assert "![" in report and "throughput.png" in report
     assert f"wrote {latest / 'report.md'}" in done.stdout
 
