@@ -60,8 +60,9 @@ class BenchSettings:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"concurrency": [1, 16], "trials": 1, "duration": 0.35, "warmup": 0.1,
-              "load_sweep": [50, 120], "sweep_works": ["cpu=2ms", "io=5ms"]},
+    # quick: the classroom's two lessons (CPU work, waiting), few points, under a minute
+    "quick": {"works": ["cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
+              "duration": 0.4, "warmup": 0.1, "load_sweep": [50, 120]},
     "default": {},
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
              "warmup": 0.5, "load_sweep": [10, 25, 50, 75, 90, 100, 110, 120, 150]},
