@@ -234,6 +234,7 @@ def run_part(
     cpu_at_start = wall_at_start = 0.0
     wall_at_end: float | None = None
     settled_ns: int | None = None
+    cpu_at_end = 0.0
 
     def begin_measuring() -> None:
         nonlocal cpu_at_start, wall_at_start
@@ -262,7 +263,7 @@ def run_part(
         now = time.monotonic_ns()
         if now >= end_ns:  # the drain: no more sends; wait for what is in flight, or its timeout
             if wall_at_end is None:
-                wall_at_end = time.monotonic()
+                wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
                 if on_window:
                     on_window("end")
             if pending[0] == 0 and settled_ns is None:
@@ -339,11 +340,11 @@ def run_part(
                     break
 
     if wall_at_end is None:
-        wall_at_end = time.monotonic()
+        wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
         if on_window and measuring:
             on_window("end")
     elapsed = wall_at_end - wall_at_start if measuring else 0.0
-    cpu = time.process_time() - cpu_at_start if measuring else 0.0
+    cpu = cpu_at_end - cpu_at_start if measuring else 0.0  # the window's, like the server's
     gc.enable()
     if measuring:
         roll_second()  # the last, partial second
