@@ -31,6 +31,7 @@ def write_json_atomically(path: Path, data: Any) -> None:
     ) as handle:
         json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
         handle.write("\n")
+    os.chmod(handle.name, 0o644)  # a temporary file is private; a result is for reading
     os.replace(handle.name, path)
 
 
@@ -112,6 +113,7 @@ def write_csv(path: Path, runs: list[dict[str, Any]]) -> None:
         writer.writeheader()
         for run in runs:
             writer.writerow(csv_row(run))
+    os.chmod(handle.name, 0o644)
     os.replace(handle.name, path)
 
 
