@@ -76,6 +76,18 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def finish(
+    figure: Figure, data: dict[str, Any], legend_axis: Any, title: str, note: str,
+    bottom: float = 0.04,
+) -> Figure:  # fmt: skip
+    """Legend outside the last panel, title, footer stamp, layout."""
+    outside_legend(legend_axis)
+    figure.suptitle(title)
+    stamp(figure, data["metadata"], note)
+    figure.tight_layout(rect=(0, bottom, 1, 1))
+    return figure
+
+
 def plain_ticks(axis: Any) -> None:
     """Log axes labelled 20, 50, 100 rather than 2x10^1: easier to read, and no overlaps."""
     for which in (axis.xaxis, axis.yaxis):
@@ -126,11 +138,9 @@ def throughput_figure(data: dict[str, Any]) -> Figure | None:
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("verified replies per second")
     _limited_legend(axes[0][-1])
-    outside_legend(axes[0][-1])
-    figure.suptitle("Throughput against concurrency: who keeps up as clients are added")
-    stamp(figure, data["metadata"], "line: median of trials, band: min-max")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
-    return figure
+    return finish(figure, data, axes[0][-1],
+                  "Throughput against concurrency: who keeps up as clients are added",
+                  "line: median of trials, band: min-max")  # fmt: skip
 
 
 def cores_figure(data: dict[str, Any]) -> Figure | None:
@@ -226,12 +236,11 @@ def latency_load_figure(data: dict[str, Any]) -> Figure | None:
         label="star (p99): knee, last load\nbefore p99 > 3x its light-load value",
     )
     _limited_legend(axis)
-    outside_legend(axis)
-    figure.suptitle("Latency against offered load: where each model's queue starts to grow "
-                    "(loads: 25% to 120% of its own capacity)")  # fmt: skip
-    stamp(figure, data["metadata"], "latency from the scheduled send (coordinated omission)")
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    return figure
+    return finish(figure, data, axis,
+                  "Latency against offered load: where each model's queue starts to grow "
+                  "(loads: 25% to 120% of its own capacity)",
+                  "latency from the scheduled send (coordinated omission)",
+                  bottom=0.03)  # fmt: skip
 
 
 def spectrum_figure(data: dict[str, Any]) -> Figure | None:
@@ -264,11 +273,9 @@ def spectrum_figure(data: dict[str, Any]) -> Figure | None:
         axis.set_title(f"{work_label(work, data['metadata'])}, {level} clients in flight")
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("latency, ms (log scale)")
-    outside_legend(axes[0][-1])
-    figure.suptitle("Latency by percentile: the typical request and the unlucky one")
-    stamp(figure, data["metadata"], "all trials' HdrHistograms merged")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
-    return figure
+    return finish(figure, data, axes[0][-1],
+                  "Latency by percentile: the typical request and the unlucky one",
+                  "all trials' HdrHistograms merged")  # fmt: skip
 
 
 def scaling_figure(data: dict[str, Any]) -> Figure | None:
