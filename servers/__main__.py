@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest datagram answered, in bytes (default 1024)",
     )
     parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="record every request (worker, times, CPU) and write them to FILE at stop",
+    )
+    parser.add_argument(
         "--interactive",
         action="store_true",
         help="blocking model only: show each message and type the reply by hand",
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the {model.name} model has exactly one worker; --workers must be 1")
     if args.interactive and model.name != "blocking":
         parser.error("--interactive works with the blocking model only, as in the original")
+    if args.interactive and args.trace:
+        parser.error("--trace records served requests; --interactive replies by hand")
     if args.interactive and args.work.spec != "echo":
         parser.error("--interactive replies by hand; --work does not apply")
     if len(args.prefix.encode("utf-8")) + args.max_size > MAX_UDP_PAYLOAD:
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         prefix=args.prefix,
         max_size=args.max_size,
+        trace=args.trace,
     )
     return run(serve, config)
 

@@ -44,14 +44,14 @@ def serve(server: Server) -> None:
 
     def reply_when_done(future: Future, address: Address) -> None:
         try:
-            reply, kind, pid = future.result()
+            reply, kind, pid, timing = future.result()
         except Exception as error:  # a worker died: the request is lost, the loop goes on
             log(f"procpool: a request failed in the pool: {error!r}")
             with counting:
                 server.counters.record_failure(0)
         else:
             with counting:
-                server.send(reply, kind, address, worker_of_pid[pid])
+                server.send(reply, kind, address, worker_of_pid[pid], timing)
         pending.release()
 
     def dispatch(datagram: bytes, address: Address) -> None:
@@ -92,5 +92,5 @@ def _check_in(_: int) -> int:
 
 
 def _handle(datagram: bytes):
-    reply, kind = _server.handle(datagram)
-    return reply, kind, os.getpid()
+    reply, kind, timing = _server.handle(datagram)
+    return reply, kind, os.getpid(), timing

@@ -23,9 +23,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from servers import protocol
+from servers import protocol, tracing
 from servers.protocol import ErrorKind
 from servers.work import Work
 
@@ -53,6 +54,7 @@ class Config:
     port: int = 8989
     prefix: str = protocol.DEFAULT_PREFIX
     max_size: int = protocol.DEFAULT_MAX_SIZE
+    trace: str | None = None  # a file to write per-request records to, at stop
 
 
 class Joinable(Protocol):
@@ -135,23 +137,37 @@ class Server:
         self.stop_requested_at: float | None = None
         self.forced = 0
         self._bufsize = config.max_size + 1  # one byte more than allowed, to see oversize
+        self.trace: tracing.Trace | None = None
+        if config.trace:
+            header = {"model": config.model, "work": work.spec, "work_exact": work.exact_spec,
+                      "workers": config.workers, "clock": "CLOCK_MONOTONIC, ns"}  # fmt: skip
+            self.trace = tracing.Trace(Path(config.trace), header)
 
     # -- what a worker does -------------------------------------------------------------
 
-    def handle(self, datagram: bytes) -> tuple[bytes, ErrorKind | None]:
-        """Decode, do the work, build the reply. Pure computation: no socket involved."""
+    def handle(self, datagram: bytes) -> tuple[bytes, ErrorKind | None, dict | None]:
+        """Decode, do the work, build the reply. Pure computation: no socket involved.
+
+        The third item is the request's timing when tracing (see ``servers.tracing``).
+        """
+        start_ns = time.monotonic_ns() if self.trace else 0
         decoded = protocol.decode(datagram, self.config.max_size)
         if isinstance(decoded, protocol.Rejected):
-            return decoded.reply, decoded.kind
-        self.work.run()
-        return protocol.encode_reply(decoded, self.config.prefix), None
+            reply, kind, cpu_ns = decoded.reply, decoded.kind, 0
+        else:
+            cpu_ns = self.work.run(measure_cpu=self.trace is not None)
+            reply, kind = protocol.encode_reply(decoded, self.config.prefix), None
+        return reply, kind, tracing.timing(datagram, start_ns, cpu_ns) if self.trace else None
 
     def answer(self, datagram: bytes, address: Address, worker: int = 0) -> None:
         """Handle one datagram and send the reply to its sender."""
-        reply, kind = self.handle(datagram)
-        self.send(reply, kind, address, worker)
+        reply, kind, timing = self.handle(datagram)
+        self.send(reply, kind, address, worker, timing)
 
-    def send(self, reply: bytes, kind: ErrorKind | None, address: Address, worker: int) -> None:
+    def send(
+        self, reply: bytes, kind: ErrorKind | None, address: Address, worker: int,
+        timing: dict | None = None,
+    ) -> None:  # fmt: skip
         try:
             self.sock.sendto(reply, address)
         except OSError as error:  # a vanished route, a full buffer: count it, keep serving
@@ -159,21 +175,27 @@ class Server:
             log(f"{self.config.model}: reply to {address} failed: {error}")
         else:
             self.counters.record(worker, kind)
+            if timing is not None and self.trace is not None:
+                self.trace.record(self.counters.labels[worker], timing, time.monotonic_ns())
 
     def receive_loop(self, dispatch: Callable[[bytes, Address], Any]) -> None:
         """recvfrom until the socket is shut down, handing each datagram to ``dispatch``."""
-        recvfrom, bufsize = self.sock.recvfrom, self._bufsize
+        recvfrom, bufsize, trace = self.sock.recvfrom, self._bufsize, self.trace
         while True:
             try:
                 datagram, address = recvfrom(bufsize)
             except OSError as error:
                 if self.stop_requested_at is not None:
-                    return  # gevent cancels the wait when the socket is shut down
+                    break  # gevent cancels the wait when the socket is shut down
                 log(f"{self.config.model}: recvfrom failed: {error}")
                 continue
             if address is None:
-                return  # the socket was shut down for reading: stop requested
+                break  # the socket was shut down for reading: stop requested
+            if trace is not None:
+                datagram = tracing.stamp(datagram)
             dispatch(datagram, address)
+        if trace is not None:
+            trace.flush_part()  # a forked worker leaves its records for the main process
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -233,6 +255,8 @@ class Server:
             alive[0].join(min(JOIN_POLL_S, self.grace_left()) or JOIN_POLL_S)
 
     def stopped(self) -> None:
+        if self.trace is not None:
+            self.trace.write()  # before the event: a reader of "stopped" finds the file whole
         emit("stopped", model=self.config.model, forced=self.forced, **self.counters.summary())
         self.sock.close()
 

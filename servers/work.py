@@ -61,12 +61,20 @@ class Work:
     def calibrated(self) -> bool:
         return self.cpu_iterations is not None
 
-    def run(self) -> None:
-        """Do one request's work: the computation, then the wait."""
+    def run(self, measure_cpu: bool = False) -> int:
+        """Do one request's work: the computation, then the wait.
+
+        With ``measure_cpu``, return the CPU nanoseconds this thread spent computing (the
+        computation never yields, so under gevent no other greenlet's CPU is counted).
+        """
+        cpu_ns = 0
         if self.cpu_iterations:
+            before = time.thread_time_ns() if measure_cpu else 0
             burn(self.cpu_iterations)
+            cpu_ns = time.thread_time_ns() - before if measure_cpu else 0
         if self.io_seconds:
             time.sleep(self.io_seconds)
+        return cpu_ns
 
 
 def parse(spec: str) -> Work:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import signal
 import socket
 import time
@@ -207,3 +208,37 @@ def test_model_files_share_one_skeleton():
         assert ast.get_docstring(ast.parse(source)), path
         assert len(source.splitlines()) <= 100, path
         assert "server.ready(" in source and "server.stopped()" in source, path
+
+
+@ALL_MODELS
+def test_trace_records_every_request_with_consistent_times(start_server, model, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    server = start_server(model, "--work", "cpu=3000it,io=1ms", "--trace", str(trace_file))
+    pids = {process.pid for process in server.tree()}
+    clients = [udp_client() for _ in range(3)]
+    try:
+        for round_number in range(2):
+            for i, client in enumerate(clients):
+                client.sendto(f"{i}/{round_number}".encode(), server.address)
+            for client in clients:
+                client.recv(2048)
+        clients[0].sendto(b"", server.address)  # an error reply is traced too
+        clients[0].recv(2048)
+    finally:
+        for client in clients:
+            client.close()
+    stopped = server.stop()
+    trace = json.loads(trace_file.read_text())
+    assert trace["model"] == model and trace["work"] == "cpu=3000it,io=1ms"
+    records = trace["requests"]
+    assert len(records) == stopped["handled"] + sum(stopped["errors"].values()) == 7
+    for record in records:
+        assert record["received_ns"] <= record["start_ns"] <= record["end_ns"]
+        assert record["end_ns"] <= record["sent_ns"]
+        assert 0 <= record["cpu_ns"] <= record["end_ns"] - record["start_ns"] + 1_000_000
+        assert record["pid"] in pids and record["worker"] in stopped["per_worker"]
+    assert [r["received_ns"] for r in records] == sorted(r["received_ns"] for r in records)
+    assert sum(1 for r in records if r["cpu_ns"] > 0) == 6  # the empty datagram did no work
+    if model == "gevent":
+        assert all(record["greenlet"] for record in records)
+    assert not list(tmp_path.glob("trace.json.part-*"))  # the workers' parts were merged

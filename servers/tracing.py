@@ -1,0 +1,84 @@
+"""Per-request tracing (``--trace FILE``): who handled each request, when, and with how much CPU.
+
+For every answered request: the worker (label, process id, OS thread id, greenlet if any), and
+four instants on the system-wide monotonic clock, so processes can be compared: received (the
+recvfrom returned), work start, work end, reply sent; plus the CPU time the worker's thread
+spent on the request's computation (``time.thread_time``: a thread waiting for the GIL, or a
+greenlet sleeping, does not accumulate it). CPU over wall time is the request's share of a core.
+
+It costs little: records are appended to a list in memory and written once, at stop. Forked
+workers write their own part when their loop ends; the main process merges the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Stamped(bytes):
+    """A datagram that remembers when recvfrom returned it (only made when tracing)."""
+
+    received_ns: int
+
+
+def stamp(datagram: bytes) -> Stamped:
+    stamped = Stamped(datagram)
+    stamped.received_ns = time.monotonic_ns()
+    return stamped
+
+
+def timing(datagram: bytes, start_ns: int, cpu_ns: int) -> dict[str, Any]:
+    """Where and when a request was handled, taken as its work ends."""
+    return {
+        "pid": os.getpid(),
+        "thread": threading.get_native_id(),
+        "greenlet": current_greenlet(),
+        "received_ns": getattr(datagram, "received_ns", start_ns),
+        "start_ns": start_ns,
+        "end_ns": time.monotonic_ns(),
+        "cpu_ns": cpu_ns,
+    }
+
+
+def current_greenlet() -> int | None:
+    """An id for the running greenlet when gevent is in use (it is imported only then)."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None or "gevent" not in sys.modules:
+        return None
+    return id(greenlet.getcurrent())
+
+
+class Trace:
+    """The records of one process; ``write`` merges the parts forked workers left."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = Path(path)
+        self.header = header
+        self.records: list[dict[str, Any]] = []
+        self.main_pid = os.getpid()
+
+    def record(self, worker: str, timing: dict[str, Any], sent_ns: int) -> None:
+        self.records.append({"worker": worker, **timing, "sent_ns": sent_ns})
+
+    def flush_part(self) -> None:
+        """In a forked worker: leave this process's records beside the trace file."""
+        if os.getpid() != self.main_pid:
+            part = self.path.with_name(f"{self.path.name}.part-{os.getpid()}")
+            part.write_text(json.dumps(self.records))
+
+    def write(self) -> None:
+        """In the main process, at stop: every record, sorted by receive time, atomically."""
+        records = list(self.records)
+        for part in self.path.parent.glob(f"{self.path.name}.part-*"):
+            records += json.loads(part.read_text())
+            part.unlink()
+        records.sort(key=lambda r: r["received_ns"])
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text(json.dumps({**self.header, "requests": records}))
+        os.replace(temporary, self.path)
