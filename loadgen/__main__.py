@@ -94,6 +94,8 @@ def bench_settings(args: argparse.Namespace):
             setattr(settings, key, value)
     if args.no_core_sweep:
         settings.core_sweep = False
+    if args.no_timeline:
+        settings.timeline = False
     return settings
 
 
@@ -131,12 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--load-sweep", type=_numbers(int), help="percent of capacity: 25,50,100")
     bench.add_argument("--no-load-sweep", action="store_true")
     bench.add_argument("--no-core-sweep", action="store_true")
+    bench.add_argument("--no-timeline", action="store_true", help="skip the traced burst")
     bench.add_argument("--out", type=Path, help="results folder (default: results/)")
 
     for name, what in (("plot", "figures"), ("report", "report.md")):
         command = commands.add_parser(name, help=f"rebuild the {what} from a results.json")
         command.add_argument("file", type=Path, help="a results.json written by the bench")
         command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
+
+    timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
+    timeline.add_argument("--burst", type=_positive(int), help="requests at once (default: cores)")
+    timeline.add_argument("--models", type=_names, help="comma-separated, default all")
+    timeline.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
+    timeline.add_argument("--out", type=Path, default=Path("results/latest"))
+    timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
 
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -211,6 +221,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for path in written:
             print(path)
+        return 0
+    if args.command == "timeline":
+        from loadgen.timeline import redraw, write_timeline
+
+        try:
+            if args.saved:
+                print(redraw(args.saved, args.out if args.out != Path("results/latest") else None))
+            else:
+                print(write_timeline(args.out, args.burst, args.models, args.work))
+        except (ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "selftest":
         from loadgen.selftest import main as selftest

@@ -55,6 +55,7 @@ class BenchSettings:
     core_sweep: bool = True
     core_work: str = "cpu=2ms"
     core_concurrency: int = 16
+    timeline: bool = True  # trace one burst per model and draw who runs when
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
     out: Path = ROOT / "results"
 
@@ -62,6 +63,7 @@ class BenchSettings:
 PRESETS: dict[str, dict[str, Any]] = {
     # quick: the classroom's two lessons (CPU work, waiting), few points, under a minute
     "quick": {"works": ["cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
+              "timeline": False,
               "duration": 0.4, "warmup": 0.1, "load_sweep": [50, 120]},
     "default": {},
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
@@ -401,7 +403,14 @@ def run_bench(settings: BenchSettings) -> Path:
     print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
     from loadgen.plot import plot_all
     from loadgen.report import write_report
+    from loadgen.timeline import write_timeline
 
-    for path in [*plot_all(results.path), write_report(results.path)]:
+    written = plot_all(results.path)
+    if settings.timeline:
+        print("tracing one burst per model for the timeline...", flush=True)
+        written.append(
+            write_timeline(folder, models=settings.models, metadata=results.data["metadata"])
+        )
+    for path in [*written, write_report(results.path)]:
         print(f"wrote {path}", flush=True)
     return folder

@@ -51,13 +51,16 @@ def work_label(run_work: str, metadata: dict[str, Any]) -> str:
 
 def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
     settings = metadata.get("settings", {})
-    text = (
-        f"{metadata.get('cpu_model', '?')}, {metadata.get('cores', '?')} cores; "
-        f"Python {metadata.get('python', '?')}, gevent {metadata.get('gevent', '?')}; "
-        f"{str(metadata.get('date', '?'))[:16].replace('T', ' ')}; "
-        f"{settings.get('trials', '?')} trial(s) of {settings.get('duration', '?')} s, "
-        f"--workers {settings.get('workers', '?')}" + (f"; {note}" if note else "")
-    )
+    parts = [
+        f"{metadata.get('cpu_model', '?')}, {metadata.get('cores', '?')} cores",
+        f"Python {metadata.get('python', '?')}, gevent {metadata.get('gevent', '?')}",
+        str(metadata.get("date", "?"))[:16].replace("T", " "),
+    ]
+    if "trials" in settings:
+        parts.append(f"{settings['trials']} trial(s) of {settings.get('duration', '?')} s")
+    if "workers" in settings:
+        parts.append(f"--workers {settings['workers']}")
+    text = "; ".join(parts + ([note] if note else []))
     width = int(figure.get_figwidth() * 17)  # characters of 7-point text that fit across
     figure.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), fontsize=7,
                 color="#555555", ha="left", va="bottom")  # fmt: skip
@@ -330,4 +333,9 @@ def plot_all(results_path: Path, out: Path | None = None) -> list[Path]:
             figure.savefig(out / f"{name}.{suffix}", dpi=130)
         plt.close(figure)
         written.append(out / f"{name}.png")
+    saved_timeline = Path(results_path).parent / "timeline.json"
+    if saved_timeline.exists():  # the bench's traced burst, saved beside the results
+        from loadgen.timeline import redraw
+
+        written.append(redraw(saved_timeline, out))
     return written

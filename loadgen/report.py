@@ -9,6 +9,7 @@ so instead of repeating the textbook.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +26,8 @@ CAPTIONS = {
     "latency_load": "p50 (solid) and p99 (dashed) latency against achieved rate, open loop.",
     "spectrum": "Latency by percentile at the highest concurrency (HdrHistogram style).",
     "scaling": "Throughput against the cores the server may use, CPU workload.",
+    "timeline": "One traced burst per model: a bar per request (shade: its share of a core), "
+    "a row per worker, and the cores busy underneath.",
 }
 
 
@@ -243,6 +246,30 @@ def sweep_findings(summary: Summary) -> list[str]:
     return lines
 
 
+def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
+    """From the traced bursts: each model's mean CPU share per request and peak cores busy."""
+    if not timeline:
+        return []
+    from loadgen.timeline import cores_busy
+
+    lines = []
+    for spec, traces in timeline["traces"].items():
+        parts = []
+        for model in ordered(traces):
+            requests = traces[model]["requests"]
+            if not requests:
+                continue
+            shares = [r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]) for r in requests]
+            t0 = min(r["start_ns"] for r in requests)
+            _, busy = cores_busy(requests, t0, max(r["end_ns"] for r in requests))
+            parts.append(f"{model} {_median(shares):.0%} of a core per request, at most "
+                         f"{max(busy):.1f} cores busy")  # fmt: skip
+        if parts:
+            lines.append(f"In the traced burst of {timeline['burst']} requests with {spec}: "
+                         + "; ".join(parts) + ".")  # fmt: skip
+    return lines
+
+
 def noise_finding(summary: Summary) -> list[str]:
     spreads = []
     for (kind, *_), runs in summary.groups.items():
@@ -305,6 +332,7 @@ def render(data: dict[str, Any], figures: list[str]) -> str:
     for work in summary.works():
         lines += [f"- {sentence}" for sentence in workload_findings(summary, work)]
     lines += [f"- {sentence}" for sentence in sweep_findings(summary)]
+    lines += [f"- {sentence}" for sentence in timeline_findings(data.get("timeline"))]
     lines += [f"- {sentence}" for sentence in noise_finding(summary)]
     for work in summary.works():
         lines += ["", f"## {work_label(work, metadata)}", "", *table(summary, work)]
@@ -320,7 +348,10 @@ def write_report(results_path: Path, out: Path | None = None) -> Path:
     data = load(results_path)
     out = out or Path(results_path).parent
     out.mkdir(parents=True, exist_ok=True)
-    figures = [name for name in FIGURES if (out / f"{name}.png").exists()]
+    figures = [name for name in (*FIGURES, "timeline") if (out / f"{name}.png").exists()]
+    timeline = out / "timeline.json"
+    if timeline.exists():
+        data = {**data, "timeline": json.loads(timeline.read_text(encoding="utf-8"))}
     path = out / "report.md"
     path.write_text(render(data, figures), encoding="utf-8")
     return path

@@ -132,13 +132,14 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
 def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
     out, done = tiny_bench
     latest = out / "latest"
-    for name in ("throughput", "cores", "latency_load", "spectrum", "scaling"):
+    for name in ("throughput", "cores", "latency_load", "spectrum", "scaling", "timeline"):
         assert (latest / f"{name}.png").stat().st_size > 10_000, name
         assert (latest / f"{name}.svg").exists(), name
     report = (latest / "report.md").read_text()
     assert "## What this shows" in report and "replies/s" in report
     assert "With io=1ms and 4 clients in flight, the blocking loop answered" in report
-    assert "![" in report and "throughput.png" in report
+    assert "![" in report and "throughput.png" in report and "timeline.png" in report
+    assert "In the traced burst of" in report
     assert f"wrote {latest / 'report.md'}" in done.stdout
 
 
@@ -147,13 +148,16 @@ def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
     saved = tmp_path / "elsewhere" / "results.json"
     saved.parent.mkdir()
     saved.write_bytes((out / "latest" / "results.json").read_bytes())
+    timeline = saved.parent / "timeline.json"
+    timeline.write_bytes((out / "latest" / "timeline.json").read_bytes())
     for command in ("plot", "report"):
         done = subprocess.run(
             [sys.executable, "-m", "loadgen", command, str(saved)],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-    assert (saved.parent / "cores.png").exists() and (saved.parent / "report.md").exists()
+    for name in ("cores.png", "timeline.png", "report.md"):
+        assert (saved.parent / name).exists(), name
     original = (out / "latest" / "report.md").read_text()
     assert (saved.parent / "report.md").read_text() == original  # the data alone decides
 
@@ -166,3 +170,33 @@ def test_plot_refuses_a_file_that_is_not_results(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "not a valid results file" in done.stderr
+
+
+def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "timeline", "--models", "blocking,processes",
+         "--work", "cpu=500it", "io=2ms", "--burst", "3", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "timeline.json").read_text())
+    assert saved["burst"] == 3 and set(saved["traces"]) == {"cpu=500it", "io=2ms"}
+    for traces in saved["traces"].values():
+        assert set(traces) == {"blocking", "processes"}
+        for trace in traces.values():
+            requests = trace["requests"]
+            assert len(requests) == 3  # the burst only, not the warm-up
+            assert all(r["received_ns"] >= trace["burst_ns"] for r in requests)
+    blocking = saved["traces"]["io=2ms"]["blocking"]["requests"]
+    starts = sorted(r["start_ns"] for r in blocking)
+    ends = sorted(r["end_ns"] for r in blocking)
+    assert all(s >= e for s, e in zip(starts[1:], ends[:-1], strict=True))  # one at a time
+    png = tmp_path / "timeline.png"
+    first = png.stat().st_mtime_ns
+    png.unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "timeline", "--from", str(tmp_path / "timeline.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert png.exists() and png.stat().st_mtime_ns != first
