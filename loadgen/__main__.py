@@ -141,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("file", type=Path, help="a results.json written by the bench")
         command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
 
+    demo = commands.add_parser("demo", help="the five models live, one after another")
+    demo.add_argument("--models", type=_names, help="comma-separated, default all")
+    demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
+    demo.add_argument("--seconds", type=_positive(float), default=2.5, help="per model")
+    demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
+
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
     timeline.add_argument("--burst", type=_positive(int), help="requests at once (default: cores)")
     timeline.add_argument("--models", type=_names, help="comma-separated, default all")
@@ -222,6 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(path)
         return 0
+    if args.command == "demo":
+        from loadgen.demo import main as demo
+
+        try:
+            return demo(args.models, args.work, args.seconds, args.clients)
+        except KeyboardInterrupt:
+            return 130
+        except runner_errors() as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if args.command == "timeline":
         from loadgen.timeline import redraw, write_timeline
 

@@ -200,3 +200,18 @@ def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert png.exists() and png.stat().st_mtime_ns != first
+
+
+def test_demo_runs_without_a_terminal_and_prints_the_final_table():
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "demo", "--models", "blocking,gevent",
+         "--work", "cpu=500it", "io=2ms", "--seconds", "0.5", "--clients", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "cpu=500it: 4 clients" in out and "io=2ms: 4 clients" in out
+    assert "Side by side: replies/s (server cores)" in out
+    table = out[out.index("Side by side") :]
+    assert "blocking" in table and "gevent" in table
+    assert "replies/s" in out.split("Side by side")[0]  # plain progress lines came first

@@ -1,0 +1,173 @@
+"""python -m loadgen demo: the five models one after another, live, for a classroom.
+
+    python -m loadgen demo [--models a,b] [--work cpu=2ms io=5ms] [--seconds 2.5] [--clients 16]
+
+For each workload, each model gets a fresh server and the same closed-loop load; while it runs,
+a live table shows its replies per second and the cores the server uses, with a caption of what
+to look at. At the end, a side-by-side table. Without a terminal (CI, a pipe) it prints plain
+progress lines and the same final table.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from loadgen import runner
+from loadgen.bench import Server
+from loadgen.engine import Settings
+from servers import MODELS, available_cores
+from servers.work import calibrate, parse
+
+CAPTIONS = {
+    "cpu": {
+        "blocking": "one request at a time: the baseline",
+        "threads": "8 threads, one GIL: do the cores get past 1?",
+        "processes": "8 processes, a GIL each: watch the cores",
+        "procpool": "a pool of processes behind one loop: parallel, plus a hop per request",
+        "gevent": "greenlets switch only while waiting: CPU work waits its turn",
+    },
+    "io": {
+        "blocking": "one 5 ms wait at a time: about 200 replies/s at most",
+        "threads": "8 threads wait at the same time",
+        "processes": "8 processes wait at the same time",
+        "procpool": "8 pool workers wait at the same time",
+        "gevent": "a greenlet per request: all 16 wait at once, in one thread",
+    },
+}
+BAR_WIDTH = 16
+
+
+def caption(spec: str, model: str) -> str:
+    kind = "cpu" if spec.startswith("cpu") else "io" if spec.startswith("io") else ""
+    return CAPTIONS.get(kind, {}).get(model, "")
+
+
+def bar(value: float, top: float) -> str:
+    filled = int(round(BAR_WIDTH * min(value / top, 1.0))) if top > 0 else 0
+    return "█" * filled + "·" * (BAR_WIDTH - filled)
+
+
+class Scoreboard:
+    """What the room sees: a row per model, the one running now updated live."""
+
+    def __init__(self, models: list[str], spec: str, cores: int):
+        self.models, self.spec, self.cores = models, spec, cores
+        self.rows: dict[str, dict[str, float]] = {}
+        self.current = ""
+
+    def table(self) -> Table:
+        now = caption(self.spec, self.current) if self.current else ""
+        table = Table(title=f"{self.spec}: the same load on each model in turn", expand=False,
+                      caption=f"▶ {self.current}: {now}" if now else None)  # fmt: skip
+        table.add_column("model", style="bold", no_wrap=True)
+        table.add_column("replies/s", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("cores", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        top = max((row["rate"] for row in self.rows.values()), default=1.0) or 1.0
+        for model in self.models:
+            row = self.rows.get(model)
+            mark = "▶ " if model == self.current else ""
+            if row is None:
+                table.add_row(mark + model, "", "", "", "")
+                continue
+            table.add_row(
+                mark + model, f"{row['rate']:,.0f}", bar(row["rate"], top),
+                f"{row['cores']:.2f}", bar(row["cores"], self.cores),
+            )  # fmt: skip
+        return table
+
+
+def run_one(
+    model: str, spec: str, seconds: float, clients: int, board: Scoreboard, live: Any
+) -> dict[str, float]:
+    server = Server(model, spec, workers=8)
+    try:
+        server.wait_ready()
+        settings = Settings(server.ready["host"], server.ready["port"], concurrency=clients,
+                            duration=seconds, warmup=0.3, timeout=1.0)  # fmt: skip
+        last: dict[str, Any] = {}
+        window: dict[str, Any] = {}  # the first and the latest sample while measuring
+        board.current = model
+
+        def update(elapsed: float, counts: dict[str, int], started: bool) -> None:
+            if not counts["measuring"]:
+                return
+            now, sample = time.monotonic(), server.sample()
+            window.setdefault("first", sample)
+            window["last"] = sample
+            if not last:  # the measured window just opened: start counting from here
+                last.update(time=now, cpu=sample, received=counts["received"])
+                return
+            span = now - last["time"]
+            if span < 0.2:
+                return
+            cpu = sample["user"] + sample["system"] - last["cpu"]["user"] - last["cpu"]["system"]
+            rate = (counts["received"] - last["received"]) / span
+            last.update(time=now, cpu=sample, received=counts["received"])
+            board.rows[model] = {"rate": rate, "cores": max(0.0, cpu / span)}
+            if live is not None:
+                live.update(board.table())
+            else:
+                print(f"  {spec:8} {model:9} {elapsed:4.1f} s: {rate:8,.0f} replies/s, "
+                      f"{max(0.0, cpu / span):.2f} cores", flush=True)  # fmt: skip
+
+        result = runner.run(settings, update)
+        cores = 0.0
+        if "first" in window and window["last"]["time"] > window["first"]["time"]:
+            first, latest = window["first"], window["last"]
+            cpu = latest["user"] + latest["system"] - first["user"] - first["system"]
+            cores = max(0.0, cpu / (latest["time"] - first["time"]))
+        final = {"rate": result["throughput_rps"], "cores": cores}
+        board.rows[model] = final
+        if live is not None:
+            live.update(board.table())
+        else:
+            print(f"  {spec:8} {model:9} done: {final['rate']:8,.0f} replies/s, "
+                  f"{cores:.2f} cores", flush=True)  # fmt: skip
+        return final
+    finally:
+        server.stop()
+
+
+def main(
+    models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.5,
+    clients: int = 16,
+) -> int:  # fmt: skip
+    models = models or list(MODELS)
+    works = works or ["cpu=2ms", "io=5ms"]
+    console = Console()
+    terminal = sys.stdout.isatty()
+    cores = available_cores()
+    exact = {spec: calibrate(parse(spec)).exact_spec for spec in works}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for spec in works:
+        board = Scoreboard(models, spec, cores)
+        results[spec] = {}
+        if terminal:
+            with Live(board.table(), console=console, refresh_per_second=4) as live:
+                for model in models:
+                    results[spec][model] = run_one(model, exact[spec], seconds, clients,
+                                                   board, live)  # fmt: skip
+                board.current = ""
+                live.update(board.table())
+        else:
+            print(f"{spec}: {clients} clients, {seconds:g} s per model", flush=True)
+            for model in models:
+                results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None)
+    final = Table(title="Side by side: replies/s (server cores)")
+    final.add_column("model", style="bold")
+    for spec in works:
+        final.add_column(spec, justify="right")
+    for model in models:
+        cells = [f"{results[s][model]['rate']:,.0f} ({results[s][model]['cores']:.2f})"
+                 for s in works]  # fmt: skip
+        final.add_row(model, *cells)
+    console.print(final)
+    return 0
