@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(redraw(args.saved, args.out if args.out != Path("results/latest") else None))
             else:
                 print(write_timeline(args.out, args.burst, args.models, args.work))
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, RuntimeError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0

@@ -74,9 +74,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 class Server:
     """One server subprocess, in its own session so that Ctrl-C reaches only the bench."""
 
-    def __init__(self, model: str, work: str, workers: int, cores: list[int] | None = None):
+    def __init__(
+        self, model: str, work: str, workers: int, cores: list[int] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
         self.model, self.work = model, work
-        command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work]
+        command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work, *extra]
         if not MODELS[model].only_one_worker and model != "gevent":
             command += ["--workers", str(workers)]
         self.proc = subprocess.Popen(
@@ -409,7 +412,9 @@ def run_bench(settings: BenchSettings) -> Path:
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
         written.append(
-            write_timeline(folder, models=settings.models, metadata=results.data["metadata"])
+            write_timeline(
+                folder, models=settings.models, metadata=results.data["metadata"], exact=exact
+            )  # fmt: skip
         )
     for path in [*written, write_report(results.path)]:
         print(f"wrote {path}", flush=True)

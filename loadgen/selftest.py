@@ -15,32 +15,18 @@ throughput and p50 against the minimal client's. A benchmark: it exits 0 whateve
 
 from __future__ import annotations
 
-import json
 import select
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
+from loadgen.bench import Server
 from loadgen.engine import Settings
 from loadgen.runner import run
 
 CLIENTS = 32
 PAYLOAD = b"selftest payload " + b"." * 47  # 64 bytes, like the generator's default
-
-
-def start_server() -> tuple[subprocess.Popen, tuple[str, int]]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "servers", "blocking", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    ready = json.loads(server.stdout.readline())
-    return server, (ready["host"], ready["port"])
 
 
 def minimal_client(address: tuple[str, int], seconds: float, timed: bool) -> dict[str, Any]:
@@ -89,7 +75,9 @@ def minimal_client(address: tuple[str, int], seconds: float, timed: bool) -> dic
 
 
 def main(duration: float = 3.0, rounds: int = 3) -> int:
-    server, address = start_server()
+    server = Server("blocking", "echo", workers=1)
+    server.wait_ready()
+    address = (server.ready["host"], server.ready["port"])
     rows: dict[str, list[dict[str, Any]]] = {"bare": [], "minimal": [], "generator": []}
     print(
         f"selftest: {rounds} rounds of {duration:g} s each, {CLIENTS} clients, closed loop, "
@@ -120,9 +108,7 @@ def main(duration: float = 3.0, rounds: int = 3) -> int:
             )
             print(f"  round {round_number + 1}: {line}", flush=True)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
-        server.stdout.close()
+        server.stop()
 
     def med(name: str, key: str) -> float:
         return statistics.median(row[key] for row in rows[name])

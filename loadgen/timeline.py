@@ -13,11 +13,7 @@ time: a full-colour bar had a core to itself), and under it a strip of how many 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,17 +23,7 @@ from loadgen.results import write_json_atomically
 from servers import MODELS, available_cores
 from servers.work import calibrate, parse
 
-ROOT = Path(__file__).resolve().parent.parent
 REPLY_TIMEOUT_S = 10.0
-
-
-def _start(model: str, work: str, trace: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work,
-               "--trace", str(trace)]  # fmt: skip
-    if not MODELS[model].only_one_worker and model != "gevent":
-        command += ["--workers", "8"]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, start_new_session=True)  # fmt: skip
 
 
 def _burst(address: tuple[str, int], size: int) -> None:
@@ -54,35 +40,40 @@ def _burst(address: tuple[str, int], size: int) -> None:
             sock.close()
 
 
-def record(models: list[str], works: list[str], burst: int, folder: Path) -> dict[str, Any]:
-    """Run every (work, model) burst; return the traces, keyed by work then model."""
-    exact = {spec: calibrate(parse(spec)).exact_spec for spec in works}
+def record(
+    models: list[str], works: list[str], burst: int, folder: Path,
+    exact: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run every (work, model) burst; return the traces, keyed by work then model.
+
+    ``exact`` maps a work spec to the iteration count a bench already calibrated, so the
+    timeline's requests do the bench's work; anything missing is calibrated here.
+    """
+    from loadgen.bench import Server
+
+    exact = {spec: (exact or {}).get(spec) or calibrate(parse(spec)).exact_spec for spec in works}
     traces: dict[str, dict[str, Any]] = {}
     for spec in works:
-        servers = {m: _start(m, exact[spec], folder / f".trace-{m}.json") for m in models}
+        files = {m: folder / f".trace-{m}.json" for m in models}
+        servers = {m: Server(m, exact[spec], 8, extra=("--trace", str(files[m]))) for m in models}
         try:
             traces[spec] = {}
             for model, server in servers.items():
-                ready = json.loads(server.stdout.readline())
-                address = (ready["host"], ready["port"])
+                server.wait_ready()
+                address = (server.ready["host"], server.ready["port"])
                 _burst(address, burst)  # warm-up: first requests pay for cold caches
                 began = time.monotonic_ns()
                 _burst(address, burst)
-                server.send_signal(signal.SIGTERM)
-                server.stdout.readline()  # the stopped event: the trace file is complete
-                server.wait(10)
-                trace_file = folder / f".trace-{model}.json"
-                trace = json.loads(trace_file.read_text())
-                trace_file.unlink()
+                if server.stop() is None:  # the stopped event comes once the trace is written
+                    raise RuntimeError(f"{model} did not stop cleanly; no trace")
+                trace = json.loads(files[model].read_text())
+                files[model].unlink()
                 trace["requests"] = [r for r in trace["requests"] if r["received_ns"] >= began]
                 trace["burst_ns"] = began
                 traces[spec][model] = trace
         finally:
             for server in servers.values():
-                if server.poll() is None:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait()
-                server.stdout.close()
+                server.stop()  # a no-op for those already stopped
     return {"burst": burst, "cores": available_cores(), "calibration": exact, "traces": traces}
 
 
@@ -180,13 +171,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
 def write_timeline(
     out: Path, burst: int | None = None, models: list[str] | None = None,
     works: list[str] | None = None, metadata: dict[str, Any] | None = None,
+    exact: dict[str, str] | None = None,
 ) -> Path:  # fmt: skip
     """Record the bursts, save them as timeline.json, draw timeline.png and .svg."""
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
     data = record(models or list(MODELS), works or ["cpu=2ms", "io=5ms"],
-                  burst or available_cores(), out)  # fmt: skip
+                  burst or available_cores(), out, exact)  # fmt: skip
     data["metadata"] = metadata or _metadata()
     write_json_atomically(out / "timeline.json", data)
     figure = draw(data, data["metadata"])
