@@ -85,9 +85,11 @@ class Scoreboard:
 
 
 def run_one(
-    model: str, spec: str, seconds: float, clients: int, board: Scoreboard, live: Any
+    model: str, exact_spec: str, seconds: float, clients: int, board: Scoreboard, live: Any
 ) -> dict[str, float]:
-    server = Server(model, spec, workers=8)
+    """Serve `exact_spec` (the calibrated form of board.spec) with `model` and measure it."""
+    spec = board.spec
+    server = Server(model, exact_spec, workers=8)
     try:
         server.wait_ready()
         settings = Settings(server.ready["host"], server.ready["port"], concurrency=clients,
@@ -160,6 +162,7 @@ def main(
         else:
             print(f"{spec}: {clients} clients, {seconds:g} s per model", flush=True)
             for model in models:
+                print(f"  {model}: {caption(spec, model)}", flush=True)
                 results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None)
     final = Table(title="Side by side: replies/s (server cores)")
     final.add_column("model", style="bold")

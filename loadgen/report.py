@@ -26,8 +26,8 @@ CAPTIONS = {
     "latency_load": "p50 (solid) and p99 (dashed) latency against achieved rate, open loop.",
     "spectrum": "Latency by percentile at the highest concurrency (HdrHistogram style).",
     "scaling": "Throughput against the cores the server may use, CPU workload.",
-    "timeline": "One traced burst per model: a bar per request (shade: its share of a core), "
-    "a row per worker, and the cores busy underneath.",
+    "timeline": "One traced burst per model: a bar per request (dark: computing, pale: waiting "
+    "for the GIL, a core or I/O), a row per worker, and the cores busy underneath.",
 }
 
 
@@ -247,11 +247,11 @@ def sweep_findings(summary: Summary) -> list[str]:
 
 
 def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
-    """From the traced bursts: each model's mean CPU share per request and peak cores busy."""
+    """From the traced bursts, per model: how long the burst took, the cores busy on average
+    over it (all its CPU time over that span: robust to the strip's millisecond spikes) and
+    the median share of a core per request."""
     if not timeline:
         return []
-    from loadgen.timeline import cores_busy
-
     lines = []
     for spec, traces in timeline["traces"].items():
         parts = []
@@ -260,10 +260,12 @@ def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
             if not requests:
                 continue
             shares = [r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]) for r in requests]
-            t0 = min(r["start_ns"] for r in requests)
-            _, busy = cores_busy(requests, t0, max(r["end_ns"] for r in requests))
-            parts.append(f"{model} {_median(shares):.0%} of a core per request, at most "
-                         f"{max(busy):.1f} cores busy")  # fmt: skip
+            first = min(r["start_ns"] for r in requests)
+            last = max(r["end_ns"] for r in requests)
+            cores = sum(r["cpu_ns"] for r in requests) / max(1, last - first)
+            done = (last - traces[model]["burst_ns"]) / 1e6
+            parts.append(f"{model} done in {done:.1f} ms, {cores:.1f} cores busy on average, "
+                         f"{_median(shares):.0%} of a core per request")  # fmt: skip
         if parts:
             lines.append(f"In the traced burst of {timeline['burst']} requests with {spec}: "
                          + "; ".join(parts) + ".")  # fmt: skip

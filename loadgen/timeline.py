@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from loadgen.plot import ordered, stamp, style, work_label
 from loadgen.results import write_json_atomically
 from servers import MODELS, available_cores
-from servers.work import calibrate, parse
+from servers.work import iterations_per_second, parse
 
 REPLY_TIMEOUT_S = 10.0
+# cpu=2ms is the bench's workload; a thread finishes it inside one GIL turn (the switch interval
+# is 5 ms), so threads take whole turns. cpu=20ms outlasts the interval: threads then alternate
+# within their requests, which is the GIL made visible.
+DEFAULT_WORKS = ["cpu=2ms", "cpu=20ms", "io=5ms"]
+WORKERS = 8
+SETTLE_S = 0.05
 
 
 def _burst(address: tuple[str, int], size: int) -> None:
@@ -51,44 +59,126 @@ def record(
     """
     from loadgen.bench import Server
 
-    exact = {spec: (exact or {}).get(spec) or calibrate(parse(spec)).exact_spec for spec in works}
+    exact = _exact_specs(works, exact or {})
     traces: dict[str, dict[str, Any]] = {}
     for spec in works:
-        files = {m: folder / f".trace-{m}.json" for m in models}
-        servers = {m: Server(m, exact[spec], 8, extra=("--trace", str(files[m]))) for m in models}
-        try:
-            traces[spec] = {}
-            for model, server in servers.items():
-                server.wait_ready()
-                address = (server.ready["host"], server.ready["port"])
-                _burst(address, burst)  # warm-up: first requests pay for cold caches
-                began = time.monotonic_ns()
-                _burst(address, burst)
-                if server.stop() is None:  # the stopped event comes once the trace is written
-                    raise RuntimeError(f"{model} did not stop cleanly; no trace")
-                trace = json.loads(files[model].read_text())
-                files[model].unlink()
-                trace["requests"] = [r for r in trace["requests"] if r["received_ns"] >= began]
-                trace["burst_ns"] = began
-                traces[spec][model] = trace
-        finally:
-            for server in servers.values():
-                server.stop()  # a no-op for those already stopped
-    return {"burst": burst, "cores": available_cores(), "calibration": exact, "traces": traces}
+        traces[spec] = {}
+        for model in models:
+            traces[spec][model] = _traced_burst(Server, model, exact[spec], burst, folder)
+    return {"burst": burst, "cores": available_cores(), "calibration": exact, "traces": traces,
+            "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
 
-def cores_busy(requests: list[dict[str, Any]], t0: int, end: int, points: int = 400):
-    """Cores busy over time: each request's CPU share, spread over its work."""
-    step = max(1, (end - t0) // points)
-    times = list(range(t0, end + step, step))
-    busy = []
-    for t in times:
-        total = 0.0
-        for r in requests:
-            if r["start_ns"] <= t < r["end_ns"]:
-                total += r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"])
-        busy.append(total)
-    return [(t - t0) / 1e6 for t in times], busy
+def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
+    """Each work spec as iterations: from ``known`` where given, else scaled from a known cpu
+    spec's rate (the same speed as the bench measured), else from one calibration here."""
+    rate = None
+    for spec, exact_spec in known.items():
+        asked, done = parse(spec), parse(exact_spec)
+        if asked.cpu_seconds and done.cpu_iterations:
+            rate = done.cpu_iterations / asked.cpu_seconds
+    result = {}
+    for spec in works:
+        work = parse(spec)
+        if spec in known:
+            result[spec] = known[spec]
+        elif work.calibrated:
+            result[spec] = work.exact_spec
+        else:
+            rate = rate or iterations_per_second()
+            count = max(1, round(work.cpu_seconds * rate))
+            result[spec] = replace(work, cpu_iterations=count).exact_spec
+    return result
+
+
+def _traced_burst(server_class: Any, model: str, spec: str, burst: int, folder: Path) -> dict:
+    """Start ``model`` alone, warm it up, trace one burst, stop it and return its trace.
+
+    One server at a time: another model still starting up (importing, forking) would steal the
+    CPU this burst is meant to show.
+    """
+    trace_file = folder / f".trace-{model}.json"
+    server = server_class(model, spec, WORKERS, extra=("--trace", str(trace_file)))
+    try:
+        server.wait_ready()
+        address = (server.ready["host"], server.ready["port"])
+        # Warm-up: enough requests that every worker has run the code once (first runs pay
+        # for cold caches and the interpreter's specialisation), then a moment to settle.
+        _burst(address, max(burst, 2 * WORKERS))
+        time.sleep(SETTLE_S)
+        began = time.monotonic_ns()
+        _burst(address, burst)
+        if server.stop() is None:  # the stopped event comes once the trace is written
+            raise RuntimeError(f"{model} did not stop cleanly; no trace")
+        trace = json.loads(trace_file.read_text())
+    finally:
+        server.stop()  # a no-op once stopped
+        trace_file.unlink(missing_ok=True)
+    trace["requests"] = [r for r in trace["requests"] if r["received_ns"] >= began]
+    trace["burst_ns"] = began
+    return trace
+
+
+def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
+    """A request's work as ``(start_ns, end_ns, share of a core)`` pieces.
+
+    With checkpoints (traced CPU work), one piece between each two, so a thread that waited for
+    the GIL in the middle of a request shows it; otherwise (waiting work, an older trace) one
+    piece with the request's average share. Time outside the checkpoints (decoding, an ``io=``
+    wait after the computation) used next to no CPU.
+    """
+    start, end = request["start_ns"], request["end_ns"]
+    marks = request.get("checkpoints") or []
+    if len(marks) < 2:
+        return [(start, end, min(1.0, request["cpu_ns"] / max(1, end - start)))]
+    result = [(start, marks[0][0], 0.0)] if marks[0][0] > start else []
+    for (t0, c0), (t1, c1) in zip(marks, marks[1:], strict=False):
+        result.append((t0, t1, min(1.0, (c1 - c0) / max(1, t1 - t0))))
+    if end > marks[-1][0]:
+        result.append((marks[-1][0], end, 0.0))
+    return result
+
+
+def cores_busy(
+    requests: list[dict[str, Any]], t0: int, cores: int
+) -> tuple[list[float], list[float]]:
+    """Cores busy over time, in ms since ``t0``: a step function, summing every piece's share.
+
+    Capped at the cores there are: a piece in which a process was descheduled spreads its bit
+    of CPU over the whole piece, so overlapping pieces can add up to a little more.
+    """
+    changes: dict[int, float] = {t0: 0.0}
+    for request in requests:
+        for start, end, share in pieces(request):
+            changes[start] = changes.get(start, 0.0) + share
+            changes[end] = changes.get(end, 0.0) - share
+    times, busy, level = [], [], 0.0
+    for t in sorted(changes):
+        level += changes[t]
+        times.append((t - t0) / 1e6)
+        busy.append(min(cores, max(0.0, level)))
+    return times, busy
+
+
+READING = (
+    "How to read it: dark bars side by side ran in parallel, each on its own core (strip at 2). "
+    "Bars one after another, or overlapping but dark in turns, took turns on one core (strip at "
+    "1). A pale bar is waiting, which needs no core: many requests can wait at once. The % on a "
+    "bar is its CPU time over its wall time."
+)
+
+
+def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | None) -> str:
+    """The workload, the burst, and how the computation compares with one turn on the GIL."""
+    work = parse(spec)
+    turn = data.get("gil_switch_interval_s", 0.005)
+    title = f"{work_label(spec, metadata or {})}: a burst of {data['burst']} requests"
+    if work.cpu_seconds:
+        longer = "longer" if work.cpu_seconds > turn else "shorter"
+        return f"{title}\n(computing, {longer} than a turn on the GIL: {turn * 1e3:g} ms)"
+    if work.io_seconds and not work.cpu_iterations:
+        return f"{title}\n(waiting, no computing)"
+    return title
 
 
 def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
@@ -103,7 +193,7 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
     cores = data.get("cores") or 1
     heights = [ratio for _ in models for ratio in (3, 1)]
     figure, axes = plt.subplots(
-        2 * len(models), len(works), figsize=(6.2 * len(works) + 1.6, 2.3 * len(models) + 1.2),
+        2 * len(models), len(works), figsize=(5.4 * len(works) + 1.4, 2.3 * len(models) + 1.8),
         gridspec_kw={"height_ratios": heights}, squeeze=False,
     )  # fmt: skip
     for column, spec in enumerate(works):
@@ -127,14 +217,20 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
             for r in requests:
                 lane = lanes.index(r[key])
                 start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
-                share = min(1.0, r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]))
                 waited = (r["received_ns"] - t0) / 1e6
                 bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
+                for piece_start, piece_end, share in pieces(r):
+                    bars.barh(lane, (piece_end - piece_start) / 1e6, left=(piece_start - t0) / 1e6,
+                              height=0.7, color=colour, alpha=0.15 + 0.85 * share,
+                              linewidth=0)  # fmt: skip
                 bars.barh(lane, max(end - start, span / 400), left=start, height=0.7,
-                          color=colour, alpha=0.25 + 0.75 * share, edgecolor=colour)  # fmt: skip
+                          fill=False, edgecolor=colour, linewidth=0.8)  # fmt: skip
                 if end - start > span / 12:
+                    share = min(1.0, r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]))
                     bars.text((start + end) / 2, lane, f"{share:.0%}", ha="center",
-                              va="center", fontsize=7)  # fmt: skip
+                              va="center", fontsize=7,
+                              bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
+                                    "pad": 1})  # fmt: skip
             bars.set_yticks(range(len(lanes)),
                             [f"greenlet {i + 1}" if key == "greenlet" else str(lane)
                              for i, lane in enumerate(lanes)], fontsize=7)  # fmt: skip
@@ -143,7 +239,7 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
             bars.set_xlim(0, span * 1.02)
             bars.tick_params(labelbottom=False)
             bars.set_ylabel(model, fontsize=10, color=colour, fontweight="bold")
-            xs, busy = cores_busy(requests, t0, t0 + int(span * 1e6))
+            xs, busy = cores_busy(requests, t0, cores)
             strip.fill_between(xs, busy, step="post", color=colour, alpha=0.6)
             strip.axhline(1, color="#333333", linestyle="--", linewidth=0.8)
             strip.set_ylim(0, cores + 0.3)
@@ -151,20 +247,23 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
             strip.set_xlim(0, span * 1.02)
             strip.set_ylabel("cores", fontsize=7)
             strip.tick_params(labelsize=7)
-        axes[0][column].set_title(f"{work_label(spec, metadata or {})}: a burst of "
-                                  f"{data['burst']} requests", fontsize=11)  # fmt: skip
+        axes[0][column].set_title(column_title(spec, data, metadata), fontsize=10)
         axes[-1][column].set_xlabel("ms since the burst was sent")
     legend = [
-        Patch(facecolor="#555555", alpha=1.0, label="full colour: the request had a whole core"),
-        Patch(facecolor="#555555", alpha=0.35, label="pale: it shared a core (waited its turn)"),
+        Patch(facecolor="#555555", alpha=1.0, label="dark: computing on a core"),
+        Patch(facecolor="#555555", alpha=0.3,
+              label="pale: not computing (waiting for the GIL, a core, or I/O)"),
         Patch(facecolor="white", edgecolor="#999999", label="grey line: received, not started"),
-    ]
-    figure.legend(handles=legend, loc="upper right", fontsize=8, ncols=3)
-    figure.suptitle("Who runs when: one bar per request, one row per worker; strip: cores busy",
+    ]  # fmt: skip
+    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.01, 0.975), fontsize=9,
+                  ncols=3, frameon=False)  # fmt: skip
+    figure.suptitle("Who runs when: each bar is one request, from the start to the end of its "
+                    "work, one row per worker; the strip under it counts the cores busy",
                     x=0.01, ha="left", fontsize=12)  # fmt: skip
+    figure.text(0.01, 0.035, READING, fontsize=9, ha="left", va="top", wrap=True)
     if metadata:
         stamp(figure, metadata, f"cores available: {cores}")
-    figure.tight_layout(rect=(0, 0.03, 1, 0.96))
+    figure.tight_layout(rect=(0, 0.05, 1, 0.955))
     return figure
 
 
@@ -177,7 +276,7 @@ def write_timeline(
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    data = record(models or list(MODELS), works or ["cpu=2ms", "io=5ms"],
+    data = record(models or list(MODELS), works or DEFAULT_WORKS,
                   burst or available_cores(), out, exact)  # fmt: skip
     data["metadata"] = metadata or _metadata()
     write_json_atomically(out / "timeline.json", data)
@@ -206,5 +305,5 @@ def _metadata() -> dict[str, Any]:
     from loadgen.bench import BenchSettings, metadata
 
     data = metadata(BenchSettings(), {})
-    data["settings"] = {"workers": 8}
+    data["settings"] = {"workers": WORKERS}
     return data

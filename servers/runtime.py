@@ -153,11 +153,16 @@ class Server:
         start_ns = time.monotonic_ns() if self.trace else 0
         decoded = protocol.decode(datagram, self.config.max_size)
         if isinstance(decoded, protocol.Rejected):
-            reply, kind, cpu_ns = decoded.reply, decoded.kind, 0
+            reply, kind, cpu_ns, checkpoints = decoded.reply, decoded.kind, 0, []
         else:
-            cpu_ns = self.work.run(measure_cpu=self.trace is not None)
+            if self.trace is None:
+                self.work.run()
+            else:
+                cpu_ns, checkpoints = self.work.run_measured()
             reply, kind = protocol.encode_reply(decoded, self.config.prefix), None
-        return reply, kind, tracing.timing(datagram, start_ns, cpu_ns) if self.trace else None
+        if self.trace is None:
+            return reply, kind, None
+        return reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
 
     def answer(self, datagram: bytes, address: Address, worker: int = 0) -> None:
         """Handle one datagram and send the reply to its sender."""

@@ -5,6 +5,8 @@ four instants on the system-wide monotonic clock, so processes can be compared: 
 recvfrom returned), work start, work end, reply sent; plus the CPU time the worker's thread
 spent on the request's computation (``time.thread_time``: a thread waiting for the GIL, or a
 greenlet sleeping, does not accumulate it). CPU over wall time is the request's share of a core.
+``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so far]`` at each
+boundary, so a reader can see when within the request its thread ran and when it waited.
 
 It costs little: records are appended to a list in memory and written once, at stop. Forked
 workers write their own part when their loop ends; the main process merges the parts.
@@ -33,7 +35,9 @@ def stamp(datagram: bytes) -> Stamped:
     return stamped
 
 
-def timing(datagram: bytes, start_ns: int, cpu_ns: int) -> dict[str, Any]:
+def timing(
+    datagram: bytes, start_ns: int, cpu_ns: int, checkpoints: list[tuple[int, int]]
+) -> dict[str, Any]:
     """Where and when a request was handled, taken as its work ends."""
     return {
         "pid": os.getpid(),
@@ -43,6 +47,7 @@ def timing(datagram: bytes, start_ns: int, cpu_ns: int) -> dict[str, Any]:
         "start_ns": start_ns,
         "end_ns": time.monotonic_ns(),
         "cpu_ns": cpu_ns,
+        "checkpoints": checkpoints,
     }
 
 

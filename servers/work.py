@@ -25,6 +25,11 @@ CALIBRATION_SAMPLE_S = 0.001
 CALIBRATION_WARMUP_S = 0.1
 CALIBRATION_BUDGET_S = 0.9
 
+# Tracing splits the computation into at most this many pieces, timed at each boundary (two
+# clock reads, about a microsecond), so a timeline can tell running from waiting within it.
+MAX_CHECKPOINTS = 50
+MIN_CHECKPOINT_ITERATIONS = 2000
+
 _TERM = re.compile(r"^(cpu|io)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -61,20 +66,34 @@ class Work:
     def calibrated(self) -> bool:
         return self.cpu_iterations is not None
 
-    def run(self, measure_cpu: bool = False) -> int:
-        """Do one request's work: the computation, then the wait.
-
-        With ``measure_cpu``, return the CPU nanoseconds this thread spent computing (the
-        computation never yields, so under gevent no other greenlet's CPU is counted).
-        """
-        cpu_ns = 0
+    def run(self) -> None:
+        """Do one request's work: the computation, then the wait."""
         if self.cpu_iterations:
-            before = time.thread_time_ns() if measure_cpu else 0
             burn(self.cpu_iterations)
-            cpu_ns = time.thread_time_ns() - before if measure_cpu else 0
         if self.io_seconds:
             time.sleep(self.io_seconds)
-        return cpu_ns
+
+    def run_measured(self) -> tuple[int, list[tuple[int, int]]]:
+        """``run``, also measuring the computation, for tracing.
+
+        Returns the CPU nanoseconds this thread spent computing and checkpoints taken along
+        it, ``(monotonic_ns, cpu_ns so far)``, from its start to its end: between two of them
+        the thread either ran or waited (for the GIL, for a core), which is what the timeline
+        draws. The computation never yields, so under gevent no other greenlet's CPU counts.
+        """
+        checkpoints: list[tuple[int, int]] = []
+        if self.cpu_iterations:
+            chunk = max(MIN_CHECKPOINT_ITERATIONS, -(-self.cpu_iterations // MAX_CHECKPOINTS))
+            before = time.thread_time_ns()
+            checkpoints.append((time.monotonic_ns(), 0))
+            left = self.cpu_iterations
+            while left > 0:
+                burn(min(chunk, left))
+                left -= chunk
+                checkpoints.append((time.monotonic_ns(), time.thread_time_ns() - before))
+        if self.io_seconds:
+            time.sleep(self.io_seconds)
+        return (checkpoints[-1][1] if checkpoints else 0), checkpoints
 
 
 def parse(spec: str) -> Work:

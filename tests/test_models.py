@@ -237,6 +237,12 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
         assert record["end_ns"] <= record["sent_ns"]
         assert 0 <= record["cpu_ns"] <= record["end_ns"] - record["start_ns"] + 1_000_000
         assert record["pid"] in pids and record["worker"] in stopped["per_worker"]
+        marks = record["checkpoints"]  # the computation, timed in pieces: none for the error
+        assert [t for t, _ in marks] == sorted(t for t, _ in marks)
+        assert [c for _, c in marks] == sorted(c for _, c in marks)
+        if marks:
+            assert record["start_ns"] <= marks[0][0] and marks[-1][0] <= record["end_ns"]
+            assert marks[-1][1] == record["cpu_ns"]
     assert [r["received_ns"] for r in records] == sorted(r["received_ns"] for r in records)
     assert sum(1 for r in records if r["cpu_ns"] > 0) == 6  # the empty datagram did no work
     if model == "gevent":

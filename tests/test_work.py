@@ -6,7 +6,15 @@ import time
 
 import pytest
 
-from servers.work import Work, burn, calibrate, iterations_per_second, parse
+from servers.work import (
+    MAX_CHECKPOINTS,
+    MIN_CHECKPOINT_ITERATIONS,
+    Work,
+    burn,
+    calibrate,
+    iterations_per_second,
+    parse,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +99,22 @@ def test_io_work_sleeps_without_cpu():
     work.run()
     wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
     assert wall >= 0.05 and cpu < 0.02
+
+
+def test_measured_work_checkpoints_its_computation():
+    """Tracing splits the computation into timed pieces that add up to the whole."""
+    work = Work(cpu_iterations=100_000)
+    cpu_ns, checkpoints = work.run_measured()
+    assert 2 <= len(checkpoints) <= MAX_CHECKPOINTS + 1
+    times = [t for t, _ in checkpoints]
+    cpus = [c for _, c in checkpoints]
+    assert times == sorted(times) and cpus == sorted(cpus)
+    assert cpus[0] == 0 and cpus[-1] == cpu_ns > 0
+    assert cpu_ns <= times[-1] - times[0] + 1_000_000  # no more CPU than time, within a tick
+    small = Work(cpu_iterations=MIN_CHECKPOINT_ITERATIONS // 2)
+    assert len(small.run_measured()[1]) == 2  # too little work to split: start and end
+
+
+def test_measured_waiting_has_no_checkpoints():
+    assert parse("io=1ms").run_measured() == (0, [])
+    assert parse("echo").run_measured() == (0, [])
