@@ -149,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
     timeline.add_argument("--burst", type=_positive(int), help="requests at once (default: cores)")
+    timeline.add_argument("--repeat", type=_positive(int), default=5,
+                          help="bursts per model, the median one drawn (default: 5)")  # fmt: skip
     timeline.add_argument("--models", type=_names, help="comma-separated, default all")
-    timeline.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
+    timeline.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms cpu=20ms io=5ms")
     timeline.add_argument("--out", type=Path, default=Path("results/latest"))
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
 
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.saved:
                 print(redraw(args.saved, args.out if args.out != Path("results/latest") else None))
             else:
-                print(write_timeline(args.out, args.burst, args.models, args.work))
+                print(write_timeline(args.out, args.burst, args.models, args.work,
+                                     repeat=args.repeat))  # fmt: skip
         except (ValueError, OSError, RuntimeError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

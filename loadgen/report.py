@@ -247,9 +247,9 @@ def sweep_findings(summary: Summary) -> list[str]:
 
 
 def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
-    """From the traced bursts, per model: how long the burst took, the cores busy on average
-    over it (all its CPU time over that span: robust to the strip's millisecond spikes) and
-    the median share of a core per request."""
+    """From the traced bursts, per model: how long the drawn (median) burst took and the range
+    over all bursts, the cores busy on average over it (all its CPU time over that span: robust
+    to the strip's millisecond spikes), and the median share of a core per request."""
     if not timeline:
         return []
     lines = []
@@ -264,8 +264,11 @@ def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
             last = max(r["end_ns"] for r in requests)
             cores = sum(r["cpu_ns"] for r in requests) / max(1, last - first)
             done = (last - traces[model]["burst_ns"]) / 1e6
-            parts.append(f"{model} done in {done:.1f} ms, {cores:.1f} cores busy on average, "
-                         f"{_median(shares):.0%} of a core per request")  # fmt: skip
+            spread = traces[model].get("bursts_ms") or []
+            within = (f" (of {len(spread)} bursts: {min(spread):.1f}-{max(spread):.1f})"
+                      if len(spread) > 1 else "")  # fmt: skip
+            parts.append(f"{model} done in {done:.1f} ms{within}, {cores:.1f} cores busy on "
+                         f"average, {_median(shares):.0%} of a core per request")  # fmt: skip
         if parts:
             lines.append(f"In the traced burst of {timeline['burst']} requests with {spec}: "
                          + "; ".join(parts) + ".")  # fmt: skip

@@ -1,13 +1,15 @@
 """python -m loadgen timeline: one burst of requests per model, traced, drawn on a time line.
 
-    python -m loadgen timeline [--burst N] [--models a,b] [--work cpu=2ms io=5ms] [--out DIR]
+    python -m loadgen timeline [--burst N] [--repeat K] [--models a,b] [--work ...] [--out DIR]
     python -m loadgen timeline --from results/latest/timeline.json     # redraw a saved one
 
-Each model gets a fresh server with ``--trace``; a warm-up burst, then the same burst of N
-requests at once (by default as many as the machine has cores, so the contrast is clean). The
-figure has a panel per model and workload: one row per worker that handled a request, one bar
-per request from the start to the end of its work, shaded by its CPU share (CPU time over wall
-time: a full-colour bar had a core to itself), and under it a strip of how many cores were busy.
+Each model gets a fresh server with ``--trace``, alone on the machine: a warm-up, then
+``--repeat`` bursts (5) of N requests at once (by default as many as the machine has cores, so
+the contrast is clean); the median burst by duration is drawn. For ``cpu=2ms``, ``cpu=20ms``
+(longer than a 5 ms turn on the GIL) and ``io=5ms``: a panel per model and workload, one row
+per worker that handled a request, one bar per request from the start to the end of its work,
+dark where its thread computed and pale where it did not (checkpoints in the trace tell which),
+and under it a strip of how many cores were busy.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ REPLY_TIMEOUT_S = 10.0
 DEFAULT_WORKS = ["cpu=2ms", "cpu=20ms", "io=5ms"]
 WORKERS = 8
 SETTLE_S = 0.05
+DEFAULT_REPEAT = 5
 
 
 def _burst(address: tuple[str, int], size: int) -> None:
@@ -50,7 +53,7 @@ def _burst(address: tuple[str, int], size: int) -> None:
 
 def record(
     models: list[str], works: list[str], burst: int, folder: Path,
-    exact: dict[str, str] | None = None,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every (work, model) burst; return the traces, keyed by work then model.
 
@@ -64,9 +67,10 @@ def record(
     for spec in works:
         traces[spec] = {}
         for model in models:
-            traces[spec][model] = _traced_burst(Server, model, exact[spec], burst, folder)
-    return {"burst": burst, "cores": available_cores(), "calibration": exact, "traces": traces,
-            "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
+            traces[spec][model] = _traced_burst(Server, model, exact[spec], burst, repeat,
+                                                folder)  # fmt: skip
+    return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
+            "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
 
 def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
@@ -91,11 +95,15 @@ def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
     return result
 
 
-def _traced_burst(server_class: Any, model: str, spec: str, burst: int, folder: Path) -> dict:
-    """Start ``model`` alone, warm it up, trace one burst, stop it and return its trace.
+def _traced_burst(
+    server_class: Any, model: str, spec: str, burst: int, repeat: int, folder: Path
+) -> dict:
+    """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
+    the median burst (by how long it took), with every burst's duration beside it.
 
     One server at a time: another model still starting up (importing, forking) would steal the
-    CPU this burst is meant to show.
+    CPU these bursts are meant to show. Several bursts, because one lasting a few milliseconds
+    is at the mercy of where the OS happens to place each worker; the median is a typical one.
     """
     trace_file = folder / f".trace-{model}.json"
     server = server_class(model, spec, WORKERS, extra=("--trace", str(trace_file)))
@@ -103,20 +111,28 @@ def _traced_burst(server_class: Any, model: str, spec: str, burst: int, folder: 
         server.wait_ready()
         address = (server.ready["host"], server.ready["port"])
         # Warm-up: enough requests that every worker has run the code once (first runs pay
-        # for cold caches and the interpreter's specialisation), then a moment to settle.
+        # for cold caches and the interpreter's specialisation).
         _burst(address, max(burst, 2 * WORKERS))
-        time.sleep(SETTLE_S)
-        began = time.monotonic_ns()
-        _burst(address, burst)
+        starts = []
+        for _ in range(repeat):
+            time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
+            starts.append(time.monotonic_ns())
+            _burst(address, burst)
         if server.stop() is None:  # the stopped event comes once the trace is written
             raise RuntimeError(f"{model} did not stop cleanly; no trace")
         trace = json.loads(trace_file.read_text())
     finally:
         server.stop()  # a no-op once stopped
         trace_file.unlink(missing_ok=True)
-    trace["requests"] = [r for r in trace["requests"] if r["received_ns"] >= began]
-    trace["burst_ns"] = began
-    return trace
+    bursts = []
+    for began, until in zip(starts, [*starts[1:], None], strict=True):
+        requests = [r for r in trace["requests"]
+                    if began <= r["received_ns"] < (until or float("inf"))]  # fmt: skip
+        took = max((r["end_ns"] for r in requests), default=began) - began
+        bursts.append((took, began, requests))
+    durations = [took / 1e6 for took, _, _ in bursts]
+    took, began, requests = sorted(bursts, key=lambda b: b[0])[(len(bursts) - 1) // 2]
+    return {**trace, "requests": requests, "burst_ns": began, "bursts_ms": durations}
 
 
 def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
@@ -161,10 +177,10 @@ def cores_busy(
 
 
 READING = (
-    "How to read it: dark bars side by side ran in parallel, each on its own core (strip at 2). "
-    "Bars one after another, or overlapping but dark in turns, took turns on one core (strip at "
-    "1). A pale bar is waiting, which needs no core: many requests can wait at once. The % on a "
-    "bar is its CPU time over its wall time."
+    "How to read it: dark bars side by side ran in parallel, each on its own core (the strip "
+    "above 1). Bars one after another, or overlapping but dark in turns, took turns on one core "
+    "(the strip at 1). A pale bar is waiting, which needs no core: many requests can wait at "
+    "once. The % on a bar is its CPU time over its wall time."
 )
 
 
@@ -173,6 +189,8 @@ def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | Non
     work = parse(spec)
     turn = data.get("gil_switch_interval_s", 0.005)
     title = f"{work_label(spec, metadata or {})}: a burst of {data['burst']} requests"
+    if data.get("repeat", 1) > 1:
+        title += f" (the median of {data['repeat']})"
     if work.cpu_seconds:
         longer = "longer" if work.cpu_seconds > turn else "shorter"
         return f"{title}\n(computing, {longer} than a turn on the GIL: {turn * 1e3:g} ms)"
@@ -270,14 +288,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
 def write_timeline(
     out: Path, burst: int | None = None, models: list[str] | None = None,
     works: list[str] | None = None, metadata: dict[str, Any] | None = None,
-    exact: dict[str, str] | None = None,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT,
 ) -> Path:  # fmt: skip
     """Record the bursts, save them as timeline.json, draw timeline.png and .svg."""
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
     data = record(models or list(MODELS), works or DEFAULT_WORKS,
-                  burst or available_cores(), out, exact)  # fmt: skip
+                  burst or available_cores(), out, exact, repeat)  # fmt: skip
     data["metadata"] = metadata or _metadata()
     write_json_atomically(out / "timeline.json", data)
     figure = draw(data, data["metadata"])

@@ -175,7 +175,7 @@ def test_plot_refuses_a_file_that_is_not_results(tmp_path):
 def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "loadgen", "timeline", "--models", "blocking,processes",
-         "--work", "cpu=500it", "io=2ms", "--burst", "3", "--out", str(tmp_path)],
+         "--work", "cpu=500it", "io=2ms", "--burst", "3", "--repeat", "3", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -185,8 +185,12 @@ def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
         assert set(traces) == {"blocking", "processes"}
         for trace in traces.values():
             requests = trace["requests"]
-            assert len(requests) == 3  # the burst only, not the warm-up
+            assert len(requests) == 3  # one burst only: not the warm-up, not the other two
             assert all(r["received_ns"] >= trace["burst_ns"] for r in requests)
+            durations = trace["bursts_ms"]
+            assert len(durations) == 3 and all(d > 0 for d in durations)
+            took = (max(r["end_ns"] for r in requests) - trace["burst_ns"]) / 1e6
+            assert took == pytest.approx(sorted(durations)[1])  # the median burst is the one kept
     blocking = saved["traces"]["io=2ms"]["blocking"]["requests"]
     starts = sorted(r["start_ns"] for r in blocking)
     ends = sorted(r["end_ns"] for r in blocking)
