@@ -1,0 +1,63 @@
+"""What ``--trace`` costs a server: the same load with and without it, alternated.
+
+    .venv/bin/python tests/trace_cost.py
+
+For each (model, work): four rounds of a closed loop of 32 clients for 2 s against a fresh
+server, untraced and traced in alternating order; prints median replies/s and the server's CPU
+per request (its whole process tree, warm-up included). A benchmark: it prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadgen import runner  # noqa: E402
+from loadgen.bench import Server  # noqa: E402
+from loadgen.engine import Settings  # noqa: E402
+from servers.work import calibrate, parse  # noqa: E402
+
+ROUNDS = 4
+CASES = [("blocking", "echo"), ("threads", "echo"), ("blocking", "cpu=2ms")]
+
+
+def measure(model: str, spec: str, folder: Path | None) -> tuple[float, float]:
+    """One run: (replies/s, server CPU microseconds per request sent)."""
+    extra = ("--trace", str(folder / f"{model}.json")) if folder else ()
+    server = Server(model, spec, 8, extra=extra)
+    try:
+        server.wait_ready()
+        settings = Settings(server.ready["host"], server.ready["port"], concurrency=32,
+                            duration=2.0, warmup=0.3, timeout=1.0)  # fmt: skip
+        before = server.sample()
+        result = runner.run(settings)
+        after = server.sample()
+    finally:
+        server.stop()
+    cpu = after["user"] + after["system"] - before["user"] - before["system"]
+    return result["throughput_rps"], cpu / max(1, result["sent"]) * 1e6
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as temporary:
+        for model, asked in CASES:
+            spec = calibrate(parse(asked)).exact_spec
+            runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+            for round_number in range(ROUNDS):
+                # which goes first alternates, so a drift in the machine's speed favours neither
+                for traced in (False, True) if round_number % 2 == 0 else (True, False):
+                    runs[traced].append(measure(model, spec, Path(temporary) if traced else None))
+            for traced in (False, True):
+                rate = statistics.median(r for r, _ in runs[traced])
+                cpu = statistics.median(c for _, c in runs[traced])
+                print(f"{model:9} {asked:8} {'traced' if traced else 'untraced':9} "
+                      f"{rate:10,.0f} replies/s  {cpu:8.1f} us server CPU per request",
+                      flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
