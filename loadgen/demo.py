@@ -24,28 +24,34 @@ from loadgen.engine import Settings
 from servers import MODELS, available_cores
 from servers.work import calibrate, parse
 
+WORKERS = 8
 CAPTIONS = {
     "cpu": {
         "blocking": "one request at a time: the baseline",
-        "threads": "8 threads, one GIL: do the cores get past 1?",
-        "processes": "8 processes, a GIL each: watch the cores",
+        "threads": "{workers} threads, one GIL: do the cores get past 1?",
+        "processes": "{workers} processes, a GIL each: watch the cores",
         "procpool": "a pool of processes behind one loop: parallel, plus a hop per request",
         "gevent": "greenlets switch only while waiting: CPU work waits its turn",
     },
     "io": {
-        "blocking": "one 5 ms wait at a time: about 200 replies/s at most",
-        "threads": "8 threads wait at the same time",
-        "processes": "8 processes wait at the same time",
-        "procpool": "8 pool workers wait at the same time",
-        "gevent": "a greenlet per request: all 16 wait at once, in one thread",
+        "blocking": "one {wait} wait at a time: about {most:,.0f} replies/s at most",
+        "threads": "{workers} threads wait at the same time",
+        "processes": "{workers} processes wait at the same time",
+        "procpool": "{workers} pool workers wait at the same time",
+        "gevent": "a greenlet per request: all {clients} wait at once, in one thread",
     },
 }
 BAR_WIDTH = 16
 
 
-def caption(spec: str, model: str) -> str:
-    kind = "cpu" if spec.startswith("cpu") else "io" if spec.startswith("io") else ""
-    return CAPTIONS.get(kind, {}).get(model, "")
+def caption(spec: str, model: str, clients: int) -> str:
+    """What to look at while ``model`` serves ``spec``: one line for the room."""
+    work = parse(spec)
+    kind = "cpu" if work.cpu_iterations != 0 else "io" if work.io_seconds else ""
+    text = CAPTIONS.get(kind, {}).get(model, "")
+    wait = spec.split("io=")[-1].split(",")[0]
+    return text.format(workers=WORKERS, clients=clients, wait=wait,
+                       most=1 / work.io_seconds if work.io_seconds else 0)  # fmt: skip
 
 
 def bar(value: float, top: float) -> str:
@@ -56,13 +62,13 @@ def bar(value: float, top: float) -> str:
 class Scoreboard:
     """What the room sees: a row per model, the one running now updated live."""
 
-    def __init__(self, models: list[str], spec: str, cores: int):
-        self.models, self.spec, self.cores = models, spec, cores
+    def __init__(self, models: list[str], spec: str, cores: int, clients: int):
+        self.models, self.spec, self.cores, self.clients = models, spec, cores, clients
         self.rows: dict[str, dict[str, float]] = {}
         self.current = ""
 
     def table(self) -> Table:
-        now = caption(self.spec, self.current) if self.current else ""
+        now = caption(self.spec, self.current, self.clients) if self.current else ""
         table = Table(title=f"{self.spec}: the same load on each model in turn", expand=False,
                       caption=f"▶ {self.current}: {now}" if now else None)  # fmt: skip
         table.add_column("model", style="bold", no_wrap=True)
@@ -89,7 +95,7 @@ def run_one(
 ) -> dict[str, float]:
     """Serve `exact_spec` (the calibrated form of board.spec) with `model` and measure it."""
     spec = board.spec
-    server = Server(model, exact_spec, workers=8)
+    server = Server(model, exact_spec, workers=WORKERS)
     try:
         server.wait_ready()
         settings = Settings(server.ready["host"], server.ready["port"], concurrency=clients,
@@ -150,7 +156,7 @@ def main(
     exact = {spec: calibrate(parse(spec)).exact_spec for spec in works}
     results: dict[str, dict[str, dict[str, float]]] = {}
     for spec in works:
-        board = Scoreboard(models, spec, cores)
+        board = Scoreboard(models, spec, cores, clients)
         results[spec] = {}
         if terminal:
             with Live(board.table(), console=console, refresh_per_second=4) as live:
@@ -162,7 +168,7 @@ def main(
         else:
             print(f"{spec}: {clients} clients, {seconds:g} s per model", flush=True)
             for model in models:
-                print(f"  {model}: {caption(spec, model)}", flush=True)
+                print(f"  {model}: {caption(spec, model, clients) or 'the same load'}", flush=True)
                 results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None)
     final = Table(title="Side by side: replies/s (server cores)")
     final.add_column("model", style="bold")
