@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return demo(args.models, args.work, args.seconds, args.clients)
         except KeyboardInterrupt:
+            print("\ninterrupted: every server stopped", file=sys.stderr)
             return 130
         except runner_errors() as error:
             print(f"error: {error}", file=sys.stderr)
@@ -249,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(write_timeline(args.out, args.burst, args.models, args.work,
                                      repeat=args.repeat))  # fmt: skip
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: every server stopped; nothing in {args.out} was changed",
+                  file=sys.stderr)  # fmt: skip
+            return 130
         except (ValueError, OSError, RuntimeError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

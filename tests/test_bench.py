@@ -223,3 +223,50 @@ def test_demo_runs_without_a_terminal_and_prints_the_final_table():
 
     assert f"  gevent: {caption('io=2ms', 'gevent', 4)}" in out  # what to look at, per model
     assert "all 4 wait at once" in out and "about 500 replies/s at most" in out
+
+
+def _interrupt_once_serving(command: list[str]) -> tuple[subprocess.Popen, str, list]:
+    """Start a loadgen command, press Ctrl-C once a server of its own is up; return the
+    finished process, its stderr and the processes it had started."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", *command], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        tree: list[psutil.Process] = []
+        while time.monotonic() < deadline and not tree:
+            tree = psutil.Process(process.pid).children(recursive=True)
+            time.sleep(0.05)
+        assert tree, "no server started"
+        time.sleep(0.5)  # into the traffic
+        tree = psutil.Process(process.pid).children(recursive=True)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return process, err, tree
+
+
+def test_ctrl_c_in_the_timeline_keeps_the_saved_one_and_leaves_no_process(tmp_path):
+    saved = tmp_path / "timeline.json"
+    saved.write_text('{"an earlier": "timeline"}')
+    process, err, tree = _interrupt_once_serving(
+        ["timeline", "--models", "threads", "--work", "io=2s", "--burst", "1", "--out",
+         str(tmp_path)]
+    )  # fmt: skip
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert saved.read_text() == '{"an earlier": "timeline"}'
+    assert not list(tmp_path.glob(".trace-*"))
+    assert wait_gone(tree, timeout=5) == []
+
+
+def test_ctrl_c_in_the_demo_stops_every_server(tmp_path):
+    process, err, tree = _interrupt_once_serving(
+        ["demo", "--models", "processes", "--work", "io=5ms", "--seconds", "20"]
+    )
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert wait_gone(tree, timeout=5) == []
