@@ -306,13 +306,22 @@ def write_timeline(
 
 
 def redraw(saved: Path, out: Path | None = None) -> Path:
+    """Draw a saved timeline.json again (into its own folder unless ``out`` is given)."""
     import matplotlib.pyplot as plt
 
-    data = json.loads(Path(saved).read_text(encoding="utf-8"))
-    if "traces" not in data:
-        raise ValueError(f"{saved} is not a timeline.json")
+    try:
+        data = json.loads(Path(saved).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{saved} is not a timeline.json: not JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("traces"), dict):
+        raise ValueError(f"{saved} is not a timeline.json: no traces")
     out = out or Path(saved).parent
-    figure = draw(data, data.get("metadata"))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        figure = draw(data, data.get("metadata"))
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{saved} is not a timeline.json this version can draw: "
+                         f"{type(error).__name__} {error}") from None  # fmt: skip
     for suffix in ("png", "svg"):
         figure.savefig(out / f"timeline.{suffix}", dpi=120)
     plt.close(figure)

@@ -73,3 +73,19 @@ def test_report_states_the_average_cores_busy_over_each_burst():
     [line] = timeline_findings({"burst": 2, "cores": 2, "traces": {"cpu=4ms": traces}})
     assert "threads done in 8.0 ms, 1.0 cores busy on average, 67% of a core" in line
     assert "processes done in 4.0 ms, 2.0 cores busy on average, 100% of a core" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("not json", "not JSON"), ('{"runs": []}', "no traces"),
+     ('{"burst": 2, "traces": {"cpu=2ms": {"blocking": {"requests": [{"x": 1}]}}}}',
+      "this version can draw")],
+)  # fmt: skip
+def test_redrawing_a_file_that_is_not_a_timeline_says_so(tmp_path, content, message):
+    from loadgen.timeline import redraw
+
+    saved = tmp_path / "timeline.json"
+    saved.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        redraw(saved)
+    assert not (tmp_path / "timeline.png").exists()
