@@ -49,7 +49,7 @@ def caption(spec: str, model: str, clients: int) -> str:
     work = parse(spec)
     kind = "cpu" if work.cpu_iterations != 0 else "io" if work.io_seconds else ""
     text = CAPTIONS.get(kind, {}).get(model, "")
-    wait = spec.split("io=")[-1].split(",")[0]
+    wait = work.spec.removeprefix("io=")  # only read for a wait alone: "5ms"
     return text.format(workers=WORKERS, clients=clients, wait=wait,
                        most=1 / work.io_seconds if work.io_seconds else 0)  # fmt: skip
 

@@ -60,15 +60,12 @@ def record(
     ``exact`` maps a work spec to the iteration count a bench already calibrated, so the
     timeline's requests do the bench's work; anything missing is calibrated here.
     """
-    from loadgen.bench import Server
-
     exact = _exact_specs(works, exact or {})
     traces: dict[str, dict[str, Any]] = {}
     for spec in works:
         traces[spec] = {}
         for model in models:
-            traces[spec][model] = _traced_burst(Server, model, exact[spec], burst, repeat,
-                                                folder)  # fmt: skip
+            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder)
     return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
             "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
@@ -95,9 +92,7 @@ def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
     return result
 
 
-def _traced_burst(
-    server_class: Any, model: str, spec: str, burst: int, repeat: int, folder: Path
-) -> dict:
+def _traced_burst(model: str, spec: str, burst: int, repeat: int, folder: Path) -> dict:
     """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
     the median burst (by how long it took), with every burst's duration beside it.
 
@@ -105,8 +100,10 @@ def _traced_burst(
     CPU these bursts are meant to show. Several bursts, because one lasting a few milliseconds
     is at the mercy of where the OS happens to place each worker; the median is a typical one.
     """
+    from loadgen.bench import Server
+
     trace_file = folder / f".trace-{model}.json"
-    server = server_class(model, spec, WORKERS, extra=("--trace", str(trace_file)))
+    server = Server(model, spec, WORKERS, extra=("--trace", str(trace_file)))
     try:
         server.wait_ready()
         address = (server.ready["host"], server.ready["port"])
@@ -135,6 +132,11 @@ def _traced_burst(
     return {**trace, "requests": requests, "burst_ns": began, "bursts_ms": durations}
 
 
+def share(request: dict[str, Any]) -> float:
+    """A request's share of a core: its CPU time over the wall time of its work."""
+    return min(1.0, request["cpu_ns"] / max(1, request["end_ns"] - request["start_ns"]))
+
+
 def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
     """A request's work as ``(start_ns, end_ns, share of a core)`` pieces.
 
@@ -146,7 +148,7 @@ def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
     start, end = request["start_ns"], request["end_ns"]
     marks = request.get("checkpoints") or []
     if len(marks) < 2:
-        return [(start, end, min(1.0, request["cpu_ns"] / max(1, end - start)))]
+        return [(start, end, share(request))]
     result = [(start, marks[0][0], 0.0)] if marks[0][0] > start else []
     for (t0, c0), (t1, c1) in zip(marks, marks[1:], strict=False):
         result.append((t0, t1, min(1.0, (c1 - c0) / max(1, t1 - t0))))
@@ -165,9 +167,9 @@ def cores_busy(
     """
     changes: dict[int, float] = {t0: 0.0}
     for request in requests:
-        for start, end, share in pieces(request):
-            changes[start] = changes.get(start, 0.0) + share
-            changes[end] = changes.get(end, 0.0) - share
+        for start, end, piece_share in pieces(request):
+            changes[start] = changes.get(start, 0.0) + piece_share
+            changes[end] = changes.get(end, 0.0) - piece_share
     times, busy, level = [], [], 0.0
     for t in sorted(changes):
         level += changes[t]
@@ -237,15 +239,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                 start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
                 waited = (r["received_ns"] - t0) / 1e6
                 bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
-                for piece_start, piece_end, share in pieces(r):
+                for piece_start, piece_end, piece_share in pieces(r):
                     bars.barh(lane, (piece_end - piece_start) / 1e6, left=(piece_start - t0) / 1e6,
-                              height=0.7, color=colour, alpha=0.15 + 0.85 * share,
+                              height=0.7, color=colour, alpha=0.15 + 0.85 * piece_share,
                               linewidth=0)  # fmt: skip
                 bars.barh(lane, max(end - start, span / 400), left=start, height=0.7,
                           fill=False, edgecolor=colour, linewidth=0.8)  # fmt: skip
                 if end - start > span / 12:
-                    share = min(1.0, r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]))
-                    bars.text((start + end) / 2, lane, f"{share:.0%}", ha="center",
+                    bars.text((start + end) / 2, lane, f"{share(r):.0%}", ha="center",
                               va="center", fontsize=7,
                               bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                     "pad": 1})  # fmt: skip
