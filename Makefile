@@ -1,6 +1,10 @@
 # Every target makes .venv itself when it is missing or older than pyproject.toml,
 # so `make test` and `make bench` work on a fresh clone with nothing installed.
-PYTHON ?= python3
+# .venv is built from the newest CPython 3.12+ with a GIL found on PATH or in pyenv (3.12 gave
+# each sub-interpreter its own GIL), else from python3; `make PYTHON=/path/to/python3` chooses
+# another (after `make clean`). The generator and every server then run on that one interpreter,
+# so every model does the same work at the same speed; `--python` runs the servers on another.
+PYTHON ?= $(shell python3 loadgen/pythons.py 2>/dev/null || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -8,6 +12,7 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint bench bench-models bench-loadgen demo clean
 
 $(STAMP): pyproject.toml
+	@echo "building $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
@@ -26,7 +31,7 @@ bench: $(STAMP)
 bench-models: $(STAMP)
 	$(PY) tests/model_figures.py
 
-# The classroom view: the five models live, cpu=2ms then io=5ms, under a minute.
+# The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
 demo: $(STAMP)
 	$(PY) -m loadgen demo
 

@@ -88,6 +88,7 @@ def bench_settings(args: argparse.Namespace):
         "workers": args.workers,
         "load_sweep": [] if args.no_load_sweep else args.load_sweep,
         "out": args.out,
+        "python": args.python,
     }
     for key, value in chosen.items():
         if value is not None:
@@ -156,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--out", type=Path, default=Path("results/latest"))
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
 
+    for command in (bench, demo, timeline):
+        command.add_argument(
+            "--python", metavar="PATH",
+            help="run the servers under this interpreter (default: this one); models it "
+            "cannot run are skipped with the reason",
+        )  # fmt: skip
+
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
     selftest.add_argument("--rounds", type=_positive(int), default=3)
@@ -197,9 +205,10 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def runner_errors() -> tuple[type[Exception], ...]:
+    from loadgen.pythons import InterpreterError
     from loadgen.runner import TargetError
 
-    return (TargetError, RuntimeError)
+    return (TargetError, RuntimeError, InterpreterError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         from loadgen.demo import main as demo
 
         try:
-            return demo(args.models, args.work, args.seconds, args.clients)
+            return demo(args.models, args.work, args.seconds, args.clients, args.python)
         except KeyboardInterrupt:
             print("\ninterrupted: every server stopped", file=sys.stderr)
             return 130
@@ -249,12 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(redraw(args.saved, args.out if args.out != Path("results/latest") else None))
             else:
                 print(write_timeline(args.out, args.burst, args.models, args.work,
-                                     repeat=args.repeat))  # fmt: skip
+                                     repeat=args.repeat, python=args.python))  # fmt: skip
         except KeyboardInterrupt:
             print(f"\ninterrupted: every server stopped; nothing in {args.out} was changed",
                   file=sys.stderr)  # fmt: skip
             return 130
-        except (ValueError, OSError, RuntimeError) as error:
+        except (ValueError, OSError, *runner_errors()) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0

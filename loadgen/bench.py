@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from loadgen import engine, runner
+from loadgen.pythons import InterpreterError, runnable
 from loadgen.results import ResultsFile, archive_latest
 from servers import MODELS, available_cores
 from servers.work import calibrate, parse
@@ -58,6 +59,7 @@ class BenchSettings:
     timeline: bool = True  # trace one burst per model and draw who runs when
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
     out: Path = ROOT / "results"
+    python: str = sys.executable  # the servers' interpreter (the generator stays on this one)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -76,11 +78,12 @@ class Server:
 
     def __init__(
         self, model: str, work: str, workers: int, cores: list[int] | None = None,
-        extra: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (), python: str | None = None,
     ) -> None:  # fmt: skip
         self.model, self.work = model, work
-        command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work, *extra]
-        if not MODELS[model].only_one_worker and model != "gevent":
+        interpreter = python or sys.executable
+        command = [interpreter, "-m", "servers", model, "--port", "0", "--work", work, *extra]
+        if MODELS[model].workers_meaning == "workers":  # a cap on tasks keeps its own default
             command += ["--workers", str(workers)]
         self.proc = subprocess.Popen(
             command,
@@ -161,7 +164,12 @@ def _peak_rss(process: psutil.Process) -> float:
     return float(process.memory_info().rss)
 
 
-def metadata(settings: BenchSettings, calibration: dict[str, Any]) -> dict[str, Any]:
+def metadata(
+    settings: BenchSettings, calibration: dict[str, Any],
+    server_python: dict[str, Any] | None = None, skipped: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The machine, the generator's and the servers' interpreters, the settings, the commit."""
+
     def version(package: str) -> str | None:
         try:
             return importlib.metadata.version(package)
@@ -199,6 +207,8 @@ def metadata(settings: BenchSettings, calibration: dict[str, Any]) -> dict[str, 
         "git_commit": commit or None,
         "git_dirty": dirty,
         "command": " ".join([Path(sys.executable).name, "-m", "loadgen", *sys.argv[1:]]),
+        "server_python": server_python,
+        "skipped": skipped,
         "settings": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
         },
@@ -270,7 +280,8 @@ class Bench:
         """One fresh server per model, all starting at once (start-up is mostly imports)."""
         servers = {}
         for model in self.settings.models:
-            servers[model] = Server(model, work, self.settings.workers, cores)
+            servers[model] = Server(model, work, self.settings.workers, cores,
+                                    python=self.settings.python)  # fmt: skip
             self.servers.append(servers[model])
         for server in servers.values():
             server.wait_ready()
@@ -380,11 +391,16 @@ class Bench:
 
 def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
+    server_python, settings.models, skipped = runnable(settings.python, settings.models)
+    for model, reason in skipped.items():
+        print(f"skipping {model}: {reason}", flush=True)
+    if not settings.models:
+        raise InterpreterError(f"{settings.python} can run none of the models asked for")
     exact, calibration = calibrate_works(list(dict.fromkeys([*settings.works, settings.core_work])))
     archived = archive_latest(settings.out)
     folder = settings.out / "latest"
     folder.mkdir(parents=True, exist_ok=True)
-    results = ResultsFile(folder, metadata(settings, calibration))
+    results = ResultsFile(folder, metadata(settings, calibration, server_python, skipped))
     if archived:
         print(f"previous results moved to {archived}", flush=True)
     for spec, figures in calibration.items():
@@ -413,7 +429,11 @@ def run_bench(settings: BenchSettings) -> Path:
         print("tracing one burst per model for the timeline...", flush=True)
         written.append(
             write_timeline(
-                folder, models=settings.models, metadata=results.data["metadata"], exact=exact
+                folder,
+                models=settings.models,
+                metadata=results.data["metadata"],
+                exact=exact,
+                python=settings.python,
             )  # fmt: skip
         )
     for path in [*written, write_report(results.path)]:

@@ -21,26 +21,11 @@ from rich.table import Table
 from loadgen import runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
+from loadgen.pythons import InterpreterError, runnable
 from servers import MODELS, available_cores
 from servers.work import calibrate, parse
 
 WORKERS = 8
-CAPTIONS = {
-    "cpu": {
-        "blocking": "one request at a time: the baseline",
-        "threads": "{workers} threads, one GIL: do the cores get past 1?",
-        "processes": "{workers} processes, a GIL each: watch the cores",
-        "procpool": "a pool of processes behind one loop: parallel, plus a hop per request",
-        "gevent": "greenlets switch only while waiting: CPU work waits its turn",
-    },
-    "io": {
-        "blocking": "one {wait} wait at a time: about {most:,.0f} replies/s at most",
-        "threads": "{workers} threads wait at the same time",
-        "processes": "{workers} processes wait at the same time",
-        "procpool": "{workers} pool workers wait at the same time",
-        "gevent": "a greenlet per request: all {clients} wait at once, in one thread",
-    },
-}
 BAR_WIDTH = 16
 
 
@@ -48,7 +33,7 @@ def caption(spec: str, model: str, clients: int) -> str:
     """What to look at while ``model`` serves ``spec``: one line for the room."""
     work = parse(spec)
     kind = "cpu" if work.cpu_iterations != 0 else "io" if work.io_seconds else ""
-    text = CAPTIONS.get(kind, {}).get(model, "")
+    text = MODELS[model].captions.get(kind, "") if model in MODELS else ""
     wait = work.spec.removeprefix("io=")  # only read for a wait alone: "5ms"
     return text.format(workers=WORKERS, clients=clients, wait=wait,
                        most=1 / work.io_seconds if work.io_seconds else 0)  # fmt: skip
@@ -91,11 +76,12 @@ class Scoreboard:
 
 
 def run_one(
-    model: str, exact_spec: str, seconds: float, clients: int, board: Scoreboard, live: Any
-) -> dict[str, float]:
+    model: str, exact_spec: str, seconds: float, clients: int, board: Scoreboard, live: Any,
+    python: str | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Serve `exact_spec` (the calibrated form of board.spec) with `model` and measure it."""
     spec = board.spec
-    server = Server(model, exact_spec, workers=WORKERS)
+    server = Server(model, exact_spec, workers=WORKERS, python=python)
     try:
         server.wait_ready()
         settings = Settings(server.ready["host"], server.ready["port"], concurrency=clients,
@@ -146,9 +132,14 @@ def run_one(
 
 def main(
     models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.5,
-    clients: int = 16,
+    clients: int = 16, python: str | None = None,
 ) -> int:  # fmt: skip
-    models = models or list(MODELS)
+    python = python or sys.executable
+    _, models, skipped = runnable(python, models or list(MODELS))
+    for model, reason in skipped.items():
+        print(f"skipping {model}: {reason}", file=sys.stderr, flush=True)
+    if not models:
+        raise InterpreterError(f"{python} can run none of the models asked for")
     works = works or ["cpu=2ms", "io=5ms"]
     console = Console()
     terminal = sys.stdout.isatty()
@@ -162,14 +153,15 @@ def main(
             with Live(board.table(), console=console, refresh_per_second=4) as live:
                 for model in models:
                     results[spec][model] = run_one(model, exact[spec], seconds, clients,
-                                                   board, live)  # fmt: skip
+                                                   board, live, python)  # fmt: skip
                 board.current = ""
                 live.update(board.table())
         else:
             print(f"{spec}: {clients} clients, {seconds:g} s per model", flush=True)
             for model in models:
                 print(f"  {model}: {caption(spec, model, clients) or 'the same load'}", flush=True)
-                results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None)
+                results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None,
+                                               python)  # fmt: skip
     final = Table(title="Side by side: replies/s (server cores)")
     final.add_column("model", style="bold")
     for spec in works:

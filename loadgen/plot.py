@@ -2,9 +2,10 @@
 
     python -m loadgen plot results/latest/results.json [--out DIR]
 
-Every figure uses the same colour (Okabe-Ito, colour-blind safe) and marker per model, shows
-trials as median with min-max, marks generator-limited points with a hollow marker, and is
-stamped with the machine, Python, date and settings it came from.
+Every figure uses the colour (Okabe-Ito, colour-blind safe) and marker the model registry gives
+each model (``servers.MODELS``), shows trials as median with min-max, marks generator-limited
+points with a hollow marker, and is stamped with the machine, Python, date and settings it came
+from.
 """
 
 from __future__ import annotations
@@ -23,22 +24,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from loadgen import stats  # noqa: E402
-from loadgen.results import load  # noqa: E402
+from loadgen.results import gil_enabled, load, packages, server_version  # noqa: E402
+from servers import MODELS  # noqa: E402
 
-STYLE = {  # Okabe-Ito colours; a marker each too, for print and for colour-blind readers
-    "blocking": ("#E69F00", "o"),
-    "threads": ("#56B4E9", "s"),
-    "processes": ("#009E73", "^"),
-    "procpool": ("#0072B2", "D"),
-    "gevent": ("#D55E00", "v"),
-}
-FALLBACK = ("#777777", "x")
+FALLBACK = ("#777777", "x")  # a model this version does not know (a file from elsewhere)
 SPECTRUM_PERCENTILES = [0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999]
 FIGURES = ("throughput", "cores", "latency_load", "spectrum", "scaling")
 
 
 def style(model: str) -> tuple[str, str]:
-    return STYLE.get(model, FALLBACK)
+    """The colour and marker the registry gives ``model``."""
+    known = MODELS.get(model)
+    return (known.colour, known.marker) if known else FALLBACK
 
 
 def work_label(run_work: str, metadata: dict[str, Any]) -> str:
@@ -53,7 +50,9 @@ def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
     settings = metadata.get("settings", {})
     parts = [
         f"{metadata.get('cpu_model', '?')}, {metadata.get('cores', '?')} cores",
-        f"Python {metadata.get('python', '?')}, gevent {metadata.get('gevent', '?')}",
+        f"servers on Python {server_version(metadata)}"
+        + ("" if gil_enabled(metadata) else " without the GIL")
+        + "".join(f", {name} {version}" for name, version in packages(metadata).items()),
         str(metadata.get("date", "?"))[:16].replace("T", " "),
     ]
     if "trials" in settings:
@@ -71,7 +70,8 @@ def runs_of(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def ordered(models: Iterable[str]) -> list[str]:
-    known = [m for m in STYLE if m in set(models)]
+    """In the registry's order (baseline first), then any unknown ones by name."""
+    known = [m for m in MODELS if m in set(models)]
     return known + sorted(set(models) - set(known))
 
 
@@ -167,7 +167,8 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
                           capsize=2, linewidth=1)  # fmt: skip
     cores = data["metadata"].get("cores_available") or data["metadata"].get("cores") or 1
     axis.axhline(1, color="#333333", linestyle="--", linewidth=1)
-    axis.text(len(works) - 0.5, 1.02, "1 core: one GIL", ha="right", va="bottom", fontsize=8)
+    axis.text(len(works) - 0.5, 1.02, "1 core: one thread of Python at a time", ha="right",
+              va="bottom", fontsize=8)  # fmt: skip
     axis.axhline(cores, color="#333333", linestyle=":", linewidth=1)
     axis.text(len(works) - 0.5, cores + 0.02, f"{cores} cores: the whole machine",
               ha="right", va="bottom", fontsize=8)  # fmt: skip

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.plot import FIGURES, knee, ordered, work_label
-from loadgen.results import load
+from loadgen.results import gil_enabled, load, packages
+from servers import MODELS, WAIT_KINDS, Model
 
-PARALLEL = ("processes", "procpool")
-TAKE_TURNS = ("threads", "gevent")
 CAPTIONS = {
     "throughput": "Throughput against concurrency (closed loop), one panel per workload.",
     "cores": "Server CPU in cores at the highest concurrency: above the 1-core line is parallel.",
@@ -33,6 +32,22 @@ CAPTIONS = {
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def expects_parallel(model: str, metadata: dict[str, Any]) -> bool | None:
+    """What the registry says ``model`` does with CPU work on the servers' interpreter; None
+    for a model this version does not know (no expectation, no verdict)."""
+    known: Model | None = MODELS.get(model)
+    return known.computes_in_parallel(gil_enabled(metadata)) if known else None
+
+
+def expects_overlap(model: str, kind: str) -> bool | None:
+    known: Model | None = MODELS.get(model)
+    return kind in known.overlaps if known else None
+
+
+def baseline_of(models: list[str]) -> str | None:
+    return next((m for m in models if m in MODELS and MODELS[m].baseline), None)
 
 
 class Summary:
@@ -95,16 +110,18 @@ def _ratio_clause(summary: Summary, model: str, work: str, base: float) -> str:
 
 
 def workload_findings(summary: Summary, work: str) -> list[str]:
-    """Sentences about one workload, each with its numbers, checked against the textbook."""
+    """Sentences about one workload, each with its numbers, checked against what the registry
+    expects of each model on the interpreter the servers ran on."""
     label = work_label(work, summary.metadata)
     models = summary.models("matrix", work)
-    if "blocking" not in models:
-        return [f"With {label}, no blocking baseline was measured, so no ratios are given."]
-    base_level, base = summary.best("blocking", work)
-    base_cores = summary.figure("blocking", work, base_level, "server.cores_used")
-    others = [m for m in models if m != "blocking"]
+    base_model = baseline_of(models)
+    if base_model is None:
+        return [f"With {label}, no baseline model was measured, so no ratios are given."]
+    base_level, base = summary.best(base_model, work)
+    base_cores = summary.figure(base_model, work, base_level, "server.cores_used")
+    others = [m for m in models if m != base_model]
     lines = [
-        f"With {label} and {base_level} clients in flight, the blocking loop answered "
+        f"With {label} and {base_level} clients in flight, the {base_model} loop answered "
         f"{base:,.0f} replies/s using {base_cores:.1f} cores; against it, "
         + "; ".join(_ratio_clause(summary, m, work, base) for m in others)
         + "."
@@ -112,61 +129,69 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     ratio = {m: summary.best(m, work)[1] / base for m in others}
     cores = {m: summary.figure(m, work, summary.best(m, work)[0], "server.cores_used")
              for m in others}  # fmt: skip
+    processes = {m: summary.figure(m, work, summary.best(m, work)[0], "server.processes")
+                 for m in others}  # fmt: skip
     kind = work.split("=")[0] if "=" in work else "echo"
+    no_gil = "" if gil_enabled(summary.metadata) else " on this free-threaded build (no GIL)"
     if kind == "cpu" and "," not in work:
-        for m in (m for m in PARALLEL if m in ratio):
-            if ratio[m] >= 1.3:
-                lines.append(
-                    f"{m} ran the CPU work in parallel: {ratio[m]:.2f}x the blocking "
-                    f"loop on {cores[m]:.1f} cores, as separate processes should."
-                )
-            else:
-                lines.append(
-                    f"Unlike the textbook expectation that separate processes run CPU "
-                    f"work in parallel, {m} reached only {ratio[m]:.2f}x the blocking "
-                    f"loop here (on {cores[m]:.1f} cores)."
-                )
-        for m in (m for m in TAKE_TURNS if m in ratio):
-            if ratio[m] <= 1.15 and cores[m] <= 1.2:
+        for m in others:
+            expected = expects_parallel(m, summary.metadata)
+            where = f"on {cores[m]:.1f} cores in {processes[m]:.0f} process(es)"
+            if expected and ratio[m] >= 1.3:
+                lines.append(f"{m} ran the CPU work in parallel{no_gil}: {ratio[m]:.2f}x the "
+                             f"{base_model} loop {where}.")  # fmt: skip
+            elif expected:
+                lines.append(f"Unlike the expectation that {m} runs CPU work in parallel"
+                             f"{no_gil}, it reached only {ratio[m]:.2f}x the {base_model} loop "
+                             f"here ({where}).")  # fmt: skip
+            elif expected is False and ratio[m] <= 1.15 and cores[m] <= 1.2:
                 lines.append(
                     f"{m} did not speed up the CPU work ({ratio[m]:.2f}x, "
-                    f"{cores[m]:.1f} cores): one thread runs Python at a time."
+                    f"{cores[m]:.1f} cores): its requests took turns on one core."
                 )
-            else:
+            elif expected is False:
                 lines.append(
-                    f"Unlike the textbook expectation that {m} cannot speed up CPU "
-                    f"work under one GIL, it reached {ratio[m]:.2f}x the blocking "
-                    f"loop on {cores[m]:.1f} cores here."
+                    f"Unlike the expectation that {m}'s requests take turns on one "
+                    f"core, it reached {ratio[m]:.2f}x the {base_model} loop {where}."
                 )
-    elif kind == "io" and "," not in work:
+    elif kind in WAIT_KINDS and "," not in work:
         for m in others:
             high = [level for level in summary.levels("matrix", m, work) if level >= 16]
-            if not high:
+            expected = expects_overlap(m, kind)
+            if not high or expected is None:
                 continue
             level = max(high)
             times = summary.rate("matrix", m, work, level) / max(
-                summary.rate("matrix", "blocking", work, level), 1e-9
+                summary.rate("matrix", base_model, work, level), 1e-9
             )
-            if times >= 5:
-                lines.append(
-                    f"While waiting, {m} overlapped requests: {times:.1f}x the "
-                    f"blocking loop at {level} clients."
-                )
+            at = f"{times:.1f}x the {base_model} loop at {level} clients"
+            if expected and times >= 5:
+                lines.append(f"While waiting, {m} overlapped requests: {at}.")
+            elif expected:
+                lines.append(f"Unlike the expectation that {m} overlaps these waits, it "
+                             f"reached only {at}.")  # fmt: skip
+            elif times <= 1.5:
+                lines.append(f"{m} did not overlap these waits ({at}): a call that blocks "
+                             f"its one thread stalls every request in progress.")  # fmt: skip
             else:
-                lines.append(
-                    f"Unlike the textbook expectation that {m} overlaps waiting "
-                    f"requests, it reached only {times:.1f}x the blocking loop at "
-                    f"{level} clients."
-                )
+                lines.append(f"Unlike the expectation that a blocking call stalls {m}, it "
+                             f"reached {at}.")  # fmt: skip
     elif kind == "echo":
-        if "procpool" in ratio:
-            verdict = ("as expected, each request pays for pickling and two hops between "
-                       "processes" if ratio["procpool"] < 1 else
-                       "unexpectedly, the hops between processes did not cost it")  # fmt: skip
-            lines.append(
-                f"With no work to share out, procpool answered "
-                f"{ratio['procpool']:.2f}x the blocking loop: {verdict}."
-            )
+        for m in others:
+            if m in MODELS and MODELS[m].hands_off:
+                verdict = ("as expected, each request pays for pickling and two hops between "
+                           "processes" if ratio[m] < 1 else
+                           "unexpectedly, the hops between processes did not cost it")  # fmt: skip
+                lines.append(f"With no work to share out, {m} answered {ratio[m]:.2f}x the "
+                             f"{base_model} loop: {verdict}.")  # fmt: skip
+            original = MODELS[m].variant_of if m in MODELS else None
+            if original in ratio:
+                lines.append(
+                    f"{m} is the {original} server with one part swapped: "
+                    + " against ".join(f"{name} {summary.best(name, work)[1]:,.0f} replies/s at "
+                                       f"{cpu_per_reply(summary, name, work):.1f} µs of server "
+                                       f"CPU per reply" for name in (m, original))
+                    + f" ({ratio[m] / ratio[original]:.2f}x).")  # fmt: skip
     limited = [m for m in models if summary.limited(m, work, summary.best(m, work)[0])]
     if limited:
         lines.append(
@@ -176,6 +201,12 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
             f"the server."
         )
     return lines
+
+
+def cpu_per_reply(summary: Summary, model: str, work: str) -> float:
+    """Microseconds of server CPU per reply, at the level compared (cores / replies per s)."""
+    level, rate = summary.best(model, work)
+    return summary.figure(model, work, level, "server.cores_used") / max(rate, 1e-9) * 1e6
 
 
 def sweep_findings(summary: Summary) -> list[str]:
@@ -233,15 +264,16 @@ def sweep_findings(summary: Summary) -> list[str]:
                          + ".")  # fmt: skip
             for model, _, _, low, high in changes:
                 gain = high / low if low else 0
-                if model in PARALLEL and gain < 1.3:
+                expected = expects_parallel(model, summary.metadata)
+                if expected and gain < 1.3:
                     lines.append(
-                        f"Unlike the textbook expectation, {model} did not scale with "
+                        f"Unlike the expectation, {model} did not scale with "
                         f"cores here ({gain:.2f}x)."
                     )
-                if model in TAKE_TURNS and gain > 1.3:
+                if expected is False and gain > 1.3:
                     lines.append(
-                        f"Unlike the textbook expectation of a flat line under the "
-                        f"GIL, {model} gained {gain:.2f}x with more cores here."
+                        f"Unlike the expectation of a flat line for requests that take "
+                        f"turns on one core, {model} gained {gain:.2f}x with more cores here."
                     )
     return lines
 
@@ -294,8 +326,9 @@ def noise_finding(summary: Summary) -> list[str]:
 
 
 def table(summary: Summary, work: str) -> list[str]:
-    rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | generator "
-            "cores | lost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
+            "per reply | processes | generator cores | lost |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for model in summary.models("matrix", work):
         level, rate = summary.best(model, work)
         lost = sum(r["loadgen"]["lost"] for r in summary.groups[("matrix", model, work, level)])
@@ -305,30 +338,54 @@ def table(summary: Summary, work: str) -> list[str]:
             f"| {summary.figure(model, work, level, 'loadgen.latency_us.p50') / 1000:.2f} "
             f"| {summary.figure(model, work, level, 'loadgen.latency_us.p99') / 1000:.2f} "
             f"| {summary.figure(model, work, level, 'server.cores_used'):.2f} "
+            f"| {cpu_per_reply(summary, model, work):,.1f} "
+            f"| {summary.figure(model, work, level, 'server.processes'):.0f} "
             f"| {summary.figure(model, work, level, 'loadgen.generator.cpu_cores'):.2f} "
             f"| {lost} |"
         )
     return rows
 
 
+def interpreter_sentence(metadata: dict[str, Any]) -> str:
+    """Which interpreter ran the servers, when the bench recorded it (``--python``)."""
+    server = metadata.get("server_python")
+    if not server:
+        return f"The servers ran on the generator's Python {metadata.get('python')}."
+    gil = "with the GIL" if server.get("gil_enabled", True) else "with the GIL disabled"
+    build = "free-threaded build" if server.get("free_threaded_build") else "GIL build"
+    optimized = "PGO/LTO-optimised" if server.get("optimized") else "not PGO/LTO-optimised"
+    return (f"The servers ran on {server.get('implementation', '?')} {server.get('version')} "
+            f"(`{server.get('executable')}`: {build}, {gil}, {optimized}); the generator on "
+            f"Python {metadata.get('python')}.")  # fmt: skip
+
+
 def render(data: dict[str, Any], figures: list[str]) -> str:
     summary = Summary(data)
     metadata = data["metadata"]
     settings = metadata.get("settings", {})
+    measured = summary.models()
+    capped = [m for m in measured if m in MODELS and MODELS[m].workers_meaning == "cap"]
+    caps = [f"{m}: at most {MODELS[m].default_workers} requests in progress" for m in capped]
+    own = f" ({'; '.join(caps)})" if caps else ""
     lines = [
-        "# UDP echo server: five concurrency models compared",
+        f"# UDP echo server: {len(measured)} concurrency models compared",
         "",
         f"Measured {str(metadata.get('date', '?')).replace('T', ' ')} "
         f"on {metadata.get('cpu_model')} ({metadata.get('cores')} cores), {metadata.get('os')}; "
-        f"Python {metadata.get('python')}, "
-        f"gevent {metadata.get('gevent')}, greenlet {metadata.get('greenlet')}; commit "
+        f"Python {metadata.get('python')}; "
+        + "".join(f"{name} {version}, " for name, version in packages(metadata).items())
+        + "commit "
         f"{(metadata.get('git_commit') or 'unknown')[:10]}"
         f"{' (with local changes)' if metadata.get('git_dirty') else ''}.",
         "",
+        interpreter_sentence(metadata),
+        "",
         f"Command: `{metadata.get('command')}`. {settings.get('trials')} trial(s) of "
         f"{settings.get('duration')} s after {settings.get('warmup')} s of warm-up per point; "
-        f"`--workers {settings.get('workers')}` for every model but gevent (its pool of 1000).",
+        f"`--workers {settings.get('workers')}` for every model with workers{own}.",
     ]
+    for model, reason in metadata.get("skipped", {}).items():
+        lines.append(f"Not measured: {model}, because {reason}.")
     for spec, figures_ in metadata.get("calibration", {}).items():
         lines.append(f"`{spec}` is {figures_['iterations']:,} iterations of pure Python for every "
                      f"model (calibrated once: {figures_['ms']:g} ms at this machine's best "

@@ -128,6 +128,28 @@ LOADGEN_KEYS = ("mode", "concurrency", "rate", "duration_s", "sent", "received",
 KINDS = ("matrix", "load_sweep", "core_sweep")
 
 
+# Package versions a results file from before --python recorded at the top of its metadata.
+LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
+
+
+def packages(metadata: dict[str, Any]) -> dict[str, str]:
+    """The versions of the packages the servers ran with (those installed, by name)."""
+    recorded = metadata.get("server_python", {}).get("packages")
+    if recorded is None:
+        recorded = {name: metadata.get(name) for name in LEGACY_PACKAGE_KEYS}
+    return {name: version for name, version in recorded.items() if version}
+
+
+def gil_enabled(metadata: dict[str, Any]) -> bool:
+    """Whether the servers ran with a GIL (files from before --python recorded none: they did)."""
+    return bool(metadata.get("server_python", {}).get("gil_enabled", True))
+
+
+def server_version(metadata: dict[str, Any]) -> str:
+    """The servers' Python: recorded since --python, else the generator's (they were one)."""
+    return str(metadata.get("server_python", {}).get("version") or metadata.get("python", "?"))
+
+
 def problems(data: Any) -> list[str]:
     """What keeps ``data`` from being a valid schema-1 results object (empty: valid)."""
     if not isinstance(data, dict):

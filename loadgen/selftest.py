@@ -1,6 +1,7 @@
 """python -m loadgen selftest: what the generator itself costs, and whether it measures right.
 
-Against one blocking echo server, in alternating rounds (this machine's speed drifts):
+Against one echo server of the baseline model (the blocking loop), in alternating rounds (this
+machine's speed drifts):
 
 - a bare send/recv loop: 32 sockets, epoll, recv then send, nothing else. Its CPU per
   request is the floor any Python client pays;
@@ -24,6 +25,7 @@ from typing import Any
 from loadgen.bench import Server
 from loadgen.engine import Settings
 from loadgen.runner import run
+from servers import baseline
 
 CLIENTS = 32
 PAYLOAD = b"selftest payload " + b"." * 47  # 64 bytes, like the generator's default
@@ -75,7 +77,7 @@ def minimal_client(address: tuple[str, int], seconds: float, timed: bool) -> dic
 
 
 def main(duration: float = 3.0, rounds: int = 3) -> int:
-    server = Server("blocking", "echo", workers=1)
+    server = Server(baseline().name, "echo", workers=1)
     server.wait_ready()
     address = (server.ready["host"], server.ready["port"])
     rows: dict[str, list[dict[str, Any]]] = {"bare": [], "minimal": [], "generator": []}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.plot import ordered, stamp, style, work_label
+from loadgen.pythons import InterpreterError, runnable
 from loadgen.results import write_json_atomically
 from servers import MODELS, available_cores
 from servers.work import iterations_per_second, parse
@@ -53,7 +54,7 @@ def _burst(address: tuple[str, int], size: int) -> None:
 
 def record(
     models: list[str], works: list[str], burst: int, folder: Path,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every (work, model) burst; return the traces, keyed by work then model.
 
@@ -65,7 +66,7 @@ def record(
     for spec in works:
         traces[spec] = {}
         for model in models:
-            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder)
+            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder, python)
     return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
             "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
@@ -92,7 +93,9 @@ def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
     return result
 
 
-def _traced_burst(model: str, spec: str, burst: int, repeat: int, folder: Path) -> dict:
+def _traced_burst(
+    model: str, spec: str, burst: int, repeat: int, folder: Path, python: str | None
+) -> dict:
     """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
     the median burst (by how long it took), with every burst's duration beside it.
 
@@ -103,7 +106,7 @@ def _traced_burst(model: str, spec: str, burst: int, repeat: int, folder: Path) 
     from loadgen.bench import Server
 
     trace_file = folder / f".trace-{model}.json"
-    server = Server(model, spec, WORKERS, extra=("--trace", str(trace_file)))
+    server = Server(model, spec, WORKERS, extra=("--trace", str(trace_file)), python=python)
     try:
         server.wait_ready()
         address = (server.ready["host"], server.ready["port"])
@@ -178,6 +181,14 @@ def cores_busy(
     return times, busy
 
 
+def lane_of(request: dict[str, Any], per_request: bool) -> Any:
+    """The row a request is drawn in: its worker, or for a model that runs a greenlet or a task
+    per request, that task (``greenlet`` in traces written before asyncio joined)."""
+    if per_request:
+        return request.get("task", request.get("greenlet"))
+    return request["worker"]
+
+
 READING = (
     "How to read it: dark bars side by side ran in parallel, each on its own core (the strip "
     "above 1). Bars one after another, or overlapping but dark in turns, took turns on one core "
@@ -230,12 +241,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                 continue
             t0 = trace["burst_ns"]
             requests = trace["requests"]
-            key = "greenlet" if model == "gevent" else "worker"
+            per_request = model in MODELS and MODELS[model].task_per_request
             lanes = list(
-                dict.fromkeys(r[key] for r in sorted(requests, key=lambda r: r["start_ns"]))
+                dict.fromkeys(
+                    lane_of(r, per_request) for r in sorted(requests, key=lambda r: r["start_ns"])
+                )
             )
             for r in requests:
-                lane = lanes.index(r[key])
+                lane = lanes.index(lane_of(r, per_request))
                 start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
                 waited = (r["received_ns"] - t0) / 1e6
                 bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
@@ -251,7 +264,7 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                               bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                     "pad": 1})  # fmt: skip
             bars.set_yticks(range(len(lanes)),
-                            [f"greenlet {i + 1}" if key == "greenlet" else str(lane)
+                            [f"task {i + 1}" if per_request else str(lane)
                              for i, lane in enumerate(lanes)], fontsize=7)  # fmt: skip
             bars.set_ylim(-0.6, len(lanes) - 0.4)
             bars.invert_yaxis()
@@ -289,15 +302,21 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
 def write_timeline(
     out: Path, burst: int | None = None, models: list[str] | None = None,
     works: list[str] | None = None, metadata: dict[str, Any] | None = None,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
 ) -> Path:  # fmt: skip
-    """Record the bursts, save them as timeline.json, draw timeline.png and .svg."""
+    """Record the bursts, save them as timeline.json, draw timeline.png and .svg; ``python``
+    runs the servers (models it cannot run are left out, with the reason in the metadata)."""
     import matplotlib.pyplot as plt
 
+    python = python or sys.executable
+    server_python, models, skipped = runnable(python, models or list(MODELS))
+    if not models:
+        raise InterpreterError(f"{python} can run none of the models asked for")
     out.mkdir(parents=True, exist_ok=True)
-    data = record(models or list(MODELS), works or DEFAULT_WORKS,
-                  burst or available_cores(), out, exact, repeat)  # fmt: skip
-    data["metadata"] = metadata or _metadata()
+    data = record(models, works or DEFAULT_WORKS, burst or available_cores(), out, exact, repeat,
+                  python)  # fmt: skip
+    data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
+    data["metadata"] = metadata or _metadata(server_python, skipped)
     write_json_atomically(out / "timeline.json", data)
     figure = draw(data, data["metadata"])
     for suffix in ("png", "svg"):
@@ -329,9 +348,9 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
     return out / "timeline.png"
 
 
-def _metadata() -> dict[str, Any]:
+def _metadata(server_python: dict[str, Any], skipped: dict[str, str]) -> dict[str, Any]:
     from loadgen.bench import BenchSettings, metadata
 
-    data = metadata(BenchSettings(), {})
+    data = metadata(BenchSettings(), {}, server_python, skipped)
     data["settings"] = {"workers": WORKERS}
     return data

@@ -6,6 +6,7 @@ Stdout carries JSON-lines events only ("ready", then "stopped"); human messages 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from servers import MODELS
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", nargs="?", choices=list(MODELS), metavar="MODEL")
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--about",
+        action="store_true",
+        help="print this interpreter's version, build, GIL and each model's availability as JSON",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -86,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.about:
+        from servers.interpreter import describe
+
+        models = {name: model.unavailable_reason() for name, model in MODELS.items()}
+        print(json.dumps({**describe(), "unavailable": models}))
+        return 0
     if args.list:
         for model in MODELS.values():
             reason = model.unavailable_reason()

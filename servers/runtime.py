@@ -17,6 +17,7 @@ import errno
 import json
 import multiprocessing
 import os
+import platform
 import signal
 import socket
 import sys
@@ -215,6 +216,7 @@ class Server:
             host=host,
             port=port,
             pid=os.getpid(),
+            python=platform.python_version(),
             workers=self.workers,
             work=self.work.spec,
             work_exact=self.work.exact_spec,

@@ -1,0 +1,95 @@
+"""--python: the servers on another interpreter, the generator where it is; and finding one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from loadgen.pythons import InterpreterError, candidates, newest, probe, version_of
+from loadgen.results import load
+from servers import MODELS
+from servers.interpreter import describe
+
+
+def test_about_describes_this_interpreter_and_every_model():
+    about = probe(sys.executable)
+    here = describe()
+    assert about["version"] == here["version"] and about["gil_enabled"] == here["gil_enabled"]
+    assert set(about["unavailable"]) == set(MODELS)
+    for name, reason in about["unavailable"].items():
+        assert reason == MODELS[name].unavailable_reason()
+
+
+@pytest.mark.parametrize(
+    ("python", "message"),
+    [("/no/such/python", "no interpreter at"), ("/bin/true", "not JSON"),
+     ("/bin/false", "cannot run the servers")],
+)  # fmt: skip
+def test_an_interpreter_that_cannot_serve_is_one_clear_error(python, message):
+    with pytest.raises(InterpreterError, match=message):
+        probe(python)
+
+
+def test_a_missing_interpreter_stops_the_bench_before_it_starts(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "bench", "--python", "/no/such/python", "--quick",
+         "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 1 and "no interpreter at '/no/such/python'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "latest").exists()
+
+
+def test_the_newest_python_found_has_a_gil_and_is_recent_enough():
+    chosen = newest()
+    if chosen is None:
+        pytest.skip("no CPython 3.12+ on PATH or in pyenv")
+    version, has_gil = version_of(chosen)
+    assert has_gil and version[:2] >= (3, 12)
+    assert all(version >= (version_of(p) or ((0,), True))[0] for p in candidates()
+               if (version_of(p) or ((0,), False))[1])  # fmt: skip
+
+
+def _another_python() -> str | None:
+    """An interpreter of another version than this one that can run the servers."""
+    mine = tuple(sys.version_info[:3])
+    for python in candidates():
+        answer = version_of(python)
+        if answer and answer[0] != mine and answer[0][:2] >= (3, 11):
+            return python
+    return None
+
+
+def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(tmp_path):
+    other = _another_python()
+    if other is None:
+        pytest.skip("no second CPython 3.11+ on this machine to run the servers on")
+    asked = list(MODELS)
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "bench", "--python", other, "--models",
+         ",".join(asked), "--work", "io=1ms", "--concurrency", "2", "--trials", "1",
+         "--duration", "0.2", "--warmup", "0.05", "--no-load-sweep", "--no-core-sweep",
+         "--no-timeline", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = load(tmp_path / "latest" / "results.json")
+    metadata = data["metadata"]
+    server_python = metadata["server_python"]
+    version, has_gil = version_of(other)
+    assert server_python["version"] == ".".join(map(str, version))
+    assert server_python["gil_enabled"] is has_gil and server_python["path"] == other
+    assert metadata["python"] == ".".join(map(str, sys.version_info[:3]))  # the generator's
+    measured = {run["model"] for run in data["runs"]}
+    skipped = metadata["skipped"]
+    assert measured | set(skipped) == set(asked) and not measured & set(skipped)
+    assert all(reason for reason in skipped.values())
+    assert all(server["ready"]["python"] == server_python["version"] for server in data["servers"])
+    report = (tmp_path / "latest" / "report.md").read_text()
+    assert f"The servers ran on CPython {server_python['version']}" in report
+    for model, reason in skipped.items():
+        assert f"skipping {model}: {reason}" in done.stdout
+        assert f"Not measured: {model}, because {reason}." in report
