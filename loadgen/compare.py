@@ -347,13 +347,16 @@ def _describe(name: str, side: dict[str, Any]) -> list[str]:
     if side["server_python"]:
         python += f" (servers: Python {side['server_python']})"
     date = str(side["date"] or "?").replace("T", " ")[:16]
-    trials = f", {side['trials']} trial(s) a point" if side["trials"] else ""
+    count = side["trials"]
+    trials = f", {count} trial{'s' if count != 1 else ''} a point" if count else ""
     return [f"{name}: {side['path']}",
             f"   {python}; {side['cpu_model']} ({side['cores']} cores); {date}; "
             f"commit {side['commit']}{trials}"]  # fmt: skip
 
 
 def preamble(comparison: Comparison) -> list[str]:
+    """The files compared, then what was compared and the noise rule, as one paragraph (each
+    renderer wraps it to its own width)."""
     level = (
         "every concurrency measured in both files"
         if comparison.all_levels
@@ -364,8 +367,7 @@ def preamble(comparison: Comparison) -> list[str]:
         f"noise only if the trials' min-max ranges do not overlap, there are enough trials for "
         f"that to mean something (3 a side), and it exceeds {comparison.threshold * 100:g}%."
     )
-    return [*_describe("A", comparison.a), *_describe("B", comparison.b),
-            *textwrap.wrap(rule, 100)]  # fmt: skip
+    return [*_describe("A", comparison.a), *_describe("B", comparison.b), rule]
 
 
 def notes(workload: Workload) -> list[str]:
@@ -411,7 +413,8 @@ def plain_table(rows: list[list[str]]) -> list[str]:
 
 def render_text(comparison: Comparison) -> str:
     """The whole comparison as plain aligned text (what a pipe or a file gets)."""
-    lines = preamble(comparison)
+    *files, rule = preamble(comparison)
+    lines = [*files, *textwrap.wrap(rule, 100)]
     for workload in comparison.workloads:
         lines += ["", f"== {workload.label}", *(f"   ({note})" for note in notes(workload))]
         if workload.rows:
@@ -424,6 +427,7 @@ def render_text(comparison: Comparison) -> str:
 def print_rich(comparison: Comparison) -> None:
     """The same content on a terminal: rich tables, verdicts in colour."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -432,13 +436,15 @@ def print_rich(comparison: Comparison) -> None:
     colours = {"B faster": "green", "B lower": "green", "B slower": "red", "B higher": "red"}
     for workload in comparison.workloads:
         console.print()
-        table = Table(title=workload.label, title_justify="left", caption_justify="left",
-                      caption="; ".join(notes(workload)) or None)  # fmt: skip
+        table = Table(title=escape(workload.label), title_justify="left", caption_justify="left",
+                      caption=escape("; ".join(notes(workload))) or None)  # fmt: skip
         for i, name in enumerate(COLUMNS):
-            table.add_column(name, justify="right" if i in RIGHT else "left")
+            # escaped: rich would read "[min-max]" as a markup tag and drop it
+            table.add_column(escape(name), justify="right" if i in RIGHT else "left")
         for i, cells in enumerate(table_rows(workload)):
             style = colours.get(cells[-1])
-            table.add_row(*cells[:-1], f"[{style}]{cells[-1]}[/]" if style else cells[-1],
+            text = [escape(cell) for cell in cells]
+            table.add_row(*text[:-1], f"[{style}]{text[-1]}[/]" if style else text[-1],
                           end_section=(i % len(METRICS) == len(METRICS) - 1))  # fmt: skip
         if workload.rows:
             console.print(table)
