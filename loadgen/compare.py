@@ -191,10 +191,11 @@ def header(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """What identifies a results file in the comparison's header."""
     metadata = data["metadata"]
     commit = metadata.get("git_commit") or "unknown"
+    server = metadata.get("server_python")  # recorded once the servers may run another Python
     return {
         "path": str(path),
         "python": metadata.get("python"),
-        "server_python": (metadata.get("server_python") or {}).get("version"),
+        "server_python": server.get("version") if isinstance(server, dict) else server,
         "cpu_model": metadata.get("cpu_model"),
         "cores": metadata.get("cores"),
         "date": metadata.get("date"),
