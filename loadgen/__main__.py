@@ -3,6 +3,7 @@
 python -m loadgen run --target 127.0.0.1:8989 --mode closed --concurrency 32
 python -m loadgen run --target 127.0.0.1:8989 --mode open --rate 5000 --json out.json
 python -m loadgen selftest        # what the generator itself costs, checked two ways
+python -m loadgen compare A.json B.json   # two results files side by side, noise included
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def _names(text: str) -> list[str]:
             f"unknown model(s) {', '.join(unknown) or text!r}; choose from {', '.join(MODELS)}"
         )
     return names
+
+
+def _percent(text: str) -> float:
+    """'5' or '5%' -> 0.05: the compare threshold, given as people say it."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage, like 5") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be from 0 to below 100, not {text}")
+    return value / 100
 
 
 def _work(text: str) -> str:
@@ -141,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=f"rebuild the {what} from a results.json")
         command.add_argument("file", type=Path, help="a results.json written by the bench")
         command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
+
+    compare = commands.add_parser("compare", help="two results files side by side, with noise")
+    compare.add_argument("a", type=Path, metavar="A", help="the baseline results.json (or folder)")
+    compare.add_argument("b", type=Path, metavar="B", help="the results.json compared with it")
+    compare.add_argument("--threshold", type=_percent, default=0.05, metavar="PERCENT",
+                         help="smallest difference worth reporting (default: 5)")  # fmt: skip
+    compare.add_argument("--all-levels", action="store_true",
+                         help="every concurrency in both files, not only the highest")  # fmt: skip
+    compare.add_argument("--json", type=Path, metavar="OUT", help="also write the comparison")
 
     demo = commands.add_parser("demo", help="the five models live, one after another")
     demo.add_argument("--models", type=_names, help="comma-separated, default all")
@@ -239,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             print(path)
         return 0
+    if args.command == "compare":
+        from loadgen.compare import main as compare
+
+        return compare(args.a, args.b, args.threshold, args.all_levels, args.json)
     if args.command == "demo":
         from loadgen.demo import main as demo
 

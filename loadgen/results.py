@@ -166,6 +166,9 @@ def problems(data: Any) -> list[str]:
     if not isinstance(runs, list):
         return [*found, "no runs list"]
     for i, run in enumerate(runs):
+        if not isinstance(run, dict):  # checked first: the lookups below assume an object
+            found.append(f"run {i} is not an object")
+            continue
         missing = [key for key in RUN_KEYS if key not in run]
         missing += [f"server.{k}" for k in SERVER_KEYS if k not in run.get("server", {})]
         missing += [f"loadgen.{k}" for k in LOADGEN_KEYS if k not in run.get("loadgen", {})]
