@@ -67,6 +67,8 @@ def serve(server: Server) -> None:
     server.join(threads)  # until a stop request shuts the socket down under them
 
     server.stopped()
+    if server.forced:  # an interpreter still computing cannot be ended; 3.12 aborts finalizing it
+        os._exit(0)
 
 
 def _run(server: Server, interp, worker: int, check_ins: CheckIns) -> None:
