@@ -10,10 +10,11 @@ Python objects, so each imports the server code afresh, and C extensions that ke
 Each interpreter runs the whole receive -> handle -> reply loop itself, on a dup of the bound
 socket's fd: a dup is the same kernel socket, so the kernel hands each datagram to one waiting
 reader, and ``request_stop``'s shutdown wakes every interpreter's recvfrom. The alternative, the
-main interpreter receiving and feeding the others through interpreter queues, would put a
-pickle-free but still serial hop on every request and one loop in front of all the cores, as
-``procpool`` does with processes. Counts go to a shared mapping, so a worker that dies (raises)
-keeps its row; it is logged and listed as ``died`` in the stopped event, and the others go on.
+main interpreter receiving and feeding the others through interpreter queues, would add a
+hand-over to every request (the 3.12 backport's queues pickle) and put one loop, on the main
+GIL, in front of all the cores, as ``procpool`` does with processes. Counts go to a shared
+mapping, so a worker that dies (raises) keeps its row; it is logged and listed as ``died`` in
+the stopped event, and the others go on.
 """
 
 from __future__ import annotations
