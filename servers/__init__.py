@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,7 +51,11 @@ class Model:
     target: str  # "module:function"
     summary: str
     default_workers: int | None  # None: one per available core
-    requires: str | None = None  # a third-party package the model cannot run without
+    # A module the model cannot run without; "a|b": any one of them will do.
+    requires: str | None = None
+    install: str | None = None  # how to get ``requires``, for the unavailable message
+    min_python: tuple[int, int] | None = None
+    min_python_why: str = ""  # what that version brings, for the unavailable message
     # -- traits: what the views draw and what the report expects --------------------------
     colour: str = "#777777"
     marker: str = "x"
@@ -83,8 +89,14 @@ class Model:
         return self.default_workers or available_cores()
 
     def unavailable_reason(self) -> str | None:
-        if self.requires and importlib.util.find_spec(self.requires) is None:
-            return f"{self.requires} is not installed"
+        """Why this model cannot run on this Python, in one line; None when it can."""
+        if self.min_python and sys.version_info[:2] < self.min_python:
+            needs = ".".join(map(str, self.min_python))
+            why = f" ({self.min_python_why})" if self.min_python_why else ""
+            return f"needs Python {needs}+{why}; this is {platform.python_version()}"
+        if self.requires and not any(map(_importable, self.requires.split("|"))):
+            install = f"; {self.install}" if self.install else ""
+            return f"{' or '.join(self.requires.split('|'))} is not installed{install}"
         return None
 
     def load(self) -> Callable[[Any], None]:
@@ -173,6 +185,25 @@ MODELS: dict[str, Model] = {
             overlaps=("io",),
             workers_meaning="cap",
         ),
+        Model(
+            "subinterpreters",
+            "servers.subinterpreters:serve",
+            "one process, N sub-interpreters with a GIL each, on threads sharing one socket",
+            default_workers=None,
+            requires="concurrent.interpreters|backports.interpreters",
+            install="pip install 'backports.interpreters>=0.3' (Python 3.12 and 3.13)",
+            min_python=(3, 12),
+            min_python_why="sub-interpreters with their own GIL, PEP 684",
+            colour=OKABE_ITO[7],
+            marker="P",
+            captions={
+                "cpu": "{workers} interpreters, a GIL each, in ONE process: watch the cores",
+                "io": "{workers} interpreters wait at the same time",
+                "block": "{workers} interpreters block at the same time",
+            },
+            parallel="always",
+            overlaps=("io", "block"),
+        ),
     )
 }
 
@@ -180,3 +211,10 @@ MODELS: dict[str, Model] = {
 def baseline() -> Model:
     """The model every ratio is taken against."""
     return next(model for model in MODELS.values() if model.baseline)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing (find_spec imports parents)
+        return False

@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({**describe(), "unavailable": models}))
         return 0
     if args.list:
+        width = max(map(len, MODELS))
         for model in MODELS.values():
             reason = model.unavailable_reason()
             note = f" (unavailable: {reason})" if reason else ""
-            print(f"{model.name:10} {model.summary}{note}")
+            print(f"{model.name:{width}} {model.summary}{note}")
         return 0
     if args.model is None:
         parser.error("a MODEL is required (or --list)")

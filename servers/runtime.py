@@ -5,22 +5,29 @@ N threads, N processes, a pool behind one loop, or a greenlet per datagram. Ever
 once, so that the model files differ only in what they demonstrate.
 
 Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down for reading. On
-Linux that wakes every recvfrom blocked on it, in every thread and every forked process sharing
-it, and each returns ``(b"", None)`` once the queue is drained, so the datagrams already received
-are still answered. A real empty datagram always comes with an address, so the two never mix up.
+Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every
+sub-interpreter sharing it (through a dup of its fd), and each returns ``(b"", None)`` once the
+queue is drained, so the datagrams already received are still answered. A real empty datagram
+always comes with an address, so the two never mix up.
+
+A sub-interpreter shares no Python objects with the main one: it imports this module afresh
+(so nothing here may pull in an extension that refuses sub-interpreters: ctypes on 3.12,
+greenlet, hdrhistogram) and rebuilds its ``Server`` from ``Server.handoff``, text plus fd numbers.
 """
 
 from __future__ import annotations
 
-import ctypes
+import dataclasses
 import errno
 import json
-import multiprocessing
+import mmap
 import os
 import platform
+import select
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,14 +103,26 @@ def bind(host: str, port: int) -> socket.socket:
 class Counters:
     """One row of counters per worker; each worker writes only its own row, so no lock.
 
-    ``shared=True`` puts the rows in shared memory before the fork, so forked workers' counts
-    reach the parent (and survive a worker that had to be killed).
+    ``shared=True`` puts the rows in a shared mapping of an anonymous file (``self.fd``), so the
+    counts of forked workers (which inherit the mapping) and of sub-interpreters (which map the
+    same fd, see ``attach``) reach the main process, and survive a worker that was killed or died.
     """
 
-    def __init__(self, labels: Sequence[str], shared: bool = False):
+    def __init__(self, labels: Sequence[str], shared: bool = False, fd: int | None = None):
         self.labels = list(labels)
         size = len(self.labels) * len(FIELDS)
-        self._cells: Any = multiprocessing.RawArray("Q", size) if shared else [0] * size
+        self.fd = fd
+        if shared and fd is None:
+            self.fd = _anonymous_file(size * 8)
+        if self.fd is None:
+            self._cells: Any = [0] * size
+        else:  # MAP_SHARED: every mapping of the file, in any process or interpreter, is one
+            self._cells = memoryview(mmap.mmap(self.fd, size * 8)).cast("Q")
+
+    @classmethod
+    def attach(cls, labels: Sequence[str], fd: int) -> Counters:
+        """The counters another interpreter of this process made with ``shared=True``."""
+        return cls(labels, fd=fd)
 
     def record(self, worker: int, kind: ErrorKind | None) -> None:
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] += 1
@@ -137,6 +156,8 @@ class Server:
         self.counters = Counters(["main"])
         self.stop_requested_at: float | None = None
         self.forced = 0
+        self.died: list[str] | None = None  # who raised; stays None where a model cannot tell
+        self.check_in_fd: int | None = None  # a sub-interpreter's end of CheckIns
         self._bufsize = config.max_size + 1  # one byte more than allowed, to see oversize
         self.trace: tracing.Trace | None = None
         if config.trace:
@@ -201,12 +222,53 @@ class Server:
                 datagram = tracing.stamp(datagram)
             dispatch(datagram, address)
         if trace is not None:
-            trace.flush_part()  # a forked worker leaves its records for the main process
+            trace.flush_part()  # a forked worker or a sub-interpreter leaves its records
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def count_per_worker(self, labels: Sequence[str], shared: bool = False) -> None:
         self.counters = Counters(labels, shared)
+
+    def handoff(self, worker: int, check_in_fd: int) -> str:
+        """What a sub-interpreter needs to rebuild this server as ``worker``: JSON text, since a
+        str crosses into any interpreter, with the socket and the counters as fd numbers (one
+        process, one fd table). The calibrated work goes along: no interpreter recalibrates."""
+        config = dataclasses.asdict(dataclasses.replace(self.config, work=self.work))
+        return json.dumps({"config": config, "socket": self.sock.fileno(), "worker": worker,
+                           "labels": self.counters.labels, "counters": self.counters.fd,
+                           "check_in": check_in_fd})  # fmt: skip
+
+    @classmethod
+    def adopt(cls, handoff: str) -> tuple[Server, int]:
+        """In a sub-interpreter: the server ``handoff`` describes, and this worker's number.
+
+        Its socket is a dup of the main one: the same kernel socket and receive queue, so the
+        kernel hands each datagram to one waiting reader, and the main interpreter's shutdown
+        wakes this one's recvfrom too.
+        """
+        state = json.loads(handoff)
+        fields = state["config"]
+        config = Config(**{**fields, "work": Work(**fields["work"])})
+        server = cls(config, socket.socket(fileno=os.dup(state["socket"])), config.work)
+        server.counters = Counters.attach(state["labels"], state["counters"])
+        server.check_in_fd = state["check_in"]
+        if server.trace is not None:
+            server.trace.merges = False  # the main interpreter's trace merges this one's part
+        return server, state["worker"]
+
+    def check_in(self, worker: int) -> None:
+        """In a sub-interpreter: tell the main one this worker is about to receive."""
+        if self.check_in_fd is not None:
+            CheckIns.report(self.check_in_fd, worker, up=True)
+
+    def worker_died(self, label: str, error: BaseException) -> None:
+        """A worker raised: report it (stderr now, the stopped event later); the others go on."""
+        if self.died is None:
+            self.died = []
+        self.died.append(label)  # not a copy: two workers may die at once
+        log(f"{self.config.model}: worker {label} died: {error}")
+        if len(self.died) == self.workers and self.stop_requested_at is None:
+            log(f"{self.config.model}: no worker left; stopping")
 
     def ready(self, **extra: Any) -> None:
         host, port = self.sock.getsockname()[:2]
@@ -264,8 +326,45 @@ class Server:
     def stopped(self) -> None:
         if self.trace is not None:
             self.trace.write()  # before the event: a reader of "stopped" finds the file whole
-        emit("stopped", model=self.config.model, forced=self.forced, **self.counters.summary())
+        died = {} if self.died is None else {"died": self.died}
+        emit("stopped", model=self.config.model, forced=self.forced, **died,
+             **self.counters.summary())  # fmt: skip
         self.sock.close()
+
+
+class CheckIns:
+    """How workers in sub-interpreters, which share no Python object with the main one, say
+    they are up: a line each down a pipe, by fd number. The thread that ran a worker that died
+    reports that instead, so waiting for everyone never hangs on a worker that is gone."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+
+    @staticmethod
+    def report(fd: int, worker: int, up: bool) -> None:
+        os.write(fd, f"{'+' if up else 'x'}{worker}\n".encode())  # one write < PIPE_BUF: whole
+
+    def wait(self, count: int, timeout: float) -> int:
+        """Wait until ``count`` workers have reported, at most ``timeout``; return how many are
+        up (a worker that came up and died since counts as died: its last report wins)."""
+        last: dict[int, bool] = {}
+        pending, deadline = b"", time.monotonic() + timeout
+        while len(last) < count and (left := deadline - time.monotonic()) > 0:
+            if select.select([self.read_fd], [], [], left)[0]:
+                *lines, pending = (pending + os.read(self.read_fd, 4096)).split(b"\n")
+                last.update((int(line[1:]), line[:1] == b"+") for line in lines)
+        return sum(last.values())
+
+
+def _anonymous_file(size: int) -> int:
+    """An fd on ``size`` zero bytes of memory that no other program can open."""
+    if hasattr(os, "memfd_create"):  # Linux
+        fd = os.memfd_create("udp-lab-counters")
+    else:
+        with tempfile.TemporaryFile() as file:  # already unlinked; the dup keeps it alive
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, size)
+    return fd
 
 
 def become_worker_process() -> None:
@@ -279,6 +378,8 @@ def become_worker_process() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = os.getppid()
     if sys.platform.startswith("linux"):
+        import ctypes  # here, not at the top: ctypes refuses to load in a 3.12 sub-interpreter
+
         pr_set_pdeathsig = 1
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -300,4 +401,6 @@ def run(serve: Callable[[Server], None], config: Config) -> int:
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     serve(server)
+    if server.died and len(server.died) == server.workers:
+        return 1  # the server stopped itself: every worker had died
     return 0

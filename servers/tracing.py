@@ -8,8 +8,10 @@ greenlet sleeping, does not accumulate it). CPU over wall time is the request's 
 ``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so far]`` at each
 boundary, so a reader can see when within the request its thread ran and when it waited.
 
-It costs little: records are appended to a list in memory and written once, at stop. Forked
-workers write their own part when their loop ends; the main process merges the parts.
+It costs little: records are appended to a list in memory and written once, at stop. Workers
+that keep their records where the main interpreter cannot see them (a forked process; a
+sub-interpreter, which shares the pid) write their own part, ``FILE.part-<pid>-<thread>``,
+when their loop ends; the main interpreter merges the parts.
 """
 
 from __future__ import annotations
@@ -67,14 +69,20 @@ class Trace:
         self.header = header
         self.records: list[dict[str, Any]] = []
         self.main_pid = os.getpid()
+        self.merges = True  # False in a sub-interpreter's copy: it writes a part instead
+
+    def writes_part(self) -> bool:
+        """A copy in a forked worker (another pid) or in a sub-interpreter (``merges`` off)."""
+        return os.getpid() != self.main_pid or not self.merges
 
     def record(self, worker: str, timing: dict[str, Any], sent_ns: int) -> None:
         self.records.append({"worker": worker, **timing, "sent_ns": sent_ns})
 
     def flush_part(self) -> None:
-        """In a forked worker: leave this process's records beside the trace file."""
-        if os.getpid() != self.main_pid:
-            part = self.path.with_name(f"{self.path.name}.part-{os.getpid()}")
+        """In a worker: leave its records beside the trace file, named so no two collide."""
+        if self.writes_part():
+            name = f"{self.path.name}.part-{os.getpid()}-{threading.get_native_id()}"
+            part = self.path.with_name(name)
             part.write_text(json.dumps(self.records))
 
     def write(self) -> None:

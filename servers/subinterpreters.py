@@ -1,0 +1,100 @@
+"""subinterpreters: one process, N sub-interpreters, each blocking in recvfrom on the one socket.
+
+Since Python 3.12 (PEP 684) a sub-interpreter can have its own GIL, so ``cpu=2ms`` work runs
+truly in parallel, one request per core at a time, like the ``processes`` model, yet in ONE
+process: each interpreter runs on its own thread, as the ``threads`` model, but the threads no
+longer take turns, because each holds a different GIL. What it costs: interpreters share no
+Python objects, so each imports the server code afresh, and C extensions that keep global state
+(greenlet, hdrhistogram, ctypes on 3.12) refuse to load in one.
+
+Each interpreter runs the whole receive -> handle -> reply loop itself, on a dup of the bound
+socket's fd: a dup is the same kernel socket, so the kernel hands each datagram to one waiting
+reader, and ``request_stop``'s shutdown wakes every interpreter's recvfrom. The alternative, the
+main interpreter receiving and feeding the others through interpreter queues, would add a
+hand-over to every request (the 3.12 backport's queues pickle) and put one loop, on the main
+GIL, in front of all the cores, as ``procpool`` does with processes. Counts go to a shared
+mapping, so a worker that dies (raises) keeps its row; it is logged and listed as ``died`` in
+the stopped event, and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from servers.runtime import CheckIns, Server, log
+
+START_TIMEOUT_S = 30
+# Runs in each new interpreter: find this package as the main interpreter does, then serve.
+BOOT = """
+import sys
+sys.path[:] = path
+from servers.subinterpreters import _worker
+_worker(handoff)
+"""
+# Test-only: a datagram with exactly these bytes makes the interpreter that receives it raise.
+DIE_ON = "SERVERS_TEST_DIE_ON"
+
+
+def serve(server: Server) -> None:
+    try:
+        from concurrent import interpreters  # Python 3.14+
+    except ImportError:
+        from backports import interpreters  # PEP 734's backport for 3.12 and 3.13
+
+    labels = [f"interp-{i}" for i in range(server.workers)]
+    server.count_per_worker(labels, shared=True)
+    server.died = []
+    check_ins = CheckIns()
+    threads = []
+    for i, label in enumerate(labels):
+        interp = interpreters.create()  # its own GIL: PEP 734's create() makes isolated ones
+        interp.prepare_main(path=tuple(sys.path), handoff=server.handoff(i, check_ins.write_fd))
+        threads.append(
+            threading.Thread(
+                target=_run, args=(server, interp, i, check_ins), name=label, daemon=True
+            )
+        )
+    for thread in threads:
+        thread.start()
+    up = check_ins.wait(server.workers, START_TIMEOUT_S)
+
+    if up and up + len(server.died) == server.workers:
+        server.ready()
+    else:  # none came up, or one hangs in its start: never "ready" with a worker unaccounted
+        log(f"subinterpreters: {up} of {server.workers} interpreters up after start; stopping")
+        server.request_stop()
+    server.join(threads)  # until a stop request shuts the socket down under them
+
+    server.stopped()
+    if server.forced:  # an interpreter still computing cannot be ended; 3.12 aborts finalizing it
+        os._exit(0)
+
+
+def _run(server: Server, interp, worker: int, check_ins: CheckIns) -> None:
+    """A thread of the main interpreter that runs one sub-interpreter's worker to its end."""
+    try:
+        interp.exec(BOOT)  # returns when the worker's receive loop ends
+    except Exception as error:  # ExecutionFailed: the worker raised; never let it go unseen
+        server.worker_died(server.counters.labels[worker], error)
+        CheckIns.report(check_ins.write_fd, worker, up=False)
+    finally:
+        interp.close()
+
+
+def _worker(handoff: str) -> None:
+    """Inside a sub-interpreter: rebuild the server on a dup of the socket, then serve."""
+    server, worker = Server.adopt(handoff)
+    die_on = os.environ.get(DIE_ON, "").encode()
+
+    def answer(datagram: bytes, address) -> None:
+        if die_on and datagram == die_on:
+            raise RuntimeError(f"{DIE_ON}: told to die on {datagram!r}")
+        server.answer(datagram, address, worker)
+
+    server.check_in(worker)
+    try:
+        server.receive_loop(answer)
+    finally:
+        server.sock.close()
