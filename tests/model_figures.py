@@ -1,4 +1,4 @@
-"""Measure what the five server models allow, with a simple closed-loop client.
+"""Measure what the server models allow, with a simple closed-loop client.
 
     python tests/model_figures.py [--rounds 7] [--segment 0.6] [--json FILE]
 
@@ -11,8 +11,10 @@ the load visits them in turn, in short segments, round after round (see ``measur
 shares this machine's cores with the server, so its own CPU use is printed beside the server's.
 
 The CPU workload is calibrated by five server starts and every model gets the identical
-iteration count, their median (``cpu=Nit``). gevent runs with its default pool (1000
-greenlets): ``--workers 8`` would cap it at 8 requests in flight, the threads model's limit.
+iteration count, their median (``cpu=Nit``). The models whose ``--workers`` is a cap on
+requests in progress (gevent, asyncio, uvloop: a greenlet or task per request) keep their default
+of 1000: ``--workers 8`` would cap them at 8 in flight, the threads model's limit. Expectations
+come from the registry's traits (computes in parallel on this interpreter, overlaps which waits).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Figure:
     lost: int
     server_cores: float
     client_cores: float
+    processes: int
 
 
 class Server:
@@ -204,6 +207,7 @@ def measure(
                         lost,
                         server_cpu / elapsed,
                         client_cpu / elapsed,
+                        len(servers[label].tree),
                     )
                 )
     finally:
@@ -253,7 +257,7 @@ def paired_ratio(figures: dict[str, list[Figure]], label: str, baseline: str) ->
 
 def model_command(model: str, work: str, workers: int | None) -> list[str]:
     command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work]
-    if workers is not None and not MODELS[model].only_one_worker and model != "gevent":
+    if workers is not None and MODELS[model].workers_meaning == "workers":  # caps keep theirs
         command += ["--workers", str(workers)]
     return command
 
@@ -289,30 +293,57 @@ def main() -> int:
     cpu_work = f"cpu={int(statistics.median(counts))}it"
     print(f"every model gets the same CPU work: cpu=2ms, the median of those, {cpu_work}\n")
 
-    models = [(m, model_command(m, cpu_work, 8), prefix) for m in MODELS]
+    available = [m for m in MODELS if MODELS[m].unavailable_reason() is None]
+    for m in MODELS:
+        if m not in available:
+            print(f"skipping {m}: {MODELS[m].unavailable_reason()}")
+    caps = [m for m in available if MODELS[m].workers_meaning == "cap"]
+    models = [(m, model_command(m, cpu_work, 8), prefix) for m in available]
     cpu = measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:", models, cpu_work, 8, args)
-    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in MODELS]
+    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in available]
     io = measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:", models, "io=5ms", 32, args)
+    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in ["blocking", *caps]]
+    io_caps = {
+        clients: measure(f"\nI/O wait (io=5ms), {clients} in flight, the models with a cap:",
+                         models, "io=5ms", clients, args)
+        for clients in (16, 64)
+    }  # fmt: skip
+    models = [(m, model_command(m, "block=5ms", 8), prefix) for m in available]
+    block = measure("\nA blocking call (block=5ms), --workers 8, 16 in flight:", models,
+                    "block=5ms", 16, args)  # fmt: skip
     contenders = [
         ("bare loop", [sys.executable, "-c", BARE_LOOP], b""),
-        ("blocking", model_command("blocking", "echo", None), prefix),
+        *((m, model_command(m, "echo", None), prefix) for m in available),
     ]
     echo = measure(
         "\nEcho, 8 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 8, args
     )
 
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     checks = []
-    for m in ("processes", "procpool"):
+    for m in available[1:]:
         value = paired_ratio(cpu, m, "blocking")
-        checks.append((f"cpu: {m} >= 1.3x blocking", value, value >= 1.3))
-    for m in ("threads", "gevent"):
-        value = paired_ratio(cpu, m, "blocking")
-        checks.append((f"cpu: {m} <= 1.15x blocking", value, value <= 1.15))
-    for m in ("threads", "processes", "procpool"):
-        value = paired_ratio(io, m, "blocking")
-        checks.append((f"io: {m} >= 6x blocking", value, value >= 6))
-    value = paired_ratio(io, "gevent", "blocking")
-    checks.append(("io: gevent >= 20x blocking", value, value >= 20))
+        if MODELS[m].computes_in_parallel(gil):
+            checks.append((f"cpu: {m} >= 1.5x blocking", value, value >= 1.5))
+            cores = median(cpu[m]).server_cores
+            checks.append((f"cpu: {m} >= 1.6 server cores", cores, cores >= 1.6))
+        else:
+            checks.append((f"cpu: {m} <= 1.15x blocking", value, value <= 1.15))
+        for kind, figures in (("io", io), ("block", block)):
+            value = paired_ratio(figures, m, "blocking")
+            if kind in MODELS[m].overlaps:
+                checks.append((f"{kind}: {m} >= 6x blocking", value, value >= 6))
+            else:
+                checks.append((f"{kind}: {m} <= 1.2x blocking", value, value <= 1.2))
+    if "subinterpreters" in cpu:
+        processes = max(f.processes for f in cpu["subinterpreters"])
+        checks.append(("cpu: subinterpreters in ONE process", processes, processes == 1))
+    for clients, figures in io_caps.items():
+        for m in caps:
+            value = median(figures[m]).replies_per_s
+            floor = 0.9 * clients * 200
+            checks.append((f"io: {m}, {clients} in flight >= {floor:.0f}/s", value,
+                           value >= floor))  # fmt: skip
     value = paired_ratio(echo, "blocking", "bare loop")
     checks.append(("echo: blocking >= 0.5x bare loop, replies/s", value, value >= 0.5))
     value = paired_capacity_ratio(echo, "blocking", "bare loop")
@@ -327,7 +358,10 @@ def main() -> int:
                 {
                     "calibration_counts": counts,
                     "figures": [
-                        asdict(f) for group in (cpu, io, echo) for fs in group.values() for f in fs
+                        asdict(f)
+                        for group in (cpu, io, *io_caps.values(), block, echo)
+                        for fs in group.values()
+                        for f in fs
                     ],
                     "checks": [{"check": t, "value": v, "ok": ok} for t, v, ok in checks],
                 },

@@ -85,12 +85,13 @@ def test_calibration_is_stable_within_a_wide_margin():
 
 
 def test_cpu_work_holds_the_cpu_not_the_clock():
-    """burn() is a count of operations: its CPU time tracks its wall time in one thread."""
+    """burn() is a count of operations calibrated at the best speed: it costs its 50 ms of CPU
+    however busy the machine is (contention stretches the wall time, not the CPU time), where a
+    spin on the clock would stop after 50 ms of wall time with only its share of that in CPU."""
     work = Work(cpu_iterations=int(iterations_per_second() * 0.05))
-    wall, cpu = time.perf_counter(), time.thread_time()
+    cpu = time.thread_time()
     work.run()
-    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-    assert cpu > 0.5 * wall
+    assert time.thread_time() - cpu > 0.7 * 0.05
 
 
 def test_io_work_sleeps_without_cpu():
