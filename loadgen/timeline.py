@@ -25,6 +25,7 @@ from typing import Any
 from loadgen.plot import ordered, stamp, style, work_label
 from loadgen.results import write_json_atomically
 from servers import MODELS, available_cores
+from servers.tracing import task_of
 from servers.work import iterations_per_second, parse
 
 REPLY_TIMEOUT_S = 10.0
@@ -230,12 +231,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                 continue
             t0 = trace["burst_ns"]
             requests = trace["requests"]
-            key = "greenlet" if model == "gevent" else "worker"
+            # One lane per task where requests share a thread (gevent, asyncio), else per worker.
+            by_task = all(task_of(r) is not None for r in requests)
+            lane_of = task_of if by_task else (lambda r: r["worker"])
             lanes = list(
-                dict.fromkeys(r[key] for r in sorted(requests, key=lambda r: r["start_ns"]))
+                dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r["start_ns"]))
             )
             for r in requests:
-                lane = lanes.index(r[key])
+                lane = lanes.index(lane_of(r))
                 start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
                 waited = (r["received_ns"] - t0) / 1e6
                 bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
@@ -251,7 +254,7 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                               bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                     "pad": 1})  # fmt: skip
             bars.set_yticks(range(len(lanes)),
-                            [f"greenlet {i + 1}" if key == "greenlet" else str(lane)
+                            [f"task {i + 1}" if by_task else str(lane)
                              for i, lane in enumerate(lanes)], fontsize=7)  # fmt: skip
             bars.set_ylim(-0.6, len(lanes) - 0.4)
             bars.invert_yaxis()
