@@ -1,4 +1,4 @@
-"""The echo-and-reply UDP server in five concurrency models.
+"""The echo-and-reply UDP server in seven concurrency models (asyncio and uvloop share one server).
 
 MODELS is the registry: name -> where its ``serve`` function lives, what it shows, how many
 workers it runs by default. Model modules are imported only when chosen, so a missing gevent
@@ -80,6 +80,19 @@ MODELS: dict[str, Model] = {
             "one monkey-patched process, a greenlet per datagram, at most N at once",
             default_workers=1000,
             requires="gevent",
+        ),
+        Model(
+            "asyncio",
+            "servers.coroutines:serve",
+            "one thread, one asyncio event loop, a task per datagram, at most N at once",
+            default_workers=1000,
+        ),
+        Model(
+            "uvloop",
+            "servers.coroutines:serve_uvloop",
+            "the asyncio model's server on uvloop's event loop (libuv)",
+            default_workers=1000,
+            requires="uvloop",
         ),
     )
 }
