@@ -11,8 +11,8 @@ loop. uvloop swaps the event loop for one on libuv; the server is the same.
 At most N (``--workers``) requests are in progress: at N the loop stops watching the socket,
 so the kernel's buffer holds (or drops) the rest, as in every other model. The socket is
 watched with ``loop.add_reader``, not a datagram transport: uvloop's UDP transport cannot
-pause reading (it has no ``pause_reading``) and would pile the datagrams up in memory.
-(The module is not named asyncio.py or uvloop.py, which would shadow the libraries.)
+pause reading (no ``pause_reading``) and would pile the datagrams up in memory. A second stop
+signal skips the grace period (``mark_stop``). Not named asyncio.py: it would shadow the library.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def serve(server: Server) -> None:
 
 
 def serve_uvloop(server: Server) -> None:
-    import uvloop
+    import uvloop  # only here: where it is missing, the asyncio model still runs
 
     _run(server, uvloop.new_event_loop)
 
@@ -51,8 +51,16 @@ async def _serve(server: Server) -> None:
     reading = False
 
     async def answer(datagram: bytes, address: object) -> None:
-        reply, kind, timing = await server.handle_async(datagram)
-        server.send(reply, kind, address, 0, timing)
+        try:
+            reply, kind, timing = await server.handle_async(datagram)
+            server.send(reply, kind, address, 0, timing)
+        except Exception as error:  # count it, keep serving (a cancel is not an Exception)
+            server.counters.record_failure(0)
+            log(f"{server.config.model}: request failed: {error!r}")
+        finally:
+            tasks.discard(asyncio.current_task())
+            if not stop.is_set():
+                watch(True)  # one place is free (again): read on
 
     def receive() -> None:  # the socket is readable: read what is queued, up to N in progress
         while len(tasks) < server.workers and not stop.is_set():
@@ -63,18 +71,8 @@ async def _serve(server: Server) -> None:
             except OSError as error:
                 log(f"{server.config.model}: recvfrom failed: {error}")
                 return
-            task = loop.create_task(answer(datagram, address))
-            tasks.add(task)
-            task.add_done_callback(finished)
+            tasks.add(loop.create_task(answer(datagram, address)))
         watch(False)  # N in progress (or stopping): the rest waits in the kernel's buffer
-
-    def finished(task: asyncio.Task) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            server.counters.record_failure(0)
-            log(f"{server.config.model}: request failed: {error!r}")
-        if not reading and not stop.is_set():
-            watch(True)
 
     def watch(on: bool) -> None:
         nonlocal reading
@@ -84,12 +82,8 @@ async def _serve(server: Server) -> None:
             loop.remove_reader(server.sock)
         reading = on
 
-    def request_stop() -> None:  # a second signal: mark_stop moves the deadline to now
-        server.mark_stop()
-        stop.set()
-
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # run by the loop, between callbacks
-        loop.add_signal_handler(stop_signal, request_stop)
+        loop.add_signal_handler(stop_signal, lambda: (server.mark_stop(), stop.set()))
     if server.stop_requested_at is not None:  # a signal came before the loop could take it
         stop.set()
 
@@ -101,6 +95,6 @@ async def _serve(server: Server) -> None:
     while tasks and server.grace_left() > 0:
         await asyncio.wait(tasks, timeout=min(JOIN_POLL_S, server.grace_left()))
     server.forced = len(tasks)
-    for task in list(tasks):
+    for task in list(tasks):  # still waiting when the grace period ends
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
