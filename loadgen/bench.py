@@ -1,10 +1,11 @@
 """python -m loadgen bench: every model through the same workloads, into results/latest/.
 
 The matrix: models x workloads x closed-loop concurrency levels x trials. For each workload,
-one fresh server per model is started on port 0 (same --workers for all; gevent keeps its own
-pool) and they all stay up while the load visits them in turn: trial by trial, level by level,
-model after model. This machine's speed drifts within seconds, so models measured minutes apart
-would be compared on different machines; idle servers block in recvfrom and cost nothing.
+one fresh server per model is started on port 0 (same --workers for all; gevent, asyncio and
+uvloop keep their own cap of requests in progress) and they all stay up while the load visits
+them in turn: trial by trial, level by level, model after model. This machine's speed drifts
+within seconds, so models measured minutes apart would be compared on different machines; idle
+servers block in recvfrom (or wait in their event loop) and cost nothing.
 
 Then two sweeps: latency against offered load (open loop at fractions of the capacity the
 matrix just measured) and throughput against cores (servers pinned to 1..K cores with the CPU
@@ -69,6 +70,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
              "warmup": 0.5, "load_sweep": [10, 25, 50, 75, 90, 100, 110, 120, 150]},
 }  # fmt: skip
+# Models whose --workers caps the requests in progress in one thread, not threads or processes:
+# they keep their default (1000), or the matrix's 8 would cap their waiting at 8 at once.
+OWN_CAP = ("gevent", "asyncio", "uvloop")
 
 
 class Server:
@@ -80,7 +84,7 @@ class Server:
     ) -> None:  # fmt: skip
         self.model, self.work = model, work
         command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work, *extra]
-        if not MODELS[model].only_one_worker and model != "gevent":
+        if not MODELS[model].only_one_worker and model not in OWN_CAP:
             command += ["--workers", str(workers)]
         self.proc = subprocess.Popen(
             command,

@@ -327,7 +327,8 @@ def render(data: dict[str, Any], figures: list[str]) -> str:
         "",
         f"Command: `{metadata.get('command')}`. {settings.get('trials')} trial(s) of "
         f"{settings.get('duration')} s after {settings.get('warmup')} s of warm-up per point; "
-        f"`--workers {settings.get('workers')}` for every model but gevent (its pool of 1000).",
+        f"`--workers {settings.get('workers')}` for every model but gevent, asyncio "
+        "and uvloop (their cap of 1000 requests in progress).",
     ]
     for spec, figures_ in metadata.get("calibration", {}).items():
         lines.append(f"`{spec}` is {figures_['iterations']:,} iterations of pure Python for every "
