@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trials", type=_positive(int))
     bench.add_argument("--duration", type=_positive(float), help="measured seconds per run")
     bench.add_argument("--warmup", type=float, help="seconds of load before each run")
-    bench.add_argument("--workers", type=_positive(int), help="for every model but gevent")
+    bench.add_argument(
+        "--workers", type=_positive(int), help="for every model but gevent, asyncio, uvloop"
+    )
     bench.add_argument("--load-sweep", type=_numbers(int), help="percent of capacity: 25,50,100")
     bench.add_argument("--no-load-sweep", action="store_true")
     bench.add_argument("--no-core-sweep", action="store_true")

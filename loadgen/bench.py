@@ -1,10 +1,12 @@
 """python -m loadgen bench: every model through the same workloads, into results/latest/.
 
 The matrix: models x workloads x closed-loop concurrency levels x trials. For each workload,
-one fresh server per model is started on port 0 (same --workers for all; gevent keeps its own
-pool) and they all stay up while the load visits them in turn: trial by trial, level by level,
-model after model. This machine's speed drifts within seconds, so models measured minutes apart
-would be compared on different machines; idle servers block in recvfrom and cost nothing.
+one fresh server per model is started on port 0 (the same --workers for every model with
+workers; a model whose --workers caps the requests in progress, a greenlet or task each, keeps
+its own cap) and they all stay up while the load visits them in turn: trial by trial, level by
+level, model after model. This machine's speed drifts within seconds, so models measured
+minutes apart would be compared on different machines; idle servers block in recvfrom (or wait
+in their event loop) and cost nothing.
 
 Then two sweeps: latency against offered load (open loop at fractions of the capacity the
 matrix just measured) and throughput against cores (servers pinned to 1..K cores with the CPU

@@ -32,11 +32,13 @@ BAR_WIDTH = 16
 def caption(spec: str, model: str, clients: int) -> str:
     """What to look at while ``model`` serves ``spec``: one line for the room."""
     work = parse(spec)
-    kind = "cpu" if work.cpu_iterations != 0 else "io" if work.io_seconds else ""
+    waits = {"io": work.io_seconds, "block": work.block_seconds}
+    kind = "cpu" if work.cpu_iterations != 0 else next((k for k, s in waits.items() if s), "")
     text = MODELS[model].captions.get(kind, "") if model in MODELS else ""
-    wait = work.spec.removeprefix("io=")  # only read for a wait alone: "5ms"
+    wait = work.spec.partition("=")[2]  # only read for a wait alone: "5ms"
+    seconds = waits.get(kind, 0.0)
     return text.format(workers=WORKERS, clients=clients, wait=wait,
-                       most=1 / work.io_seconds if work.io_seconds else 0)  # fmt: skip
+                       most=1 / seconds if seconds else 0)  # fmt: skip
 
 
 def bar(value: float, top: float) -> str:

@@ -26,6 +26,7 @@ from loadgen.plot import ordered, stamp, style, work_label
 from loadgen.pythons import InterpreterError, runnable
 from loadgen.results import write_json_atomically
 from servers import MODELS, available_cores
+from servers.tracing import task_of
 from servers.work import iterations_per_second, parse
 
 REPLY_TIMEOUT_S = 10.0
@@ -181,14 +182,6 @@ def cores_busy(
     return times, busy
 
 
-def lane_of(request: dict[str, Any], per_request: bool) -> Any:
-    """The row a request is drawn in: its worker, or for a model that runs a greenlet or a task
-    per request, that task (``greenlet`` in traces written before asyncio joined)."""
-    if per_request:
-        return request.get("task", request.get("greenlet"))
-    return request["worker"]
-
-
 READING = (
     "How to read it: dark bars side by side ran in parallel, each on its own core (the strip "
     "above 1). Bars one after another, or overlapping but dark in turns, took turns on one core "
@@ -241,14 +234,14 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                 continue
             t0 = trace["burst_ns"]
             requests = trace["requests"]
-            per_request = model in MODELS and MODELS[model].task_per_request
+            # One lane per task where requests share a thread (gevent, asyncio), else per worker.
+            by_task = all(task_of(r) is not None for r in requests)
+            lane_of = task_of if by_task else (lambda r: r["worker"])
             lanes = list(
-                dict.fromkeys(
-                    lane_of(r, per_request) for r in sorted(requests, key=lambda r: r["start_ns"])
-                )
+                dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r["start_ns"]))
             )
             for r in requests:
-                lane = lanes.index(lane_of(r, per_request))
+                lane = lanes.index(lane_of(r))
                 start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
                 waited = (r["received_ns"] - t0) / 1e6
                 bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
@@ -264,7 +257,7 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
                               bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                     "pad": 1})  # fmt: skip
             bars.set_yticks(range(len(lanes)),
-                            [f"task {i + 1}" if per_request else str(lane)
+                            [f"task {i + 1}" if by_task else str(lane)
                              for i, lane in enumerate(lanes)], fontsize=7)  # fmt: skip
             bars.set_ylim(-0.6, len(lanes) - 0.4)
             bars.invert_yaxis()

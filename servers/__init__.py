@@ -73,11 +73,6 @@ class Model:
     def only_one_worker(self) -> bool:
         return self.workers_meaning == "one"
 
-    @property
-    def task_per_request(self) -> bool:
-        """A greenlet or task per request: a timeline draws a lane per request, not per worker."""
-        return self.workers_meaning == "cap"
-
     def computes_in_parallel(self, gil_enabled: bool = True) -> bool:
         """Whether CPU work runs on several cores at once, on an interpreter with or without
         the GIL (a free-threaded build runs threads in parallel; nothing else changes)."""
@@ -170,22 +165,6 @@ MODELS: dict[str, Model] = {
             hands_off=True,
         ),
         Model(
-            "gevent",
-            "servers.greenlets:serve",
-            "one monkey-patched process, a greenlet per datagram, at most N at once",
-            default_workers=1000,
-            requires="gevent",
-            colour=OKABE_ITO[5],
-            marker="v",
-            captions={
-                "cpu": "greenlets switch only while waiting: CPU work waits its turn",
-                "io": "a greenlet per request: all {clients} wait at once, in one thread",
-                "block": "an unpatched sleep never switches: every greenlet waits for it",
-            },
-            overlaps=("io",),
-            workers_meaning="cap",
-        ),
-        Model(
             "subinterpreters",
             "servers.subinterpreters:serve",
             "one process, N sub-interpreters with a GIL each, on threads sharing one socket",
@@ -203,6 +182,54 @@ MODELS: dict[str, Model] = {
             },
             parallel="always",
             overlaps=("io", "block"),
+        ),
+        Model(
+            "gevent",
+            "servers.greenlets:serve",
+            "one monkey-patched process, a greenlet per datagram, at most N at once",
+            default_workers=1000,
+            requires="gevent",
+            colour=OKABE_ITO[5],
+            marker="v",
+            captions={
+                "cpu": "greenlets switch only while waiting: CPU work waits its turn",
+                "io": "a greenlet per request: all {clients} wait at once, in one thread",
+                "block": "an unpatched sleep never switches: every greenlet waits for it",
+            },
+            overlaps=("io",),
+            workers_meaning="cap",
+        ),
+        Model(
+            "asyncio",
+            "servers.coroutines:serve",
+            "one thread, one asyncio event loop, a task per datagram, at most N at once",
+            default_workers=1000,
+            colour=OKABE_ITO[6],
+            marker="X",
+            captions={
+                "cpu": "one event loop: a computing task never awaits, so the rest wait",
+                "io": "a task per request: all {clients} await at once, in one thread",
+                "block": "a blocking call inside a coroutine stalls the loop: every task waits",
+            },
+            overlaps=("io",),
+            workers_meaning="cap",
+        ),
+        Model(
+            "uvloop",
+            "servers.coroutines:serve_uvloop",
+            "the asyncio model's server on uvloop's event loop (libuv)",
+            default_workers=1000,
+            requires="uvloop",
+            colour=OKABE_ITO[3],
+            marker="h",
+            captions={
+                "cpu": "a faster event loop, still one thread: CPU work waits its turn",
+                "io": "the asyncio server on libuv: all {clients} await at once",
+                "block": "a faster loop stalls all the same on a blocking call",
+            },
+            overlaps=("io",),
+            workers_meaning="cap",
+            variant_of="asyncio",
         ),
     )
 }

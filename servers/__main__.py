@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--work",
         type=_work_spec,
         default="echo",
-        help="per-request work: echo, cpu=2ms, cpu=150000it, io=5ms, cpu=1ms,io=5ms",
+        help="per-request work: echo, cpu=2ms, cpu=150000it, io=5ms (a wait: awaited or yielding), "
+        "block=5ms (a sleep that never yields), or terms joined by commas: cpu=1ms,io=5ms",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="reply prefix")
     parser.add_argument(

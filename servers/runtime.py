@@ -2,7 +2,9 @@
 
 A model module only arranges *who* runs ``Server.receive_loop`` and ``Server.answer``: one loop,
 N threads, N processes, a pool behind one loop, or a greenlet per datagram. Everything else is here,
-once, so that the model files differ only in what they demonstrate.
+once, so that the model files differ only in what they demonstrate. A coroutine model runs its own
+receive loop on an event loop, and still takes the datagram (``recvfrom``), the reply
+(``handle_async``) and the sending (``send``) from here.
 
 Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down for reading. On
 Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every
@@ -13,6 +15,8 @@ always comes with an address, so the two never mix up.
 A sub-interpreter shares no Python objects with the main one: it imports this module afresh
 (so nothing here may pull in an extension that refuses sub-interpreters: ctypes on 3.12,
 greenlet, hdrhistogram) and rebuilds its ``Server`` from ``Server.handoff``, text plus fd numbers.
+An event loop cannot stop that way (a non-blocking socket shut down while its reader is busy
+polls readable and answers EAGAIN forever): it calls ``mark_stop`` and stops reading itself.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +51,7 @@ _FIELD_INDEX = {None: 0, **{kind: i + 1 for i, kind in enumerate(ErrorKind)}}
 _FAILED = len(FIELDS) - 1
 
 Address = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
+Handled = tuple[bytes, ErrorKind | None, dict | None]  # the reply, its error if any, its timing
 
 
 class StartError(Exception):
@@ -167,20 +172,44 @@ class Server:
 
     # -- what a worker does -------------------------------------------------------------
 
-    def handle(self, datagram: bytes) -> tuple[bytes, ErrorKind | None, dict | None]:
+    def handle(self, datagram: bytes) -> Handled:
         """Decode, do the work, build the reply. Pure computation: no socket involved.
 
         The third item is the request's timing when tracing (see ``servers.tracing``).
+        """
+        steps = self._handling(datagram)
+        try:
+            while True:
+                next(steps)
+                self.work.wait()  # the thread sleeps (a greenlet yields, under gevent)
+        except StopIteration as done:
+            return done.value
+
+    async def handle_async(self, datagram: bytes) -> Handled:
+        """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""
+        steps = self._handling(datagram)
+        try:
+            while True:
+                next(steps)
+                await self.work.wait_async()
+        except StopIteration as done:
+            return done.value
+
+    def _handling(self, datagram: bytes) -> Generator[None, None, Handled]:
+        """Every step of one request, in one place; it yields where the request waits.
+
+        The caller does the waiting its own way (sleep in a thread, await in a coroutine), so
+        the decoding, the computation, the tracing and the reply exist once for every model,
+        and the traced end of the work comes after the wait, however it was waited.
         """
         start_ns = time.monotonic_ns() if self.trace else 0
         decoded = protocol.decode(datagram, self.config.max_size)
         if isinstance(decoded, protocol.Rejected):
             reply, kind, cpu_ns, checkpoints = decoded.reply, decoded.kind, 0, []
         else:
-            if self.trace is None:
-                self.work.run()
-            else:
-                cpu_ns, checkpoints = self.work.run_measured()
+            cpu_ns, checkpoints = self.work.hold(measured=self.trace is not None)
+            if self.work.io_seconds:
+                yield
             reply, kind = protocol.encode_reply(decoded, self.config.prefix), None
         if self.trace is None:
             return reply, kind, None
@@ -204,6 +233,13 @@ class Server:
             self.counters.record(worker, kind)
             if timing is not None and self.trace is not None:
                 self.trace.record(self.counters.labels[worker], timing, time.monotonic_ns())
+
+    def recvfrom(self) -> tuple[bytes, Address]:
+        """One datagram and its sender, stamped when tracing; raises what recvfrom raises."""
+        datagram, address = self.sock.recvfrom(self._bufsize)
+        if self.trace is not None and address is not None:
+            datagram = tracing.stamp(datagram)
+        return datagram, address
 
     def receive_loop(self, dispatch: Callable[[bytes, Address], Any]) -> None:
         """recvfrom until the socket is shut down, handing each datagram to ``dispatch``."""
@@ -289,12 +325,22 @@ class Server:
         )
         log(f"{self.config.model}: serving UDP on {host}:{port} with {self.workers} worker(s)")
 
-    def request_stop(self, *_: Any) -> None:
-        """Signal handler: stop receiving; a second request skips the grace period."""
+    def mark_stop(self) -> None:
+        """Record a stop request, for ``grace_left``; a second one skips the grace period.
+
+        It leaves the socket alone: a model that stops reading its own way calls this alone.
+        """
         if self.stop_requested_at is not None:
             self.stop_requested_at = -STOP_GRACE_S  # already past any deadline
+        else:
+            self.stop_requested_at = time.monotonic()
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler: stop receiving; a second request skips the grace period."""
+        first = self.stop_requested_at is None
+        self.mark_stop()
+        if not first:
             return
-        self.stop_requested_at = time.monotonic()
         try:
             self.sock.shutdown(socket.SHUT_RD)
         except OSError:

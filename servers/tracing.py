@@ -1,12 +1,16 @@
 """Per-request tracing (``--trace FILE``): who handled each request, when, and with how much CPU.
 
-For every answered request: the worker (label, process id, OS thread id, greenlet if any), and
+For every answered request: the worker (label, process id, OS thread id, task if any), and
 four instants on the system-wide monotonic clock, so processes can be compared: received (the
 recvfrom returned), work start, work end, reply sent; plus the CPU time the worker's thread
 spent on the request's computation (``time.thread_time``: a thread waiting for the GIL, or a
 greenlet sleeping, does not accumulate it). CPU over wall time is the request's share of a core.
 ``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so far]`` at each
 boundary, so a reader can see when within the request its thread ran and when it waited.
+
+``task`` tells apart requests that share one thread: a greenlet's id under gevent, an asyncio
+task's id under asyncio or uvloop, None elsewhere. Files written before it was generalised name
+it ``greenlet``; ``task_of`` reads either.
 
 It costs little: records are appended to a list in memory and written once, at stop. Workers
 that keep their records where the main interpreter cannot see them (a forked process; a
@@ -44,7 +48,7 @@ def timing(
     return {
         "pid": os.getpid(),
         "thread": threading.get_native_id(),
-        "greenlet": current_greenlet(),
+        "task": current_task(),
         "received_ns": getattr(datagram, "received_ns", start_ns),
         "start_ns": start_ns,
         "end_ns": time.monotonic_ns(),
@@ -53,12 +57,27 @@ def timing(
     }
 
 
-def current_greenlet() -> int | None:
-    """An id for the running greenlet when gevent is in use (it is imported only then)."""
+def current_task() -> int | None:
+    """An id for the greenlet or asyncio task running this request, if any.
+
+    Neither library is imported here: each is looked for only if the process loaded it.
+    """
     greenlet = sys.modules.get("greenlet")
-    if greenlet is None or "gevent" not in sys.modules:
-        return None
-    return id(greenlet.getcurrent())
+    if greenlet is not None and "gevent" in sys.modules:
+        return id(greenlet.getcurrent())
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop running in this thread
+            return None
+        return id(task) if task is not None else None
+    return None
+
+
+def task_of(record: dict[str, Any]) -> int | None:
+    """A record's task id, from this version's files (``task``) or older ones (``greenlet``)."""
+    return record.get("task", record.get("greenlet"))
 
 
 class Trace:

@@ -1,4 +1,4 @@
-"""The per-request workload: ``echo``, ``cpu=2ms``, ``io=5ms``, ``cpu=150000it,io=5ms``.
+"""The per-request workload: ``echo``, ``cpu=2ms``, ``io=5ms``, ``block=5ms``, ``cpu=1ms,io=5ms``.
 
 ``cpu=`` is a FIXED amount of pure-Python computation: an iteration count, calibrated once in the
 parent before any worker starts, so every worker (and every model) does exactly the same work.
@@ -6,14 +6,24 @@ It is never "spin until 2 ms have passed": a wall-clock spin finishes on time ev
 threads share one GIL, and would hide the very effect this toolkit exists to show. With a fixed
 count, eight threads on one GIL take eight times as long, and that is what the figures show.
 
-``io=`` is ``time.sleep``, a stand-in for waiting on a database or a disk. It is looked up at
-call time, so under gevent's monkey patching it yields to other greenlets instead of blocking.
+``io=`` is a wait, a stand-in for waiting on a database or a disk: ``time.sleep`` in a thread
+(looked up at call time, so under gevent's monkey patching it yields to other greenlets), and
+``await asyncio.sleep`` in a coroutine (``wait_async``), so the event loop runs others meanwhile.
+
+``block=`` is a blocking call that never yields: the real ``time.sleep`` even under gevent. It
+stands for a library call that knows nothing of the event loop (a blocking database driver):
+it holds one thread, so under asyncio or gevent it stalls every request, while under threads or
+processes it only occupies one worker.
+
+A request runs its terms in this order: the computation, the blocking call, then the wait.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 # Calibration takes many short samples for a while and keeps the fastest: interference (another
@@ -30,7 +40,7 @@ CALIBRATION_BUDGET_S = 0.9
 MAX_CHECKPOINTS = 50
 MIN_CHECKPOINT_ITERATIONS = 2000
 
-_TERM = re.compile(r"^(cpu|io)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
+_TERM = re.compile(r"^(cpu|io|block)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -41,6 +51,7 @@ class Work:
     cpu_iterations: int | None = 0
     cpu_seconds: float = 0.0
     io_seconds: float = 0.0
+    block_seconds: float = 0.0
 
     @property
     def spec(self) -> str:
@@ -58,6 +69,8 @@ class Work:
             terms.append(f"cpu={_format_seconds(self.cpu_seconds)}")
         elif self.cpu_iterations:
             terms.append(f"cpu={self.cpu_iterations}it")
+        if self.block_seconds:
+            terms.append(f"block={_format_seconds(self.block_seconds)}")
         if self.io_seconds:
             terms.append(f"io={_format_seconds(self.io_seconds)}")
         return ",".join(terms) or "echo"
@@ -66,23 +79,19 @@ class Work:
     def calibrated(self) -> bool:
         return self.cpu_iterations is not None
 
-    def run(self) -> None:
-        """Do one request's work: the computation, then the wait."""
-        if self.cpu_iterations:
-            burn(self.cpu_iterations)
-        if self.io_seconds:
-            time.sleep(self.io_seconds)
+    def hold(self, measured: bool = False) -> tuple[int, list[tuple[int, int]]]:
+        """The part of a request that never yields: the computation, then the blocking call.
 
-    def run_measured(self) -> tuple[int, list[tuple[int, int]]]:
-        """``run``, also measuring the computation, for tracing.
-
-        Returns the CPU nanoseconds this thread spent computing and checkpoints taken along
-        it, ``(monotonic_ns, cpu_ns so far)``, from its start to its end: between two of them
-        the thread either ran or waited (for the GIL, for a core), which is what the timeline
-        draws. The computation never yields, so under gevent no other greenlet's CPU counts.
+        Unmeasured, returns ``(0, [])``. Measured (for tracing), returns the CPU nanoseconds
+        this thread spent computing and checkpoints taken along it, ``(monotonic_ns, cpu_ns so
+        far)``, from its start to its end: between two of them the thread either ran or waited
+        (for the GIL, for a core), which is what the timeline draws. The computation never
+        yields, so under gevent or asyncio no other request's CPU counts.
         """
         checkpoints: list[tuple[int, int]] = []
-        if self.cpu_iterations:
+        if self.cpu_iterations and not measured:
+            burn(self.cpu_iterations)
+        elif self.cpu_iterations:
             chunk = max(MIN_CHECKPOINT_ITERATIONS, -(-self.cpu_iterations // MAX_CHECKPOINTS))
             before = time.thread_time_ns()
             checkpoints.append((time.monotonic_ns(), 0))
@@ -91,9 +100,43 @@ class Work:
                 burn(min(chunk, left))
                 left -= chunk
                 checkpoints.append((time.monotonic_ns(), time.thread_time_ns() - before))
+        if self.block_seconds:
+            unyielding_sleep()(self.block_seconds)
+        return (checkpoints[-1][1] if checkpoints else 0), checkpoints
+
+    def wait(self) -> None:
+        """The wait in a thread or greenlet: ``time.sleep``, looked up now (gevent patches it)."""
         if self.io_seconds:
             time.sleep(self.io_seconds)
-        return (checkpoints[-1][1] if checkpoints else 0), checkpoints
+
+    async def wait_async(self) -> None:
+        """The wait, in a coroutine: the event loop runs other tasks until it is over."""
+        if self.io_seconds:
+            import asyncio  # here, not at the top: the thread and process models never need it
+
+            await asyncio.sleep(self.io_seconds)
+
+    def run(self) -> None:
+        """Do one request's work in a thread: the computation, the blocking call, the wait."""
+        self.hold()
+        self.wait()
+
+    def run_measured(self) -> tuple[int, list[tuple[int, int]]]:
+        """``run``, also measuring the computation, for tracing (see ``hold``)."""
+        measured = self.hold(measured=True)
+        self.wait()
+        return measured
+
+
+def unyielding_sleep() -> Callable[[float], None]:
+    """``time.sleep`` as the C library does it, even in a process gevent has monkey-patched.
+
+    gevent is never imported here: if its monkey module is not loaded, nothing is patched.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("time"):
+        return monkey.get_original("time", "sleep")
+    return time.sleep
 
 
 def parse(spec: str) -> Work:
@@ -106,14 +149,14 @@ def parse(spec: str) -> Work:
         match = _TERM.match(term.strip())
         if not match:
             raise ValueError(
-                f"bad work term {term!r}: expected echo, cpu=2ms, cpu=150000it, io=5ms "
-                "or a comma-separated cpu and io term"
+                f"bad work term {term!r}: expected echo, cpu=2ms, cpu=150000it, io=5ms, "
+                "block=5ms or comma-separated cpu, io and block terms"
             )
         name, number, unit = match.group(1), float(match.group(2)), match.group(3)
         if name in fields:
             raise ValueError(f"work term {name}= given twice in {spec!r}")
-        if name == "io" and unit == "it":
-            raise ValueError("io= takes a time (us, ms or s), not iterations")
+        if name in ("io", "block") and unit == "it":
+            raise ValueError(f"{name}= takes a time (us, ms or s), not iterations")
         if unit == "it" and number != int(number):
             raise ValueError(f"iteration count must be a whole number, not {number}")
         if number <= 0:
@@ -131,6 +174,9 @@ def parse(spec: str) -> Work:
     if "io" in fields:
         number, unit = fields["io"]
         work = replace(work, io_seconds=number * _SECONDS[unit])
+    if "block" in fields:
+        number, unit = fields["block"]
+        work = replace(work, block_seconds=number * _SECONDS[unit])
     return work
 
 

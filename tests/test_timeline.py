@@ -89,3 +89,11 @@ def test_redrawing_a_file_that_is_not_a_timeline_says_so(tmp_path, content, mess
     with pytest.raises(ValueError, match=message):
         redraw(saved)
     assert not (tmp_path / "timeline.png").exists()
+
+
+def test_lanes_read_the_task_of_new_traces_and_the_greenlet_of_old_ones():
+    from servers.tracing import task_of
+
+    assert task_of({"worker": "hub", "task": 7}) == 7
+    assert task_of({"worker": "hub", "greenlet": 5}) == 5  # written before 'task' existed
+    assert task_of({"worker": "0", "task": None}) is None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +18,7 @@ from servers.work import (
     calibrate,
     iterations_per_second,
     parse,
+    unyielding_sleep,
 )
 
 
@@ -28,6 +33,9 @@ from servers.work import (
         ("io=250us", Work(io_seconds=0.00025)),
         ("cpu=1ms,io=5ms", Work(cpu_iterations=None, cpu_seconds=0.001, io_seconds=0.005)),
         ("io=1s, cpu=10it", Work(cpu_iterations=10, io_seconds=1.0)),
+        ("block=5ms", Work(block_seconds=0.005)),
+        ("cpu=1ms,block=5ms", Work(cpu_iterations=None, cpu_seconds=0.001, block_seconds=0.005)),
+        ("io=2ms,block=500us", Work(io_seconds=0.002, block_seconds=0.0005)),
     ],
 )
 def test_parse(spec, expected):
@@ -49,10 +57,29 @@ def test_parse(spec, expected):
         "cpu=1ms,cpu=2ms",
         "io=61s",
         "echo,io=1ms",
+        "block=3it",
+        "block=0ms",
+        "block=61s",
+        "block=1ms,block=2ms",
+        "block",
     ],
 )
 def test_parse_rejects(spec):
     with pytest.raises(ValueError):
+        parse(spec)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("gpu=1ms", "block=5ms"),  # the list of what is accepted names every term
+        ("block=3it", "block= takes a time"),
+        ("block=1ms,block=2ms", "block= given twice"),
+        ("block=0ms", "block= must be positive"),
+    ],
+)
+def test_parse_errors_say_what_is_wrong(spec, message):
+    with pytest.raises(ValueError, match=message):
         parse(spec)
 
 
@@ -62,6 +89,11 @@ def test_specs_round_trip_and_the_exact_spec_names_iterations():
     assert work.exact_spec == "cpu=43000it,io=5ms"
     assert parse(work.exact_spec) == Work(cpu_iterations=43000, io_seconds=0.005)
     assert parse("io=0.5ms").spec == "io=500us"
+    blocking = Work(cpu_iterations=900, cpu_seconds=0.001, block_seconds=0.005, io_seconds=0.002)
+    assert blocking.spec == "cpu=1ms,block=5ms,io=2ms"  # the order the terms run in
+    assert blocking.exact_spec == "cpu=900it,block=5ms,io=2ms"
+    assert parse(blocking.exact_spec) == replace(blocking, cpu_seconds=0.0)
+    assert parse(parse("block=250us").spec) == parse("block=250us")
 
 
 def test_calibration_turns_time_into_iterations_once():
@@ -119,3 +151,60 @@ def test_measured_work_checkpoints_its_computation():
 def test_measured_waiting_has_no_checkpoints():
     assert parse("io=1ms").run_measured() == (0, [])
     assert parse("echo").run_measured() == (0, [])
+
+
+def test_block_holds_the_thread_without_cpu():
+    work = parse("block=50ms")
+    wall, cpu = time.perf_counter(), time.thread_time()
+    assert work.hold() == (0, [])
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert wall >= 0.05 and cpu < 0.02
+
+
+def _overlapped(work: Work, count: int) -> float:
+    """Seconds for ``count`` coroutines doing ``work`` at once on one event loop."""
+
+    async def one() -> None:
+        work.hold()
+        await work.wait_async()
+
+    async def all_at_once() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return time.perf_counter() - start
+
+    return asyncio.run(all_at_once())
+
+
+def test_an_awaited_wait_overlaps_and_a_blocking_call_does_not():
+    waits, blocks = _overlapped(parse("io=40ms"), 5), _overlapped(parse("block=40ms"), 5)
+    assert blocks >= 5 * 0.04  # one after another: a sleep is never shorter than asked
+    assert blocks > 2.5 * waits  # the waits overlapped (about 1 x 40 ms against 5 x)
+
+
+def test_block_does_not_yield_under_gevent():
+    """In a monkey-patched process (a subprocess: patching is for life), block= keeps the hub."""
+    program = """if True:
+        from gevent import monkey
+        monkey.patch_all()
+        import time
+        import gevent
+        from servers.work import parse, unyielding_sleep
+
+        assert unyielding_sleep() is not time.sleep  # time.sleep is gevent's now
+        def timed(spec):
+            work = parse(spec)
+            start = time.perf_counter()
+            gevent.joinall([gevent.spawn(work.run) for _ in range(5)], timeout=10)
+            return time.perf_counter() - start
+        print(timed("io=40ms"), timed("block=40ms"))
+    """
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=30, check=True)  # fmt: skip
+    waits, blocks = map(float, result.stdout.split())
+    assert blocks >= 5 * 0.04
+    assert blocks > 2.5 * waits
+
+
+def test_without_gevent_block_is_the_plain_sleep():
+    assert unyielding_sleep() is time.sleep

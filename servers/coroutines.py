@@ -1,0 +1,100 @@
+"""asyncio and uvloop: one thread, one event loop, a task per datagram, at most N at once.
+
+The loop watches the socket; when it is readable, datagrams are read and each starts a task
+that handles it and sends the reply. ``io=5ms`` is ``await asyncio.sleep``: the task gives
+the loop back, so thousands of waits overlap in one thread, as with gevent but with every
+switch point written out as ``await``. Everything else runs on the loop and stops it:
+``cpu=2ms`` work runs one task at a time, and a blocking call inside a coroutine
+(``block=5ms``, a ``time.sleep`` that never awaits) stalls every request, as in the blocking
+loop. uvloop swaps the event loop for one on libuv; the server is the same.
+
+At most N (``--workers``) requests are in progress: at N the loop stops watching the socket,
+so the kernel's buffer holds (or drops) the rest, as in every other model. The socket is
+watched with ``loop.add_reader``, not a datagram transport: uvloop's UDP transport cannot
+pause reading (no ``pause_reading``) and would pile the datagrams up in memory. A second stop
+signal skips the grace period (``mark_stop``). Not named asyncio.py: it would shadow the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from servers.runtime import JOIN_POLL_S, Server, log
+
+
+def serve(server: Server) -> None:
+    _run(server, asyncio.new_event_loop)
+
+
+def serve_uvloop(server: Server) -> None:
+    import uvloop  # only here: where it is missing, the asyncio model still runs
+
+    _run(server, uvloop.new_event_loop)
+
+
+def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    server.count_per_worker(["loop"])  # every task runs on the one loop thread
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(server))
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # the loop's handlers left with it
+        signal.signal(stop_signal, lambda *_: server.mark_stop())
+    server.stopped()  # the loop is closed: every task has ended
+
+
+async def _serve(server: Server) -> None:
+    loop = asyncio.get_running_loop()
+    server.sock.setblocking(False)
+    tasks: set[asyncio.Task] = set()  # strong references: the loop holds tasks weakly
+    stop = asyncio.Event()
+    reading = False
+
+    async def answer(datagram: bytes, address: object) -> None:
+        try:
+            reply, kind, timing = await server.handle_async(datagram)
+            server.send(reply, kind, address, 0, timing)
+        except Exception as error:  # count it, keep serving (a cancel is not an Exception)
+            server.counters.record_failure(0)
+            log(f"{server.config.model}: request failed: {error!r}")
+        finally:
+            tasks.discard(asyncio.current_task())
+            if not stop.is_set():
+                watch(True)  # one place is free (again): read on
+
+    def receive() -> None:  # the socket is readable: read what is queued, up to N in progress
+        while len(tasks) < server.workers and not stop.is_set():
+            try:
+                datagram, address = server.recvfrom()
+            except (BlockingIOError, InterruptedError):
+                return  # the queue is empty: wait for the next readable
+            except OSError as error:
+                log(f"{server.config.model}: recvfrom failed: {error}")
+                return
+            tasks.add(loop.create_task(answer(datagram, address)))
+        watch(False)  # N in progress (or stopping): the rest waits in the kernel's buffer
+
+    def watch(on: bool) -> None:
+        nonlocal reading
+        if on and not reading:
+            loop.add_reader(server.sock, receive)
+        elif reading and not on:
+            loop.remove_reader(server.sock)
+        reading = on
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # run by the loop, between callbacks
+        loop.add_signal_handler(stop_signal, lambda: (server.mark_stop(), stop.set()))
+    if server.stop_requested_at is not None:  # a signal came before the loop could take it
+        stop.set()
+
+    server.ready()
+    watch(True)
+    await stop.wait()
+
+    watch(False)  # stop reading; requests in progress get the grace period
+    while tasks and server.grace_left() > 0:
+        await asyncio.wait(tasks, timeout=min(JOIN_POLL_S, server.grace_left()))
+    server.forced = len(tasks)
+    for task in list(tasks):  # still waiting when the grace period ends
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
