@@ -165,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="every concurrency in both files, not only the highest")  # fmt: skip
     compare.add_argument("--json", type=Path, metavar="OUT", help="also write the comparison")
 
-    demo = commands.add_parser("demo", help="the five models live, one after another")
+    demo = commands.add_parser("demo", help="every model live, one after another")
     demo.add_argument("--models", type=_names, help="comma-separated, default all")
     demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
-    demo.add_argument("--seconds", type=_positive(float), default=2.5, help="per model")
+    demo.add_argument("--seconds", type=_positive(float), default=2.0, help="per model")
     demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
 
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")

@@ -1,6 +1,6 @@
-"""python -m loadgen demo: the five models one after another, live, for a classroom.
+"""python -m loadgen demo: every model one after another, live, for a classroom.
 
-    python -m loadgen demo [--models a,b] [--work cpu=2ms io=5ms] [--seconds 2.5] [--clients 16]
+    python -m loadgen demo [--models a,b] [--work cpu=2ms io=5ms] [--seconds 2] [--clients 16]
 
 For each workload, each model gets a fresh server and the same closed-loop load; while it runs,
 a live table shows its replies per second and the cores the server uses, with a caption of what
@@ -133,7 +133,7 @@ def run_one(
 
 
 def main(
-    models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.5,
+    models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.0,
     clients: int = 16, python: str | None = None,
 ) -> int:  # fmt: skip
     python = python or sys.executable
