@@ -152,12 +152,15 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
         return None
     works = list(dict.fromkeys(run["work"] for run in runs))
     models = ordered({run["model"] for run in runs})
-    figure, axis = plt.subplots(figsize=(2.2 + 2.2 * len(works), 4.6))
+    # Wide enough for a readable bar per model in every group, the legend to the right.
+    figure, axis = plt.subplots(figsize=(3.6 + 0.42 * len(models) * len(works), 4.8))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         colour, _ = style(model)
         for j, work in enumerate(works):
             mine = [r for r in runs if r["model"] == model and r["work"] == work]
+            if not mine:
+                continue
             top = max(r["loadgen"]["concurrency"] for r in mine)
             values = [r["server"]["cores_used"] for r in mine if r["loadgen"]["concurrency"] == top]
             median, low, high = spread(values)
@@ -166,20 +169,18 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
             axis.errorbar(x, median, yerr=[[median - low], [high - median]], color="#333333",
                           capsize=2, linewidth=1)  # fmt: skip
     cores = data["metadata"].get("cores_available") or data["metadata"].get("cores") or 1
-    axis.axhline(1, color="#333333", linestyle="--", linewidth=1)
-    axis.text(len(works) - 0.5, 1.02, "1 core: one thread of Python at a time", ha="right",
-              va="bottom", fontsize=8)  # fmt: skip
-    axis.axhline(cores, color="#333333", linestyle=":", linewidth=1)
-    axis.text(len(works) - 0.5, cores + 0.02, f"{cores} cores: the whole machine",
-              ha="right", va="bottom", fontsize=8)  # fmt: skip
+    axis.axhline(1, color="#333333", linestyle="--", linewidth=1,
+                 label="1 core: one thread of\nPython at a time")  # fmt: skip
+    axis.axhline(cores, color="#333333", linestyle=":", linewidth=1,
+                 label=f"{cores} cores: the whole machine")  # fmt: skip
     axis.set_xticks(range(len(works)), [work_label(w, data["metadata"]) for w in works])
+    axis.set_xlim(-0.5, len(works) - 0.5)
     axis.set_ylabel("server CPU, in cores (at the highest concurrency)")
-    axis.set_ylim(0, cores * 1.2)
-    axis.legend(fontsize=8, ncols=len(models), loc="upper left")
-    axis.set_title("Cores used by each server: above the 1-core line means parallel execution")
-    stamp(figure, data["metadata"], "bar: median, whisker: min-max")
-    figure.tight_layout(rect=(0, 0.04, 1, 1))
-    return figure
+    axis.set_ylim(0, cores * 1.15)
+    axis.grid(axis="y", alpha=0.3)
+    return finish(figure, data, axis,
+                  "Cores used by each server: above the 1-core line means parallel execution",
+                  "bar: median, whisker: min-max")  # fmt: skip
 
 
 def knee(points: list[tuple[float, float]]) -> tuple[float, float] | None:

@@ -136,7 +136,7 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     if kind == "cpu" and "," not in work:
         for m in others:
             expected = expects_parallel(m, summary.metadata)
-            where = f"on {cores[m]:.1f} cores in {processes[m]:.0f} process(es)"
+            where = f"on {cores[m]:.1f} cores in {_processes(processes[m])}"
             if expected and ratio[m] >= 1.3:
                 lines.append(f"{m} ran the CPU work in parallel{no_gil}: {ratio[m]:.2f}x the "
                              f"{base_model} loop {where}.")  # fmt: skip
@@ -201,6 +201,10 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
             f"the server."
         )
     return lines
+
+
+def _processes(count: float) -> str:
+    return "one process" if round(count) == 1 else f"{count:.0f} processes"
 
 
 def cpu_per_reply(summary: Summary, model: str, work: str) -> float:
@@ -327,8 +331,8 @@ def noise_finding(summary: Summary) -> list[str]:
 
 def table(summary: Summary, work: str) -> list[str]:
     rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
-            "per reply | processes | generator cores | lost |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            "per reply | processes | memory MB | generator cores | lost |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for model in summary.models("matrix", work):
         level, rate = summary.best(model, work)
         lost = sum(r["loadgen"]["lost"] for r in summary.groups[("matrix", model, work, level)])
@@ -340,6 +344,7 @@ def table(summary: Summary, work: str) -> list[str]:
             f"| {summary.figure(model, work, level, 'server.cores_used'):.2f} "
             f"| {cpu_per_reply(summary, model, work):,.1f} "
             f"| {summary.figure(model, work, level, 'server.processes'):.0f} "
+            f"| {summary.figure(model, work, level, 'server.peak_rss_bytes') / 2**20:,.0f} "
             f"| {summary.figure(model, work, level, 'loadgen.generator.cpu_cores'):.2f} "
             f"| {lost} |"
         )
@@ -365,8 +370,9 @@ def render(data: dict[str, Any], figures: list[str]) -> str:
     settings = metadata.get("settings", {})
     measured = summary.models()
     capped = [m for m in measured if m in MODELS and MODELS[m].workers_meaning == "cap"]
-    caps = [f"{m}: at most {MODELS[m].default_workers} requests in progress" for m in capped]
-    own = f" ({'; '.join(caps)})" if caps else ""
+    limits = sorted({MODELS[m].default_workers for m in capped})
+    own = (f"; {', '.join(capped)} keep their own cap of "
+           f"{' or '.join(map(str, limits))} requests in progress" if capped else "")  # fmt: skip
     lines = [
         f"# UDP echo server: {len(measured)} concurrency models compared",
         "",
