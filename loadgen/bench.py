@@ -35,7 +35,7 @@ import psutil
 from loadgen import engine, runner
 from loadgen.pythons import InterpreterError, runnable
 from loadgen.results import ResultsFile, archive_latest
-from servers import MODELS, available_cores
+from servers import MODELS, NAME_WIDTH, available_cores
 from servers.work import calibrate, parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,7 +322,7 @@ class Bench:
         flag = "  (generator-limited)" if run["generator_limited"] else ""
         p50 = loadgen["latency_us"]["p50"]
         print(
-            f"[{self.done:3}] {run['model']:9} {run['work']:13} {label:10} "
+            f"[{self.done:3}] {run['model']:{NAME_WIDTH}} {run['work']:13} {label:10} "
             f"{loadgen['throughput_rps']:9,.0f} replies/s  p50 {p50 or 0:7,} us  "
             f"lost {loadgen['lost']:4}  server {server['cores_used'] or 0:.2f} cores  "
             f"generator {loadgen['generator']['cpu_cores']:.2f}{flag}",

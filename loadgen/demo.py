@@ -22,7 +22,7 @@ from loadgen import runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
 from loadgen.pythons import InterpreterError, runnable
-from servers import MODELS, available_cores
+from servers import MODELS, NAME_WIDTH, available_cores
 from servers.work import calibrate, parse
 
 WORKERS = 8
@@ -111,7 +111,7 @@ def run_one(
             if live is not None:
                 live.update(board.table())
             else:
-                print(f"  {spec:8} {model:9} {elapsed:4.1f} s: {rate:8,.0f} replies/s, "
+                print(f"  {spec:8} {model:{NAME_WIDTH}} {elapsed:4.1f} s: {rate:8,.0f} replies/s, "
                       f"{max(0.0, cpu / span):.2f} cores", flush=True)  # fmt: skip
 
         result = runner.run(settings, update)
@@ -125,7 +125,7 @@ def run_one(
         if live is not None:
             live.update(board.table())
         else:
-            print(f"  {spec:8} {model:9} done: {final['rate']:8,.0f} replies/s, "
+            print(f"  {spec:8} {model:{NAME_WIDTH}} done: {final['rate']:8,.0f} replies/s, "
                   f"{cores:.2f} cores", flush=True)  # fmt: skip
         return final
     finally:

@@ -166,7 +166,8 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
             )
             at = f"{times:.1f}x the {base_model} loop at {level} clients"
             if expected and times >= 5:
-                lines.append(f"While waiting, {m} overlapped requests: {at}.")
+                while_ = "While waiting" if kind == "io" else "While blocked in a call"
+                lines.append(f"{while_}, {m} overlapped requests: {at}.")
             elif expected:
                 lines.append(f"Unlike the expectation that {m} overlaps these waits, it "
                              f"reached only {at}.")  # fmt: skip

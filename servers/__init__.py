@@ -245,3 +245,6 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # its parent package is missing (find_spec imports parents)
         return False
+
+
+NAME_WIDTH = max(map(len, MODELS))  # for lining up progress lines and tables

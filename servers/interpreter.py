@@ -14,7 +14,7 @@ import sysconfig
 from typing import Any
 
 # Packages the models load, reported with their versions (absent ones as None).
-PACKAGES = ("gevent", "greenlet", "uvloop", "backports.interpreters", "interpreters-pep-734")
+PACKAGES = ("gevent", "greenlet", "uvloop", "backports.interpreters")
 
 
 def gil_enabled() -> bool:
