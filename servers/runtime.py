@@ -10,13 +10,13 @@ Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down 
 Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every
 sub-interpreter sharing it (through a dup of its fd), and each returns ``(b"", None)`` once the
 queue is drained, so the datagrams already received are still answered. A real empty datagram
-always comes with an address, so the two never mix up.
+always comes with an address, so the two never mix up. An event loop cannot stop that way (a
+non-blocking socket shut down while its reader is busy polls readable and answers EAGAIN
+forever): it calls ``mark_stop`` and stops reading itself.
 
 A sub-interpreter shares no Python objects with the main one: it imports this module afresh
 (so nothing here may pull in an extension that refuses sub-interpreters: ctypes on 3.12,
 greenlet, hdrhistogram) and rebuilds its ``Server`` from ``Server.handoff``, text plus fd numbers.
-An event loop cannot stop that way (a non-blocking socket shut down while its reader is busy
-polls readable and answers EAGAIN forever): it calls ``mark_stop`` and stops reading itself.
 """
 
 from __future__ import annotations
