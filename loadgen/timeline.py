@@ -200,6 +200,8 @@ def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | Non
     if work.cpu_seconds:
         longer = "longer" if work.cpu_seconds > turn else "shorter"
         return f"{title}\n(computing, {longer} than a turn on the GIL: {turn * 1e3:g} ms)"
+    if work.block_seconds and not work.cpu_iterations:
+        return f"{title}\n(blocked in a call that never yields, no computing)"
     if work.io_seconds and not work.cpu_iterations:
         return f"{title}\n(waiting, no computing)"
     return title
@@ -285,10 +287,12 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
     figure.suptitle("Who runs when: each bar is one request, from the start to the end of its "
                     "work, one row per worker; the strip under it counts the cores busy",
                     x=0.01, ha="left", fontsize=12)  # fmt: skip
-    figure.text(0.01, 0.035, READING, fontsize=9, ha="left", va="top", wrap=True)
+    # The reading note and the stamp take a fixed height at the bottom, whatever the figure's.
+    inch = 1 / figure.get_figheight()
+    figure.text(0.01, 0.62 * inch, READING, fontsize=9, ha="left", va="top", wrap=True)
     if metadata:
         stamp(figure, metadata, f"cores available: {cores}")
-    figure.tight_layout(rect=(0, 0.05, 1, 0.955))
+    figure.tight_layout(rect=(0, 0.75 * inch, 1, 1 - 0.45 * inch))
     return figure
 
 

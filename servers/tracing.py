@@ -8,9 +8,9 @@ greenlet sleeping, does not accumulate it). CPU over wall time is the request's 
 ``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so far]`` at each
 boundary, so a reader can see when within the request its thread ran and when it waited.
 
-``task`` tells apart requests that share one thread: a greenlet's id under gevent, an asyncio
-task's id under asyncio or uvloop, None elsewhere. Files written before it was generalised name
-it ``greenlet``; ``task_of`` reads either.
+``task`` tells apart requests that share one thread: a number for the greenlet (gevent) or the
+asyncio task (asyncio, uvloop) that ran it, unique within the process; None elsewhere. Files
+written before it was generalised name it ``greenlet``; ``task_of`` reads either.
 
 It costs little: records are appended to a list in memory and written once, at stop. Workers
 that keep their records where the main interpreter cannot see them (a forked process; a
@@ -20,11 +20,13 @@ when their loop ends; the main interpreter merges the parts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +60,34 @@ def timing(
 
 
 def current_task() -> int | None:
-    """An id for the greenlet or asyncio task running this request, if any.
+    """A number for the greenlet or asyncio task running this request, if any: unique within
+    the process, unlike ``id()``, which a new task may take over from a finished one.
 
     Neither library is imported here: each is looked for only if the process loaded it.
     """
     greenlet = sys.modules.get("greenlet")
     if greenlet is not None and "gevent" in sys.modules:
-        return id(greenlet.getcurrent())
+        return _serial(greenlet.getcurrent())
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None:
         try:
             task = asyncio.current_task()
         except RuntimeError:  # no event loop running in this thread
             return None
-        return id(task) if task is not None else None
+        return _serial(task) if task is not None else None
     return None
+
+
+_serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_next_serial = itertools.count(1)
+
+
+def _serial(task: Any) -> int:
+    """The task's number: given at its first record, forgotten with the task."""
+    serial = _serials.get(task)
+    if serial is None:
+        serial = _serials[task] = next(_next_serial)
+    return serial
 
 
 def task_of(record: dict[str, Any]) -> int | None:

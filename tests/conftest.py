@@ -17,9 +17,22 @@ from pathlib import Path
 import psutil
 import pytest
 
+from servers import MODELS
+
 ROOT = Path(__file__).resolve().parent.parent
 SOCKET_TIMEOUT_S = 5.0
 EVENT_TIMEOUT_S = 30.0
+
+
+def runnable_models(names: list[str] | None = None) -> list:
+    """The models as pytest parameters (ids = names); one this interpreter cannot run is
+    skipped with the registry's reason (say, uvloop not installed), never left out silently."""
+    return [
+        pytest.param(name, id=name,
+                     marks=pytest.mark.skipif(reason is not None, reason=f"{name}: {reason}"))
+        for name in (names if names is not None else list(MODELS))
+        for reason in [MODELS[name].unavailable_reason()]
+    ]  # fmt: skip
 
 
 class ServerProcess:

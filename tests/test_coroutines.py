@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import udp_client
+from conftest import runnable_models, udp_client
 
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
@@ -19,14 +19,6 @@ from servers.runtime import STOP_GRACE_S
 
 EVENT_LOOP_MODELS = [name for name in ("asyncio", "uvloop") if name in MODELS]
 ONE_THREAD_MODELS = ["gevent", *EVENT_LOOP_MODELS]
-
-
-def _available(names: list[str]) -> list:
-    return [
-        pytest.param(name, marks=pytest.mark.skipif(bool(reason), reason=reason or ""))
-        for name in names
-        for reason in [MODELS[name].unavailable_reason()]
-    ]
 
 
 def burst(address: tuple[str, int], count: int) -> float:
@@ -60,7 +52,7 @@ def wait_until_read(port: int, timeout: float = 5.0) -> None:
     raise AssertionError(f"the server on port {port} left datagrams unread for {timeout} s")
 
 
-@pytest.mark.parametrize("model", _available(EVENT_LOOP_MODELS))
+@pytest.mark.parametrize("model", runnable_models(EVENT_LOOP_MODELS))
 def test_at_most_n_requests_are_in_progress(start_server, model):
     """12 requests of io=50ms with --workers 4 take three rounds; without the cap, one."""
     capped = start_server(model, "--work", "io=50ms", "--workers", "4")
@@ -73,7 +65,7 @@ def test_at_most_n_requests_are_in_progress(start_server, model):
     assert capped_s > 2 * free_s
 
 
-@pytest.mark.parametrize("model", _available(ONE_THREAD_MODELS))
+@pytest.mark.parametrize("model", runnable_models(ONE_THREAD_MODELS))
 def test_a_blocking_call_stalls_the_one_thread_and_a_wait_does_not(start_server, model):
     """block=40ms answers 6 concurrent requests one after another; io=40ms overlaps them."""
     blocked = start_server(model, "--work", "block=40ms")
@@ -86,7 +78,7 @@ def test_a_blocking_call_stalls_the_one_thread_and_a_wait_does_not(start_server,
     assert blocked_s > 2.5 * waiting_s  # the waits overlapped: about 1 x 40 ms against 6 x
 
 
-@pytest.mark.parametrize("model", _available(EVENT_LOOP_MODELS))
+@pytest.mark.parametrize("model", runnable_models(EVENT_LOOP_MODELS))
 def test_sigterm_lets_requests_in_progress_finish(start_server, model):
     server = start_server(model, "--work", "io=300ms")
     with udp_client() as client:
@@ -102,7 +94,7 @@ def test_sigterm_lets_requests_in_progress_finish(start_server, model):
     assert elapsed < STOP_GRACE_S  # it waited for the requests, not for the grace period
 
 
-@pytest.mark.parametrize("model", _available(EVENT_LOOP_MODELS))
+@pytest.mark.parametrize("model", runnable_models(EVENT_LOOP_MODELS))
 @pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice"])
 def test_sigterm_cancels_what_outlasts_the_grace_period(start_server, model, signals):
     """Requests waiting 30 s are cancelled after the grace period (at once if asked twice)."""

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, exchange, udp_client, wait_gone
+from conftest import ROOT, exchange, runnable_models, udp_client, wait_gone
 
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
 
-MODEL_NAMES = list(MODELS)
-ALL_MODELS = pytest.mark.parametrize("model", MODEL_NAMES, ids=MODEL_NAMES)
+ALL_MODELS = pytest.mark.parametrize("model", runnable_models())
 PREFIX = DEFAULT_PREFIX
 
 

@@ -55,7 +55,8 @@ def test_parallel_requests_add_up_and_the_strip_is_capped_at_the_cores():
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [("cpu=2ms", "shorter than a turn"), ("cpu=20ms", "longer than a turn"),
-     ("io=5ms", "waiting, no computing"), ("echo", "a burst of 2 requests")],
+     ("io=5ms", "waiting, no computing"), ("block=5ms", "a call that never yields"),
+     ("echo", "a burst of 2 requests")],
 )  # fmt: skip
 def test_column_titles_compare_the_work_with_a_gil_turn(spec, expected):
     title = column_title(spec, {"burst": 2, "gil_switch_interval_s": 0.005}, None)
