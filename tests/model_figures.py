@@ -219,7 +219,7 @@ def measure(
         cpu_per_reply = statistics.median(f.server_cores / f.replies_per_s for f in rounds)
         client_bound = " (client-bound)" if middle.client_cores > CLIENT_BOUND_CORES else ""
         print(
-            f"  {label:10} {middle.replies_per_s:9.0f} replies/s (min {low:.0f}, max {high:.0f})"
+            f"  {label:16} {middle.replies_per_s:9.0f} replies/s (min {low:.0f}, max {high:.0f})"
             f"  lost {sum(f.lost for f in rounds)}"
             f"  server {middle.server_cores:.2f} cores, {cpu_per_reply * 1e6:.1f} us CPU/reply;"
             f"  client {middle.client_cores:.2f} cores{client_bound}",
