@@ -151,7 +151,7 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
                 )
             elif expected is False:
                 lines.append(
-                    f"Unlike the expectation that {m}'s requests take turns on one "
+                    f"Unlike the expectation that the requests of {m} take turns on one "
                     f"core, it reached {ratio[m]:.2f}x the {base_model} loop {where}."
                 )
     elif kind in WAIT_KINDS and "," not in work:

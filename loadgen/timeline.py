@@ -24,7 +24,7 @@ from typing import Any
 
 from loadgen.plot import ordered, stamp, style, work_label
 from loadgen.pythons import InterpreterError, runnable
-from loadgen.results import write_json_atomically
+from loadgen.results import gil_enabled, write_json_atomically
 from servers import MODELS, available_cores
 from servers.tracing import task_of
 from servers.work import iterations_per_second, parse
@@ -197,6 +197,8 @@ def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | Non
     title = f"{work_label(spec, metadata or {})}: a burst of {data['burst']} requests"
     if data.get("repeat", 1) > 1:
         title += f" (the median of {data['repeat']})"
+    if work.cpu_seconds and not gil_enabled(metadata or {}):
+        return f"{title}\n(computing; no GIL on this build: threads need not take turns)"
     if work.cpu_seconds:
         longer = "longer" if work.cpu_seconds > turn else "shorter"
         return f"{title}\n(computing, {longer} than a turn on the GIL: {turn * 1e3:g} ms)"

@@ -98,3 +98,9 @@ def test_lanes_read_the_task_of_new_traces_and_the_greenlet_of_old_ones():
     assert task_of({"worker": "hub", "task": 7}) == 7
     assert task_of({"worker": "hub", "greenlet": 5}) == 5  # written before 'task' existed
     assert task_of({"worker": "0", "task": None}) is None
+
+
+def test_column_titles_drop_the_gil_turn_on_a_free_threaded_build():
+    metadata = {"server_python": {"gil_enabled": False}}
+    title = column_title("cpu=20ms", {"burst": 2, "gil_switch_interval_s": 0.005}, metadata)
+    assert "no GIL on this build" in title and "turn on the GIL" not in title
