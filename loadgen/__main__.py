@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=_positive(float), help="measured seconds per run")
     bench.add_argument("--warmup", type=float, help="seconds of load before each run")
     bench.add_argument(
-        "--workers", type=_positive(int), help="for every model but gevent, asyncio, uvloop"
+        "--workers",
+        type=_positive(int),
+        help="for every model with workers; those with a cap on requests in progress keep it",
     )
     bench.add_argument("--load-sweep", type=_numbers(int), help="percent of capacity: 25,50,100")
     bench.add_argument("--no-load-sweep", action="store_true")

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=_bounded_int(1, 100_000),
-        help="threads, processes or greenlets (default: the model's own)",
+        help="threads, processes, interpreters, or a cap on greenlets or tasks in progress "
+        "(default: the model's own)",
     )
     parser.add_argument(
         "--work",
