@@ -6,6 +6,12 @@ thousands of requests can wait on ``io=5ms`` at the same time in one thread, che
 threads. But there is one thread and one core: ``cpu=2ms`` work runs one greenlet at a time, with
 no switch until it ends, so compute-bound requests queue exactly as in the blocking loop.
 (The module is not named gevent.py, which would shadow the library.)
+
+Stopping is the receiving greenlet's own: the shared ``shutdown(SHUT_RD)`` stop would leave
+gevent's non-blocking recvfrom spinning (the socket polls readable and answers EAGAIN) when it
+lands while datagrams are still coming in. So a stop signal kills the receiving greenlet, which
+waits for a free place in the pool *before* it takes a datagram: wherever the kill finds it, it
+holds none, and every datagram taken from the socket is answered or counted.
 """
 
 from gevent import monkey
@@ -17,19 +23,37 @@ import signal  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from servers.runtime import Server  # noqa: E402
+from servers.runtime import JOIN_POLL_S, Server, log  # noqa: E402
 
 
 def serve(server: Server) -> None:
     server.count_per_worker(["hub"])  # every greenlet runs on the one hub thread
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # handled in the loop, not mid-greenlet
-        gevent.signal_handler(stop_signal, server.request_stop)
     pool = Pool(server.workers)
+    receiver = gevent.spawn(_receive, server, pool)
+
+    def stop() -> None:  # run by the hub between greenlets, never in the middle of one
+        server.mark_stop()  # a second one skips the grace period
+        receiver.kill(block=False)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(stop_signal, stop)
 
     server.ready()
-    server.receive_loop(lambda datagram, address: pool.spawn(server.answer, datagram, address))
+    receiver.join()  # until a stop signal kills it
 
-    if not pool.join(timeout=server.grace_left()):  # spawn blocks while N are busy
-        server.forced = len(pool)
-        pool.kill(timeout=1)
+    while len(pool) and server.grace_left() > 0:  # requests in progress get the grace period
+        pool.join(timeout=min(JOIN_POLL_S, server.grace_left()))
+    server.forced = len(pool)
+    pool.kill(timeout=1)
     server.stopped()
+
+
+def _receive(server: Server, pool: Pool) -> None:
+    while True:
+        pool.wait_available()  # a free place first: the datagram below is never held at a switch
+        try:
+            datagram, address = server.recvfrom()
+        except OSError as error:
+            log(f"{server.config.model}: recvfrom failed: {error}")
+            continue
+        pool.spawn(server.answer, datagram, address)  # a place is free: this never blocks
