@@ -8,7 +8,8 @@ receive queue and the kernel wakes one of them per datagram. SO_REUSEPORT (a soc
 process) was the alternative, but the kernel then spreads datagrams by a hash of the sender's
 address, so one client would always land on the same process and a few clients could leave a
 core idle; it also needs a second bind step when the port is 0. Sharing the queue is fair and
-simple. Workers die with the parent even on SIGKILL (see ``become_worker_process``).
+simple. Workers die with the parent even on SIGKILL (see ``become_worker_process``); a worker
+that dies alone is replaced by a new fork within 0.1 s (``Server.supervise``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,19 @@ def serve(server: Server) -> None:
     all_started.wait(START_TIMEOUT_S)
 
     server.ready(worker_pids=[process.pid for process in processes])
-    server.join(processes)  # until a stop request shuts the shared socket down under them
+
+    def replace(i: int) -> multiprocessing.Process:  # forked from here: the socket comes along
+        process = context.Process(target=_worker, args=(server, i, None), name=f"process-{i}")
+        process.start()
+        return process
+
+    server.supervise(processes, replace)  # until a stop request shuts the socket down
 
     server.stopped()
 
 
 def _worker(server: Server, worker: int, all_started) -> None:
     become_worker_process()
-    all_started.wait(START_TIMEOUT_S)
+    if all_started is not None:  # a replacement starts alone
+        all_started.wait(START_TIMEOUT_S)
     server.receive_loop(partial(server.answer, worker=worker))

@@ -45,6 +45,10 @@ from servers.work import Work
 # After a stop request, workers get this long to answer what they hold; then they are ended.
 STOP_GRACE_S = 1.5
 JOIN_POLL_S = 0.1
+# A supervised worker that ends unasked is replaced, unless workers die this often: then the
+# fault is not a passing one and restarting would only hide it.
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 10.0
 # The field order of one worker's row of counters.
 FIELDS = ("handled", *(kind.value for kind in ErrorKind), "failed")
 _FIELD_INDEX = {None: 0, **{kind: i + 1 for i, kind in enumerate(ErrorKind)}}
@@ -161,6 +165,8 @@ class Server:
         self.counters = Counters(["main"])
         self.stop_requested_at: float | None = None
         self.forced = 0
+        self.restarts: dict[str, int] | None = None  # per worker, where a model supervises
+        self.gave_up = False  # workers died in a loop: the server stopped itself
         self.died: list[str] | None = None  # who raised; stays None where a model cannot tell
         self.check_in_fd: int | None = None  # a sub-interpreter's end of CheckIns
         self._bufsize = config.max_size + 1  # one byte more than allowed, to see oversize
@@ -352,6 +358,34 @@ class Server:
             return float("inf")
         return max(0.0, self.stop_requested_at + STOP_GRACE_S - time.monotonic())
 
+    def supervise(self, workers: list[Any], restart: Callable[[int], Any]) -> None:
+        """``join``, but until a stop request a worker that ends (killed, crashed) is replaced
+        by ``restart(its index)`` within ``JOIN_POLL_S``, and counted in ``restarts``. Workers
+        dying ``RESTART_LIMIT`` times in ``RESTART_WINDOW_S`` stop the server (exit status 1).
+        """
+        self.restarts = dict.fromkeys(self.counters.labels, 0)
+        deaths: list[float] = []
+        while self.stop_requested_at is None:
+            for i, worker in enumerate(workers):
+                if worker.is_alive() or self.stop_requested_at is not None:
+                    continue
+                worker.join(0)  # reap it
+                now, label = time.monotonic(), self.counters.labels[i]
+                deaths = [t for t in deaths if now - t < RESTART_WINDOW_S] + [now]
+                code = getattr(worker, "exitcode", None)
+                if len(deaths) >= RESTART_LIMIT:
+                    log(f"{self.config.model}: {len(deaths)} workers died within "
+                        f"{RESTART_WINDOW_S:g} s (the last, {label}, with exit code {code}); "
+                        "not restarting them again: stopping")  # fmt: skip
+                    self.gave_up = True
+                    self.request_stop()
+                    break
+                log(f"{self.config.model}: worker {label} ended (exit code {code}); restarting")
+                workers[i] = restart(i)
+                self.restarts[label] += 1
+            time.sleep(JOIN_POLL_S)
+        self.join(workers)
+
     def join(self, workers: Sequence[Joinable]) -> None:
         """Wait for every worker to return; after a stop request, at most the grace period.
 
@@ -372,8 +406,9 @@ class Server:
     def stopped(self) -> None:
         if self.trace is not None:
             self.trace.write()  # before the event: a reader of "stopped" finds the file whole
-        died = {} if self.died is None else {"died": self.died}
-        emit("stopped", model=self.config.model, forced=self.forced, **died,
+        extra = {key: value for key, value in (("died", self.died), ("restarts", self.restarts))
+                 if value is not None}  # fmt: skip
+        emit("stopped", model=self.config.model, forced=self.forced, **extra,
              **self.counters.summary())  # fmt: skip
         self.sock.close()
 
@@ -447,6 +482,6 @@ def run(serve: Callable[[Server], None], config: Config) -> int:
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     serve(server)
-    if server.died and len(server.died) == server.workers:
-        return 1  # the server stopped itself: every worker had died
+    if server.gave_up or (server.died and len(server.died) == server.workers):
+        return 1  # the server stopped itself: its workers kept dying
     return 0

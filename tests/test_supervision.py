@@ -1,0 +1,63 @@
+"""Supervised workers: a worker that dies is replaced; one that keeps dying stops the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+from conftest import exchange, wait_gone
+
+from servers.protocol import DEFAULT_PREFIX
+from servers.runtime import RESTART_LIMIT
+
+REPLACED_WITHIN_S = 1.5
+
+
+def workers_of(server) -> set[int]:
+    return {p.pid for p in psutil.Process(server.proc.pid).children() if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE}  # fmt: skip
+
+
+def wait_for_workers(server, count: int, gone: set[int]) -> set[int]:
+    """Wait until ``count`` live workers, none of them in ``gone``; return their pids."""
+    deadline = time.monotonic() + REPLACED_WITHIN_S
+    while time.monotonic() < deadline:
+        pids = workers_of(server)
+        if len(pids) == count and not pids & gone:
+            return pids
+        time.sleep(0.02)
+    raise AssertionError(f"not {count} fresh workers within {REPLACED_WITHIN_S} s: "
+                         f"{workers_of(server)}, killed {gone}")  # fmt: skip
+
+
+def test_a_killed_process_worker_is_replaced_and_serving_goes_on(start_server):
+    server = start_server("processes", "--workers", "2")
+    victim = server.ready["worker_pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for_workers(server, 2, {victim})
+    for i in range(5):  # the kernel may hand any of them a datagram: all must answer
+        assert (
+            exchange(server.address, f"after {i}".encode()) == f"{DEFAULT_PREFIX}after {i}".encode()
+        )
+    stopped = server.stop()
+    assert stopped["restarts"] == {"process-0": 1, "process-1": 0}
+    assert stopped["handled"] == 5
+    assert "worker process-0 ended (exit code -9); restarting" in server.stderr
+
+
+def test_workers_that_keep_dying_stop_the_server_with_status_one(start_server):
+    server = start_server("processes", "--workers", "2")
+    killed: set[int] = set()
+    for _ in range(RESTART_LIMIT):
+        pids = wait_for_workers(server, 2, killed) if killed else workers_of(server)
+        survivors = [psutil.Process(pid) for pid in pids]
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+    assert server.proc.wait(10) == 1
+    event = server.next_event()
+    assert event["event"] == "stopped" and sum(event["restarts"].values()) == RESTART_LIMIT - 1
+    assert f"{RESTART_LIMIT} workers died within" in server.stderr
+    assert wait_gone(survivors, timeout=2.0) == []  # the one left alive went with the server
