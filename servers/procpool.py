@@ -1,28 +1,25 @@
 """procpool: one receive loop hands every datagram to a pool of N worker processes.
 
 The loop never waits for a request: it submits the datagram to a ProcessPoolExecutor and goes
-straight back to recvfrom; each reply is sent from a callback the moment its result is ready,
-so requests overlap and finish out of order. The workers compute in parallel like the
-``processes`` model, but every request pays for two hops between processes: the datagram and
-the reply are pickled and pass through pipes. With ``--work echo`` that toll is most of the cost,
-which is why a pool suits heavy requests and not tiny ones.
-
-At most PENDING_PER_WORKER requests per worker are in the pool at once; past that the loop
-stops receiving and the kernel's buffer holds (or drops) the rest, as for every other model,
-instead of an unbounded queue in memory hiding the overload.
+straight back to recvfrom; each reply is sent from a callback as soon as it is ready, so requests
+overlap and finish out of order. The workers compute in parallel like ``processes``, but every
+request pays for two hops between processes (pickled, through pipes): with ``--work echo`` that
+toll is most of the cost, so a pool suits heavy requests, not tiny ones. At most
+PENDING_PER_WORKER requests per worker are in the pool; past that the kernel's buffer holds (or
+drops) the rest, as for every model. A worker that dies breaks the whole pool (the executor's
+rule): its requests count as failed, and a watcher replaces the pool within 0.1 s.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import suppress
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
-from servers.runtime import Address, Server, become_worker_process, log
+from servers.runtime import Address, Server, become_worker_process, kill_processes
 
 PENDING_PER_WORKER = 16
 START_TIMEOUT_S = 30
@@ -31,53 +28,59 @@ _all_started: threading.Barrier
 
 
 def serve(server: Server) -> None:
-    context = multiprocessing.get_context("fork")  # workers inherit the calibrated work
-    all_started = context.Barrier(server.workers)
-    pool = ProcessPoolExecutor(
-        server.workers, context, initializer=_start_worker, initargs=(server, all_started)
-    )
-    worker_pids = list(pool.map(_check_in, range(server.workers)))  # all up, one task each
     server.count_per_worker([f"pool-{i}" for i in range(server.workers)])
-    worker_of_pid = {pid: i for i, pid in enumerate(worker_pids)}
+    pool, worker_of_pid = _start_pool(server)
     pending = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
-    counting = threading.Lock()  # callbacks run in the pool's thread and, rarely, in this one
+    lock = threading.RLock()  # callbacks run in the pool's thread; the watcher swaps the pool
 
-    def reply_when_done(future: Future, address: Address) -> None:
-        try:
-            reply, kind, pid, timing = future.result()
-        except Exception as error:  # a worker died: the request is lost, the loop goes on
-            log(f"procpool: a request failed in the pool: {error!r}")
-            with counting:
+    def reply_when_done(future: Future, address: Address, workers: dict[int, int]) -> None:
+        with lock:
+            try:
+                reply, kind, pid, timing = future.result()
+            except Exception:  # its worker died: the request is lost, counted, the loop goes on
                 server.counters.record_failure(0)
-        else:
-            with counting:
-                server.send(reply, kind, address, worker_of_pid[pid], timing)
+            else:
+                server.send(reply, kind, address, workers[pid], timing)
         pending.release()
 
     def dispatch(datagram: bytes, address: Address) -> None:
         pending.acquire()
-        try:
-            future = pool.submit(_handle, datagram)
-        except RuntimeError as error:  # BrokenProcessPool: nothing left to hand work to
-            pending.release()
-            log(f"procpool: the pool is broken ({error}); stopping")
-            server.request_stop()
-            return
-        future.add_done_callback(partial(reply_when_done, address=address))
+        with lock:
+            try:
+                future = pool.submit(_handle, datagram)
+            except BrokenProcessPool as error:  # broke since the watcher last looked: lost
+                future = Future()
+                future.set_exception(error)
+            future.add_done_callback(partial(reply_when_done, address=address,
+                                             workers=worker_of_pid))  # fmt: skip
 
-    server.ready(worker_pids=worker_pids)
+    def replace() -> None:
+        nonlocal pool, worker_of_pid
+        with lock:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool, worker_of_pid = _start_pool(server)
+
+    server.keep_replacing(lambda: bool(getattr(pool, "_broken", False)), replace)  # no public API
+    server.ready(worker_pids=list(worker_of_pid))
     server.receive_loop(dispatch)
 
-    # Drain: wait for every slot to come back (all replies sent), within the grace period.
-    for _ in range(server.workers * PENDING_PER_WORKER):
-        if not pending.acquire(timeout=server.grace_left()):
-            server.forced = server.workers
-            for pid in worker_pids:  # still computing after the grace period: end them
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            break
-    pool.shutdown(wait=True, cancel_futures=True)
+    if not server.drain(pending, server.workers * PENDING_PER_WORKER):  # every reply sent?
+        server.forced = server.workers
+        kill_processes(list(worker_of_pid))  # still computing after the grace period
+    with lock:  # not held while shutting down: the last callbacks take it
+        final = pool
+    final.shutdown(wait=True, cancel_futures=True)
     server.stopped()
+
+
+def _start_pool(server: Server) -> tuple[ProcessPoolExecutor, dict[int, int]]:
+    """A pool of ``server.workers`` forked workers, each up; and each pid's worker number."""
+    context = multiprocessing.get_context("fork")  # workers inherit the calibrated work
+    all_started = context.Barrier(server.workers)
+    pool = ProcessPoolExecutor(server.workers, context, initializer=_start_worker,
+                               initargs=(server, all_started))  # fmt: skip
+    pids = list(pool.map(_check_in, range(server.workers)))  # all up, one task each
+    return pool, {pid: i for i, pid in enumerate(pids)}
 
 
 def _start_worker(server: Server, all_started) -> None:

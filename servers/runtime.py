@@ -32,6 +32,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,7 @@ class Server:
         self.forced = 0
         self.restarts: dict[str, int] | None = None  # per worker, where a model supervises
         self.gave_up = False  # workers died in a loop: the server stopped itself
+        self._deaths: list[float] = []  # when supervised workers ended unasked, recently
         self.died: list[str] | None = None  # who raised; stays None where a model cannot tell
         self.check_in_fd: int | None = None  # a sub-interpreter's end of CheckIns
         self._bufsize = config.max_size + 1  # one byte more than allowed, to see oversize
@@ -360,31 +362,60 @@ class Server:
 
     def supervise(self, workers: list[Any], restart: Callable[[int], Any]) -> None:
         """``join``, but until a stop request a worker that ends (killed, crashed) is replaced
-        by ``restart(its index)`` within ``JOIN_POLL_S``, and counted in ``restarts``. Workers
-        dying ``RESTART_LIMIT`` times in ``RESTART_WINDOW_S`` stop the server (exit status 1).
-        """
+        by ``restart(its index)`` within ``JOIN_POLL_S`` (see ``may_restart``)."""
         self.restarts = dict.fromkeys(self.counters.labels, 0)
-        deaths: list[float] = []
         while self.stop_requested_at is None:
             for i, worker in enumerate(workers):
                 if worker.is_alive() or self.stop_requested_at is not None:
                     continue
                 worker.join(0)  # reap it
-                now, label = time.monotonic(), self.counters.labels[i]
-                deaths = [t for t in deaths if now - t < RESTART_WINDOW_S] + [now]
-                code = getattr(worker, "exitcode", None)
-                if len(deaths) >= RESTART_LIMIT:
-                    log(f"{self.config.model}: {len(deaths)} workers died within "
-                        f"{RESTART_WINDOW_S:g} s (the last, {label}, with exit code {code}); "
-                        "not restarting them again: stopping")  # fmt: skip
-                    self.gave_up = True
-                    self.request_stop()
-                    break
-                log(f"{self.config.model}: worker {label} ended (exit code {code}); restarting")
-                workers[i] = restart(i)
-                self.restarts[label] += 1
+                label = self.counters.labels[i]
+                if self.may_restart([label], f"exit code {getattr(worker, 'exitcode', None)}"):
+                    workers[i] = restart(i)
             time.sleep(JOIN_POLL_S)
         self.join(workers)
+
+    def keep_replacing(self, broken: Callable[[], bool], replace: Callable[[], None]) -> None:
+        """For workers that live and die together (a process pool): a thread checks
+        ``broken()`` every ``JOIN_POLL_S`` until a stop request and calls ``replace()``
+        (see ``may_restart``)."""
+        self.restarts = dict.fromkeys(self.counters.labels, 0)
+
+        def watch() -> None:
+            while self.stop_requested_at is None:
+                if broken() and self.stop_requested_at is None:
+                    if not self.may_restart(self.counters.labels, "their pool broke"):
+                        return
+                    replace()
+                time.sleep(JOIN_POLL_S)
+
+        threading.Thread(target=watch, name="watcher", daemon=True).start()
+
+    def drain(self, slots: Any, count: int) -> bool:
+        """Take back ``count`` slots of a semaphore (every request in progress done) within
+        the grace period; False if some are still out then."""
+        return all(slots.acquire(timeout=self.grace_left()) for _ in range(count))
+
+    def may_restart(self, labels: Sequence[str], why: str) -> bool:
+        """Workers ``labels`` ended unasked: count a restart for each and say go ahead, unless
+        workers died ``RESTART_LIMIT`` times in ``RESTART_WINDOW_S``: then stop the server
+        (exit status 1) instead of restarting them for ever."""
+        if self.restarts is None:
+            self.restarts = dict.fromkeys(self.counters.labels, 0)
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW_S] + [now]
+        who = ", ".join(labels)
+        if len(self._deaths) >= RESTART_LIMIT:
+            log(f"{self.config.model}: {len(self._deaths)} workers died within "
+                f"{RESTART_WINDOW_S:g} s (the last, {who}, {why}); not restarting them again: "
+                "stopping")  # fmt: skip
+            self.gave_up = True
+            self.request_stop()
+            return False
+        log(f"{self.config.model}: worker {who} ended ({why}); restarting")
+        for label in labels:
+            self.restarts[label] += 1
+        return True
 
     def join(self, workers: Sequence[Joinable]) -> None:
         """Wait for every worker to return; after a stop request, at most the grace period.
@@ -446,6 +477,15 @@ def _anonymous_file(size: int) -> int:
             fd = os.dup(file.fileno())
     os.ftruncate(fd, size)
     return fd
+
+
+def kill_processes(pids: Sequence[int]) -> None:
+    """SIGKILL each of ``pids`` that is still there (workers past the grace period)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def become_worker_process() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 
 import psutil
-from conftest import exchange, wait_gone
+from conftest import exchange, udp_client, wait_gone
 
 from servers.protocol import DEFAULT_PREFIX
 from servers.runtime import RESTART_LIMIT
@@ -61,3 +62,27 @@ def test_workers_that_keep_dying_stop_the_server_with_status_one(start_server):
     assert event["event"] == "stopped" and sum(event["restarts"].values()) == RESTART_LIMIT - 1
     assert f"{RESTART_LIMIT} workers died within" in server.stderr
     assert wait_gone(survivors, timeout=2.0) == []  # the one left alive went with the server
+
+
+def test_a_killed_pool_worker_gets_a_new_pool_and_its_lost_requests_are_counted(start_server):
+    server = start_server("procpool", "--workers", "2", "--work", "io=300ms")
+    with udp_client() as client:  # two requests in the pool when a worker dies
+        for i in range(2):
+            client.sendto(f"doomed {i}".encode(), server.address)
+        time.sleep(0.1)
+        victim = server.ready["worker_pids"][0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for_workers(server, 2, set(server.ready["worker_pids"]))
+        answered = []
+        with contextlib.suppress(TimeoutError):  # the one on the live worker may still come
+            client.settimeout(0.5)
+            answered.append(client.recv(2048))
+    for i in range(5):
+        assert (
+            exchange(server.address, f"after {i}".encode()) == f"{DEFAULT_PREFIX}after {i}".encode()
+        )
+    stopped = server.stop()
+    assert stopped["restarts"] == {"pool-0": 1, "pool-1": 1}  # a pool lives and dies whole
+    assert stopped["failed"] + len(answered) == 2 and stopped["failed"] >= 1
+    assert stopped["handled"] == 5 + len(answered)
+    assert "their pool broke" in server.stderr
