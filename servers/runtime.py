@@ -311,8 +311,6 @@ class Server:
             self.died = []
         self.died.append(label)  # not a copy: two workers may die at once
         log(f"{self.config.model}: worker {label} died: {error}")
-        if len(self.died) == self.workers and self.stop_requested_at is None:
-            log(f"{self.config.model}: no worker left; stopping")
 
     def ready(self, **extra: Any) -> None:
         host, port = self.sock.getsockname()[:2]
@@ -522,6 +520,6 @@ def run(serve: Callable[[Server], None], config: Config) -> int:
     signal.signal(signal.SIGTERM, server.request_stop)
     signal.signal(signal.SIGINT, server.request_stop)
     serve(server)
-    if server.gave_up or (server.died and len(server.died) == server.workers):
-        return 1  # the server stopped itself: its workers kept dying
+    if server.gave_up:
+        return 1  # the server stopped itself: its workers kept dying, or never came up
     return 0

@@ -13,8 +13,8 @@ reader, and ``request_stop``'s shutdown wakes every interpreter's recvfrom. The 
 main interpreter receiving and feeding the others through interpreter queues, would add a
 hand-over to every request (the 3.12 backport's queues pickle) and put one loop, on the main
 GIL, in front of all the cores, as ``procpool`` does with processes. Counts go to a shared
-mapping, so a worker that dies (raises) keeps its row; it is logged and listed as ``died`` in
-the stopped event, and the others go on.
+mapping, so a worker that dies (raises) keeps its row; it is logged, listed as ``died`` in the
+stopped event, and replaced by a new interpreter (``Server.supervise``), while the others go on.
 """
 
 from __future__ import annotations
@@ -47,29 +47,29 @@ def serve(server: Server) -> None:
     server.count_per_worker(labels, shared=True)
     server.died = []
     check_ins = CheckIns()
-    threads = []
-    for i, label in enumerate(labels):
+
+    def start(i: int) -> threading.Thread:
         interp = interpreters.create()  # its own GIL: PEP 734's create() makes isolated ones
         interp.prepare_main(path=tuple(sys.path), handoff=server.handoff(i, check_ins.write_fd))
-        threads.append(
-            threading.Thread(
-                target=_run, args=(server, interp, i, check_ins), name=label, daemon=True
-            )
-        )
-    for thread in threads:
+        thread = threading.Thread(target=_run, args=(server, interp, i, check_ins),
+                                  name=labels[i], daemon=True)  # fmt: skip
         thread.start()
+        return thread
+
+    threads = [start(i) for i in range(server.workers)]
     up = check_ins.wait(server.workers, START_TIMEOUT_S)
 
     if up and up + len(server.died) == server.workers:
         server.ready()
     else:  # none came up, or one hangs in its start: never "ready" with a worker unaccounted
         log(f"subinterpreters: {up} of {server.workers} interpreters up after start; stopping")
+        server.gave_up = True
         server.request_stop()
-    server.join(threads)  # until a stop request shuts the socket down under them
+    server.supervise(threads, start)  # one that dies is replaced, until a stop request
 
     server.stopped()
     if server.forced:  # an interpreter still computing cannot be ended; 3.12 aborts finalizing it
-        os._exit(0)
+        os._exit(1 if server.gave_up else 0)
 
 
 def _run(server: Server, interp, worker: int, check_ins: CheckIns) -> None:

@@ -1,5 +1,5 @@
-"""What only the subinterpreters model promises: one process, a worker that dies is reported,
-and a clear reason where it cannot run. The shared contract is in test_models.py."""
+"""What only the subinterpreters model promises: one process, a worker that dies is reported and
+replaced, and a clear reason where it cannot run. The shared contract is in test_models.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from conftest import ROOT, exchange, udp_client
 import servers
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
+from servers.runtime import RESTART_LIMIT
 from servers.subinterpreters import DIE_ON
 
 MODEL = MODELS["subinterpreters"]
@@ -52,13 +53,15 @@ def _wait_for_deaths(server, count: int, timeout: float = 10.0) -> None:
 
 
 @needs_model
-def test_a_dying_interpreter_is_reported_and_the_others_serve_on(start_server, monkeypatch):
+def test_a_dying_interpreter_is_reported_and_replaced_until_they_die_too_often(
+    start_server, monkeypatch
+):
     """DIE_ON, read by each worker, makes the one that receives that datagram raise."""
     monkeypatch.setenv(DIE_ON, "die now")
     server = start_server("subinterpreters", "--workers", "2")
     answered = 0
-    for deaths in (1, 2):
-        for i in range(5):  # both alive, then one: every request is answered
+    for deaths in range(1, RESTART_LIMIT + 1):
+        for i in range(5):  # two alive every time: every request is answered
             assert exchange(server.address, f"{deaths}/{i}".encode()) == (
                 f"{DEFAULT_PREFIX}{deaths}/{i}".encode()
             )
@@ -67,15 +70,17 @@ def test_a_dying_interpreter_is_reported_and_the_others_serve_on(start_server, m
             client.sendto(b"die now", server.address)  # no reply: its receiver dies
         _wait_for_deaths(server, deaths)
         assert "RuntimeError: SERVERS_TEST_DIE_ON" in server.stderr  # the worker's traceback
-        if deaths == 1:
-            assert server.proc.poll() is None  # one left: still serving
-    # The second death left none: the server stops itself, reporting both.
+        if deaths < RESTART_LIMIT:
+            time.sleep(0.3)  # the supervisor looks every 0.1 s
+            assert server.proc.poll() is None  # replaced: still serving
+    # Dying RESTART_LIMIT times within the window: the server stops itself, reporting each.
     event = server.next_event(timeout=10)
     assert event is not None and event["event"] == "stopped", (event, server.stderr)
     assert server.proc.wait(10) == 1
-    assert sorted(event["died"]) == ["interp-0", "interp-1"]
+    assert len(event["died"]) == RESTART_LIMIT
+    assert sum(event["restarts"].values()) == RESTART_LIMIT - 1
     assert event["handled"] == answered  # the dead interpreters' counts survive them
-    assert event["forced"] == 0 and "no worker left; stopping" in server.stderr
+    assert event["forced"] == 0 and "not restarting them again" in server.stderr
 
 
 def test_unavailable_before_python_3_12(monkeypatch):
