@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench bench-models bench-loadgen demo clean
+.PHONY: test lint bench bench-models bench-loadgen bench-stop demo clean
 
 $(STAMP): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
@@ -34,6 +34,10 @@ bench-models: $(STAMP)
 # The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
 demo: $(STAMP)
 	$(PY) -m loadgen demo
+
+# Start and stop every model 20 times, half of them during a flood: clean, quick, nothing left.
+bench-stop: $(STAMP)
+	$(PY) tests/stop_figures.py
 
 bench-loadgen: $(STAMP)
 	$(PY) -m loadgen selftest

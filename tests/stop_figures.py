@@ -1,0 +1,117 @@
+"""Start and stop every model many times, half of them in the middle of a flood: does each
+stop cleanly, how fast, and is anything left running?
+
+    python tests/stop_figures.py [--tries 10] [--models a,b]      # make bench-stop
+
+A benchmark, not a test (the suite's test_a_stop_during_a_flood_is_clean_and_quick is the
+quick check): for each model, 2 x --tries cycles of a fresh server on port 0; in every other
+cycle one socket sends as fast as it can for 0.6 s and SIGTERM comes 0.2 to 0.5 s into it, in
+the others the server is idle. It prints the time from the signal to the exit, the stopped
+event's counts, and any cycle without a clean stop: no event, a non-zero exit, over 2 s, or a
+process of the server's tree still running afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from servers import MODELS  # noqa: E402
+
+FLOOD_S = 0.6
+LIMIT_S = 2.0
+
+
+def flood(address: tuple[str, int], until: float) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        n = 0
+        while time.monotonic() < until:
+            try:
+                sock.sendto(b"flood %d" % n, address)
+                n += 1
+            except BlockingIOError:
+                pass
+
+
+def one_stop(
+    model: str, into: float, flooded: bool
+) -> tuple[float | None, dict | None, int | None, int]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "servers", model, "--port", "0"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        ready = json.loads(server.stdout.readline())
+        tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        until = time.monotonic() + (FLOOD_S if flooded else 0)
+        sender = threading.Thread(target=flood, args=((ready["host"], ready["port"]), until))
+        sender.start()
+        time.sleep(into)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        with selectors.DefaultSelector() as selector:
+            selector.register(server.stdout, selectors.EVENT_READ)
+            line = server.stdout.readline() if selector.select(5 * LIMIT_S) else b""
+        try:
+            code = server.wait(5 * LIMIT_S)
+            took: float | None = time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            code, took = None, None
+        sender.join()
+        left = sum(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+        return took, (json.loads(line) if line else None), code, left
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        server.stdout.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    failures = 0
+    for model in args.models.split(","):
+        if reason := MODELS[model].unavailable_reason():
+            print(f"{model:16} skipped: {reason}")
+            continue
+        times, handled, bad = [], [], []
+        for i in range(2 * args.tries):
+            into = 0.2 + 0.3 * (i // 2) / max(1, args.tries - 1)
+            took, event, code, left = one_stop(model, into, flooded=i % 2 == 0)
+            ok = took is not None and took < LIMIT_S and code == 0 and event and not left
+            if not ok:
+                bad.append((i, took, event and event.get("event"), code, f"{left} left"))
+            if took is not None:
+                times.append(took)
+            if event:
+                handled.append(event.get("handled", 0))
+        failures += len(bad)
+        worst = f"{max(times):.2f}" if times else "-"
+        print(f"{model:16} {2 * args.tries - len(bad)}/{2 * args.tries} clean stops "
+              f"({args.tries} in a flood); signal to exit "
+              f"median {sorted(times)[len(times) // 2]:.2f} s, worst {worst} s; handled "
+              f"{min(handled, default=0):,}-{max(handled, default=0):,}"
+              + (f"; NOT CLEAN: {bad}" if bad else ""), flush=True)  # fmt: skip
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
