@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench bench-models bench-loadgen bench-stop demo clean
+.PHONY: test lint bench bench-models bench-loadgen bench-stop bench-soak demo clean
 
 $(STAMP): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
@@ -38,6 +38,10 @@ demo: $(STAMP)
 # Start and stop every model 20 times, half of them during a flood: clean, quick, nothing left.
 bench-stop: $(STAMP)
 	$(PY) tests/stop_figures.py
+
+# Overload each model at twice its capacity, then let off: memory, losses, kernel drops, recovery.
+bench-soak: $(STAMP)
+	$(PY) -m loadgen soak
 
 bench-loadgen: $(STAMP)
 	$(PY) -m loadgen selftest

@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
             "cannot run are skipped with the reason",
         )  # fmt: skip
 
+    soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
+    soak.add_argument("--models", type=_names, help="comma-separated, default all")
+    soak.add_argument("--work", type=_work, default="cpu=2ms", help="default: cpu=2ms")
+    soak.add_argument("--overload-s", type=_positive(float), default=10.0)
+    soak.add_argument("--recover-s", type=_positive(float), default=5.0)
+    soak.add_argument("--out", type=Path, default=Path("results/latest"))
+    soak.add_argument("--python", metavar="PATH", help="run the servers under this interpreter")
+
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
     selftest.add_argument("--rounds", type=_positive(int), default=3)
@@ -296,6 +304,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "soak":
+        from loadgen.soak import main as soak
+
+        try:
+            return soak(args.models, args.work, args.overload_s, args.recover_s, args.out,
+                        args.python)  # fmt: skip
+        except KeyboardInterrupt:
+            print("\ninterrupted: every server stopped; no soak.json written", file=sys.stderr)
+            return 130
+        except runner_errors() as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if args.command == "selftest":
         from loadgen.selftest import main as selftest
 
