@@ -36,16 +36,16 @@ FLOOD_S = 0.6
 LIMIT_S = 2.0
 
 
-def flood(address: tuple[str, int], until: float) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        n = 0
-        while time.monotonic() < until:
-            try:
-                sock.sendto(b"flood %d" % n, address)
-                n += 1
-            except BlockingIOError:
-                pass
+def flood(address: tuple[str, int], until: float, sock: socket.socket) -> None:
+    """Send from ``sock`` as fast as it can until ``until``; a full buffer means try again."""
+    sock.setblocking(False)
+    n = 0
+    while time.monotonic() < until:
+        try:
+            sock.sendto(b"flood %d" % n, address)
+            n += 1
+        except BlockingIOError:
+            pass
 
 
 def one_stop(
@@ -59,7 +59,9 @@ def one_stop(
         ready = json.loads(server.stdout.readline())
         tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
         until = time.monotonic() + (FLOOD_S if flooded else 0)
-        sender = threading.Thread(target=flood, args=((ready["host"], ready["port"]), until))
+        flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = threading.Thread(target=flood, args=((ready["host"], ready["port"]), until,
+                                                      flooder))  # fmt: skip
         sender.start()
         time.sleep(into)
         started = time.monotonic()
@@ -73,6 +75,7 @@ def one_stop(
         except subprocess.TimeoutExpired:
             code, took = None, None
         sender.join()
+        flooder.close()
         left = sum(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
         return took, (json.loads(line) if line else None), code, left
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, exchange, runnable_models, udp_client, wait_gone
+from stop_figures import flood as send_flood
 
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
@@ -253,17 +254,6 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
     assert not list(tmp_path.glob("trace.json.part-*"))  # the workers' parts were merged
 
 
-def _flood(address: tuple[str, int], seconds: float, sock: socket.socket) -> None:
-    """Send as fast as one socket can for ``seconds``; a full buffer just means try again."""
-    until, n = time.monotonic() + seconds, 0
-    while time.monotonic() < until:
-        try:
-            sock.sendto(b"flood %d" % n, address)
-            n += 1
-        except BlockingIOError:
-            pass
-
-
 @ALL_MODELS
 @pytest.mark.parametrize("into_flood_s", [0.2, 0.45], ids=["early", "late"])
 def test_a_stop_during_a_flood_is_clean_and_quick(start_server, model, into_flood_s):
@@ -271,8 +261,9 @@ def test_a_stop_during_a_flood_is_clean_and_quick(start_server, model, into_floo
     replies reached the client than the server counted (gevent once spun here for ever)."""
     server = start_server(model)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder:
-        flooder.setblocking(False)
-        flood = threading.Thread(target=_flood, args=(server.address, 0.6, flooder))
+        flood = threading.Thread(
+            target=send_flood, args=(server.address, time.monotonic() + 0.6, flooder)
+        )
         flood.start()
         try:
             time.sleep(into_flood_s)
