@@ -197,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--out", type=Path, default=Path("results/latest"))
     soak.add_argument("--python", metavar="PATH", help="run the servers under this interpreter")
 
+    lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
+    lossy.add_argument("--models", type=_names, help="comma-separated, default all")
+    lossy.add_argument("--loss", type=_positive(float), default=5.0, help="percent dropped")
+    lossy.add_argument("--rate", default="256kbit", help="the narrow link's rate (tc syntax)")
+    lossy.add_argument("--clients", type=_positive(int), default=16)
+    lossy.add_argument("--seconds", type=_positive(float), default=3.0)
+    lossy.add_argument("--out", type=Path, default=Path("results/latest"))
+    lossy.add_argument("--python", metavar="PATH", help="run the servers under this interpreter")
+
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
     selftest.add_argument("--rounds", type=_positive(int), default=3)
@@ -304,6 +313,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "lossy":
+        from loadgen.lossy import main as lossy
+        from loadgen.testhost import HostError
+
+        try:
+            return lossy(args.models, args.loss, args.rate, args.clients, args.seconds,
+                         args.out, args.python)  # fmt: skip
+        except KeyboardInterrupt:
+            print("\ninterrupted: every server and namespace removed", file=sys.stderr)
+            return 130
+        except (HostError, *runner_errors()) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     if args.command == "soak":
         from loadgen.soak import main as soak
 

@@ -81,11 +81,12 @@ class Server:
 
     def __init__(
         self, model: str, work: str, workers: int, cores: list[int] | None = None,
-        extra: tuple[str, ...] = (), python: str | None = None,
+        extra: tuple[str, ...] = (), python: str | None = None, wrap: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.model, self.work = model, work
         interpreter = python or sys.executable
-        command = [interpreter, "-m", "servers", model, "--port", "0", "--work", work, *extra]
+        command = [*wrap, interpreter, "-m", "servers", model, "--port", "0", "--work", work,
+                   *extra]  # fmt: skip
         if MODELS[model].workers_meaning == "workers":  # a cap on tasks keeps its own default
             command += ["--workers", str(workers)]
         self.proc = subprocess.Popen(

@@ -1,0 +1,87 @@
+"""python -m loadgen lossy: every model behind a lossy link, then a narrow one, for real.
+
+    python -m loadgen lossy [--models a,b] [--loss 5] [--rate 256kbit] [--clients 16]
+                            [--seconds 3] [--out results/latest] [--python PATH]
+
+Each model's server runs on a test host of our own (``loadgen.testhost``: a network namespace
+joined by a veth pair); the generator stays here and drives it in closed loop, echo, for
+``--seconds``. First the link drops ``--loss`` percent of the datagrams coming into the host
+(nftables), then it carries at most ``--rate`` (a tbf queue on our end). For each, the table
+gives what the client saw (replies/s, p50, p99, lost) and where the datagrams went: dropped by
+the loss rule, or by the narrow link's queue. Writes ``lossy.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadgen import engine, runner
+from loadgen.bench import Server
+from loadgen.engine import Settings
+from loadgen.pythons import InterpreterError, runnable
+from loadgen.results import write_json_atomically
+from loadgen.testhost import TestHost
+from servers import MODELS, NAME_WIDTH
+
+
+def drive(host: TestHost, model: str, clients: int, seconds: float,
+          python: str | None) -> dict[str, Any]:  # fmt: skip
+    server = Server(model, "echo", 8, python=python, wrap=host.wrap,
+                    extra=("--host", host.address))  # fmt: skip
+    try:
+        server.wait_ready()
+        before = host.nft_drops() if host.loss_percent else host.qdisc_drops()
+        settings = Settings(host.address, server.ready["port"], concurrency=clients,
+                            duration=seconds, warmup=0.0)  # fmt: skip
+        part = engine.run_part(settings, 0, time.monotonic_ns() + 2_000_000)
+        result = runner.merge(settings, [part], 0.0, "")
+        after = host.nft_drops() if host.loss_percent else host.qdisc_drops()
+    finally:
+        stopped = server.stop()
+    return {
+        "model": model, "replies_rps": result["throughput_rps"],
+        "p50_us": result["latency_us"]["p50"], "p99_us": result["latency_us"]["p99"],
+        "sent": result["sent"], "received": result["received"], "lost": result["lost"],
+        "in_flight": result["in_flight"], "late": result["late"],
+        "dropped_on_the_link": after - before,
+        "server_handled": stopped["handled"] if stopped else None,
+    }  # fmt: skip
+
+
+def table(title: str, rows: list[dict[str, Any]]) -> str:
+    lines = [title, f"{'model':{NAME_WIDTH}}  replies/s   p50 ms   p99 ms    sent    lost  "
+                    "dropped on the link  server answered"]  # fmt: skip
+    for row in rows:
+        p50, p99 = ((row[key] or 0) / 1000 for key in ("p50_us", "p99_us"))
+        lines.append(
+            f"{row['model']:{NAME_WIDTH}}  {row['replies_rps']:9,.0f}  {p50:7.2f}  {p99:7.1f}  "
+            f"{row['sent']:6,}  {row['lost'] + row['in_flight']:6,}  "
+            f"{row['dropped_on_the_link']:19,}  {row['server_handled'] or 0:15,}"
+        )
+    return "\n".join(lines)
+
+
+def main(models: list[str] | None, loss: float, rate: str, clients: int, seconds: float,
+         out: Path, python: str | None) -> int:  # fmt: skip
+    python = python or sys.executable
+    server_python, models, skipped = runnable(python, models or list(MODELS))
+    for model, reason in skipped.items():
+        print(f"skipping {model}: {reason}", flush=True)
+    if not models:
+        raise InterpreterError(f"{python} can run none of the models asked for")
+    conditions = {f"{loss:g}% loss": {"loss_percent": loss}, f"a {rate} link": {"rate": rate}}
+    data: dict[str, Any] = {"clients": clients, "seconds": seconds, "work": "echo",
+                            "server_python": server_python, "skipped": skipped,
+                            "conditions": {}}  # fmt: skip
+    for name, options in conditions.items():
+        with TestHost(**options) as host:
+            rows = [drive(host, model, clients, seconds, python) for model in models]
+        data["conditions"][name] = rows
+        print(table(f"With {name}, {clients} clients in closed loop, echo:", rows), flush=True)
+    path = Path(out) / "lossy.json"
+    write_json_atomically(path, data)
+    print(f"wrote {path}")
+    return 0

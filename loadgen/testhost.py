@@ -1,0 +1,101 @@
+"""A test host of our own: a network namespace joined to this machine by a veth pair.
+
+    with TestHost(loss_percent=5, rate="256kbit") as host:
+        server = Server("blocking", "echo", 1, wrap=host.wrap, extra=("--host", host.address))
+
+The namespace gets ``host.address`` on a private /30 link of its own (never another machine's:
+the other end is ``host.local``, here). Loss is made in the namespace's kernel by nftables
+(``numgen random``: each UDP datagram coming in is dropped with that probability; this kernel
+has no netem); a narrow link is a ``tbf`` qdisc on our end of the veth, so datagrams past its
+rate queue there and are dropped when its queue is full, before they reach the server.
+``qdisc_drops()`` and ``nft_drops()`` say how many each dropped. Leaving the block deletes the
+namespace (and the veth with it), also after an error or Ctrl-C.
+
+Needs root, ``ip`` and ``tc`` (iproute2) and, for loss, ``nft`` (Debian's nftables); ``usable()``
+says why not when one is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+
+class HostError(Exception):
+    """The namespace cannot be made here: one line saying why."""
+
+
+def _run(*command: str, stdin: str | None = None) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=20, input=stdin)
+    if done.returncode != 0:
+        raise HostError(f"{' '.join(command)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
+
+
+def usable(loss: bool = True) -> str | None:
+    """None if a test host can be made here, else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    missing = [tool for tool in ("ip", "tc", *(["nft"] if loss else [])) if not shutil.which(tool)]
+    if missing:
+        return f"{', '.join(missing)} not installed (iproute2, nftables)"
+    return None
+
+
+class TestHost:
+    __test__ = False  # not a pytest class, whatever its name
+
+    def __init__(self, loss_percent: float = 0.0, rate: str | None = None) -> None:
+        self.loss_percent, self.rate = loss_percent, rate
+        tag = os.getpid() % 100_000
+        self.name = f"udplab-{tag}"
+        self.veth = f"vh{tag}"  # our end; interface names have at most 15 characters
+        self.peer = f"vn{tag}"
+        subnet = 4 * (tag % 64)  # a /30 of 10.203.<n>.0/24: distinct for concurrent runs
+        self.local = f"10.203.{tag // 64 % 256}.{subnet + 1}"
+        self.address = f"10.203.{tag // 64 % 256}.{subnet + 2}"
+        self.wrap: tuple[str, ...] = ("ip", "netns", "exec", self.name)
+
+    def __enter__(self) -> TestHost:
+        if reason := usable(loss=self.loss_percent > 0):
+            raise HostError(reason)
+        _run("ip", "netns", "add", self.name)
+        try:
+            _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", self.peer)
+            _run("ip", "link", "set", self.peer, "netns", self.name)
+            _run("ip", "addr", "add", f"{self.local}/30", "dev", self.veth)
+            _run("ip", "link", "set", self.veth, "up")
+            _run(*self.wrap, "ip", "addr", "add", f"{self.address}/30", "dev", self.peer)
+            _run(*self.wrap, "ip", "link", "set", self.peer, "up")
+            _run(*self.wrap, "ip", "link", "set", "lo", "up")
+            if self.loss_percent:
+                per_mille = round(self.loss_percent * 10)
+                _run(*self.wrap, "nft", "-f", "-", stdin=(
+                    "table inet udplab {\n chain input {\n"
+                    "  type filter hook input priority 0; policy accept;\n"
+                    f"  meta l4proto udp numgen random mod 1000 < {per_mille} counter drop\n"
+                    " }\n}\n"))  # fmt: skip
+            if self.rate:
+                _run("tc", "qdisc", "add", "dev", self.veth, "root", "tbf", "rate", self.rate,
+                     "burst", "4kb", "latency", "20ms")  # fmt: skip
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=20)
+
+    def qdisc_drops(self) -> int:
+        """Datagrams the narrow link's queue dropped so far."""
+        found = re.search(r"dropped (\d+)", _run("tc", "-s", "qdisc", "show", "dev", self.veth))
+        return int(found.group(1)) if found else 0
+
+    def nft_drops(self) -> int:
+        """Datagrams the loss rule dropped so far."""
+        found = re.search(r"counter packets (\d+)", _run(*self.wrap, "nft", "list", "ruleset"))
+        return int(found.group(1)) if found else 0
