@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 
 from loadgen import engine, runner
-from loadgen.pythons import InterpreterError, runnable
+from loadgen.pythons import runnable
 from loadgen.results import ResultsFile, archive_latest
 from servers import MODELS, NAME_WIDTH, available_cores
 from servers.work import calibrate, parse
@@ -396,10 +396,6 @@ class Bench:
 def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
     server_python, settings.models, skipped = runnable(settings.python, settings.models)
-    for model, reason in skipped.items():
-        print(f"skipping {model}: {reason}", flush=True)
-    if not settings.models:
-        raise InterpreterError(f"{settings.python} can run none of the models asked for")
     exact, calibration = calibrate_works(list(dict.fromkeys([*settings.works, settings.core_work])))
     archived = archive_latest(settings.out)
     folder = settings.out / "latest"

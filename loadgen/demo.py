@@ -21,7 +21,7 @@ from rich.table import Table
 from loadgen import runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
-from loadgen.pythons import InterpreterError, runnable
+from loadgen.pythons import runnable
 from servers import MODELS, NAME_WIDTH, available_cores
 from servers.work import calibrate, parse
 
@@ -136,12 +136,7 @@ def main(
     models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.0,
     clients: int = 16, python: str | None = None,
 ) -> int:  # fmt: skip
-    python = python or sys.executable
-    _, models, skipped = runnable(python, models or list(MODELS))
-    for model, reason in skipped.items():
-        print(f"skipping {model}: {reason}", file=sys.stderr, flush=True)
-    if not models:
-        raise InterpreterError(f"{python} can run none of the models asked for")
+    _, models, _ = runnable(python, models, say=sys.stderr)
     works = works or ["cpu=2ms", "io=5ms"]
     console = Console()
     terminal = sys.stdout.isatty()

@@ -13,7 +13,6 @@ the loss rule, or by the narrow link's queue. Writes ``lossy.json`` into ``--out
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,10 @@ from typing import Any
 from loadgen import engine, runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
-from loadgen.pythons import InterpreterError, runnable
+from loadgen.pythons import runnable
 from loadgen.results import write_json_atomically
 from loadgen.testhost import TestHost
-from servers import MODELS, NAME_WIDTH
+from servers import NAME_WIDTH
 
 
 def drive(host: TestHost, model: str, clients: int, seconds: float,
@@ -66,12 +65,7 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
 
 def main(models: list[str] | None, loss: float, rate: str, clients: int, seconds: float,
          out: Path, python: str | None) -> int:  # fmt: skip
-    python = python or sys.executable
-    server_python, models, skipped = runnable(python, models or list(MODELS))
-    for model, reason in skipped.items():
-        print(f"skipping {model}: {reason}", flush=True)
-    if not models:
-        raise InterpreterError(f"{python} can run none of the models asked for")
+    server_python, models, skipped = runnable(python, models)
     conditions = {f"{loss:g}% loss": {"loss_percent": loss}, f"a {rate} link": {"rate": rate}}
     data: dict[str, Any] = {"clients": clients, "seconds": seconds, "work": "echo",
                             "server_python": server_python, "skipped": skipped,

@@ -53,14 +53,26 @@ def probe(python: str) -> dict[str, Any]:
     return about
 
 
-def runnable(python: str, models: list[str]) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-    """Ask the servers' interpreter what it is and which of ``models`` it can run: its facts,
-    the models to measure, and the ones skipped with the reason (raises InterpreterError)."""
+def runnable(
+    python: str | None, models: list[str] | None, say: Any = sys.stdout
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """Ask the servers' interpreter (default: this one) what it is and which of ``models``
+    (default: all) it can run: its facts, the models to measure, and the ones skipped with the
+    reason, each also said on ``say``. Raises InterpreterError if it can run none of them."""
+    from servers import MODELS  # here: run as a script, this file has no package around it
+
+    python = python or sys.executable
     about = probe(python)
     unavailable = about.pop("unavailable")
+    asked = models or list(MODELS)
     skipped = {m: unavailable.get(m) or f"{about['path']} does not know this model"
-               for m in models if m not in unavailable or unavailable[m]}  # fmt: skip
-    return about, [m for m in models if m not in skipped], skipped
+               for m in asked if m not in unavailable or unavailable[m]}  # fmt: skip
+    for model, reason in skipped.items():
+        print(f"skipping {model}: {reason}", file=say, flush=True)
+    chosen = [m for m in asked if m not in skipped]
+    if not chosen:
+        raise InterpreterError(f"{python} can run none of the models asked for")
+    return about, chosen, skipped
 
 
 def candidates() -> list[str]:

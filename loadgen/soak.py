@@ -29,9 +29,9 @@ import psutil
 from loadgen import engine, runner
 from loadgen.bench import Server, calibrate_works
 from loadgen.engine import Settings
-from loadgen.pythons import InterpreterError, runnable
+from loadgen.pythons import runnable
 from loadgen.results import write_json_atomically
-from servers import MODELS, NAME_WIDTH
+from servers import NAME_WIDTH
 
 RSS_GROWTH_LIMIT = 0.10
 RECOVERY_FACTOR = 2.0
@@ -165,14 +165,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(models: list[str] | None, work: str, overload_s: float, recover_s: float,
          out: Path, python: str | None) -> int:  # fmt: skip
-    import sys
 
-    python = python or sys.executable
-    server_python, models, skipped = runnable(python, models or list(MODELS))
-    for model, reason in skipped.items():
-        print(f"skipping {model}: {reason}", flush=True)
-    if not models:
-        raise InterpreterError(f"{python} can run none of the models asked for")
+    server_python, models, skipped = runnable(python, models)
     exact, calibration = calibrate_works([work])
     rows = []
     for model in models:

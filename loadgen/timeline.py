@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.plot import ordered, stamp, style, work_label
-from loadgen.pythons import InterpreterError, runnable
+from loadgen.pythons import runnable
 from loadgen.results import gil_enabled, write_json_atomically
-from servers import MODELS, available_cores
+from servers import available_cores
 from servers.tracing import task_of
 from servers.work import iterations_per_second, parse
 
@@ -307,10 +307,7 @@ def write_timeline(
     runs the servers (models it cannot run are left out, with the reason in the metadata)."""
     import matplotlib.pyplot as plt
 
-    python = python or sys.executable
-    server_python, models, skipped = runnable(python, models or list(MODELS))
-    if not models:
-        raise InterpreterError(f"{python} can run none of the models asked for")
+    server_python, models, skipped = runnable(python, models, say=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     data = record(models, works or DEFAULT_WORKS, burst or available_cores(), out, exact, repeat,
                   python)  # fmt: skip
