@@ -239,12 +239,9 @@ def measure(
 ) -> dict[str, Any]:  # fmt: skip
     """One run against an already started server, its server-side figures over the window."""
     window: dict[str, dict[str, float]] = {}
-    part = engine.run_part(
-        loadgen_settings, 0, time.monotonic_ns() + 2_000_000,
-        on_window=lambda edge: window.__setitem__(edge, server.sample()),
-    )  # fmt: skip
-    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    result = runner.merge(loadgen_settings, [part], 0.0, started)
+    result = runner.run_here(
+        loadgen_settings, on_window=lambda edge: window.__setitem__(edge, server.sample())
+    )
     before, after = window["start"], window["end"]
     seconds = after["time"] - before["time"]
     cpu_user, cpu_system = after["user"] - before["user"], after["system"] - before["system"]

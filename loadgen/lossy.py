@@ -13,11 +13,10 @@ the loss rule, or by the narrow link's queue. Writes ``lossy.json`` into ``--out
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from loadgen import engine, runner
+from loadgen import runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
 from loadgen.pythons import runnable
@@ -35,8 +34,7 @@ def drive(host: TestHost, model: str, clients: int, seconds: float,
         before = host.nft_drops() if host.loss_percent else host.qdisc_drops()
         settings = Settings(host.address, server.ready["port"], concurrency=clients,
                             duration=seconds, warmup=0.0)  # fmt: skip
-        part = engine.run_part(settings, 0, time.monotonic_ns() + 2_000_000)
-        result = runner.merge(settings, [part], 0.0, "")
+        result = runner.run_here(settings)
         after = host.nft_drops() if host.loss_percent else host.qdisc_drops()
     finally:
         stopped = server.stop()

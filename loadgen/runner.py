@@ -137,6 +137,15 @@ def run(settings: Settings, on_progress: Progress | None = None) -> dict[str, An
     return merge(settings, [parts[p] for p in sorted(parts)], coordinator_cpu, started_at)
 
 
+def run_here(settings: Settings, on_window: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Drive the target from this process, starting now: no helper process and no probe (for a
+    caller that already knows the target answers, or whose probe could itself be lost, or wait
+    behind a backlog). ``on_window`` as in ``engine.run_part``; one process, ``procs`` ignored."""
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    part = engine.run_part(settings, 0, time.monotonic_ns() + 2_000_000, on_window=on_window)
+    return merge(settings, [part], 0.0, started_at)
+
+
 def _progress_totals(progress: Any) -> dict[str, int]:
     width = len(engine.PROGRESS_FIELDS)
     rows = [progress[i : i + width] for i in range(0, len(progress), width)]

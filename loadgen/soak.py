@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from loadgen import engine, runner
+from loadgen import runner
 from loadgen.bench import Server, calibrate_works
 from loadgen.engine import Settings
 from loadgen.pythons import runnable
@@ -78,8 +78,7 @@ def _open(server: Server, rate: float, seconds: float) -> dict[str, Any]:
     would wait behind the backlog and push the recovery out of the window that measures it."""
     settings = Settings(server.ready["host"], server.ready["port"], mode="open", rate=rate,
                         concurrency=OPEN_CLIENTS, duration=seconds, warmup=0.0)  # fmt: skip
-    part = engine.run_part(settings, 0, time.monotonic_ns() + 2_000_000)
-    return runner.merge(settings, [part], 0.0, "")
+    return runner.run_here(settings)
 
 
 class MemorySampler:

@@ -7,12 +7,11 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import ROOT
 
-from loadgen import engine, runner
+from loadgen import runner
 from loadgen.bench import Server
 from loadgen.engine import Settings
 from loadgen.testhost import HostError, TestHost, usable
@@ -29,8 +28,7 @@ def open_loop(host: TestHost, server: Server, rate: float, seconds: float) -> di
     """Open loop from here to the server in the namespace (no probe: it could be the one lost)."""
     settings = Settings(host.address, server.ready["port"], mode="open", rate=rate,
                         concurrency=32, duration=seconds, warmup=0.0)  # fmt: skip
-    part = engine.run_part(settings, 0, time.monotonic_ns() + 2_000_000)
-    return runner.merge(settings, [part], 0.0, "")
+    return runner.run_here(settings)
 
 
 @pytest.fixture
