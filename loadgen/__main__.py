@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from loadgen import wire
@@ -182,20 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("--out", type=Path, default=Path("results/latest"))
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
 
-    for command in (bench, demo, timeline):
-        command.add_argument(
-            "--python", metavar="PATH",
-            help="run the servers under this interpreter (default: this one); models it "
-            "cannot run are skipped with the reason",
-        )  # fmt: skip
-
     soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
     soak.add_argument("--models", type=_names, help="comma-separated, default all")
     soak.add_argument("--work", type=_work, default="cpu=2ms", help="default: cpu=2ms")
     soak.add_argument("--overload-s", type=_positive(float), default=10.0)
     soak.add_argument("--recover-s", type=_positive(float), default=5.0)
     soak.add_argument("--out", type=Path, default=Path("results/latest"))
-    soak.add_argument("--python", metavar="PATH", help="run the servers under this interpreter")
 
     lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
     lossy.add_argument("--models", type=_names, help="comma-separated, default all")
@@ -204,7 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     lossy.add_argument("--clients", type=_positive(int), default=16)
     lossy.add_argument("--seconds", type=_positive(float), default=3.0)
     lossy.add_argument("--out", type=Path, default=Path("results/latest"))
-    lossy.add_argument("--python", metavar="PATH", help="run the servers under this interpreter")
+
+    for command in (bench, demo, timeline, soak, lossy):
+        command.add_argument(
+            "--python", metavar="PATH",
+            help="run the servers under this interpreter (default: this one); models it "
+            "cannot run are skipped with the reason",
+        )  # fmt: skip
 
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -253,6 +252,19 @@ def runner_errors() -> tuple[type[Exception], ...]:
     return (TargetError, RuntimeError, InterpreterError)
 
 
+def experiment(start: Callable[[], int], on_interrupt: str, *errors: type[Exception]) -> int:
+    """Run a long experiment: Ctrl-C says what was kept and exits 130; a known failure (no
+    target, no interpreter, ``errors``) is one line and exit status 1, never a traceback."""
+    try:
+        return start()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {on_interrupt}", file=sys.stderr)
+        return 130
+    except (*errors, *runner_errors()) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -288,14 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from loadgen.demo import main as demo
 
-        try:
-            return demo(args.models, args.work, args.seconds, args.clients, args.python)
-        except KeyboardInterrupt:
-            print("\ninterrupted: every server stopped", file=sys.stderr)
-            return 130
-        except runner_errors() as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        return experiment(
+            lambda: demo(args.models, args.work, args.seconds, args.clients, args.python),
+            "every server stopped",
+        )
     if args.command == "timeline":
         from loadgen.timeline import redraw, write_timeline
 
@@ -317,27 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         from loadgen.lossy import main as lossy
         from loadgen.testhost import HostError
 
-        try:
-            return lossy(args.models, args.loss, args.rate, args.clients, args.seconds,
-                         args.out, args.python)  # fmt: skip
-        except KeyboardInterrupt:
-            print("\ninterrupted: every server and namespace removed", file=sys.stderr)
-            return 130
-        except (HostError, *runner_errors()) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        return experiment(
+            lambda: lossy(args.models, args.loss, args.rate, args.clients, args.seconds,
+                          args.out, args.python),
+            "every server and namespace removed", HostError,
+        )  # fmt: skip
     if args.command == "soak":
         from loadgen.soak import main as soak
 
-        try:
-            return soak(args.models, args.work, args.overload_s, args.recover_s, args.out,
-                        args.python)  # fmt: skip
-        except KeyboardInterrupt:
-            print("\ninterrupted: every server stopped; no soak.json written", file=sys.stderr)
-            return 130
-        except runner_errors() as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        return experiment(
+            lambda: soak(args.models, args.work, args.overload_s, args.recover_s, args.out,
+                         args.python),
+            "every server stopped; no soak.json written",
+        )  # fmt: skip
     if args.command == "selftest":
         from loadgen.selftest import main as selftest
 
