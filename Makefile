@@ -4,7 +4,7 @@
 # each sub-interpreter its own GIL), else from python3; `make PYTHON=/path/to/python3` chooses
 # another (after `make clean`). The generator and every server then run on that one interpreter,
 # so every model does the same work at the same speed; `--python` runs the servers on another.
-PYTHON ?= $(shell python3 loadgen/pythons.py 2>/dev/null || echo python3)
+PYTHON ?= $(shell python3 loadgen/harness/pythons.py 2>/dev/null || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

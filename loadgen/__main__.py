@@ -1,21 +1,39 @@
-"""python -m loadgen run --target HOST:PORT [...]: drive an echo server and measure it.
+"""python -m loadgen COMMAND: drive echo servers, run the experiments, draw what they measured.
 
 python -m loadgen run --target 127.0.0.1:8989 --mode closed --concurrency 32
 python -m loadgen run --target 127.0.0.1:8989 --mode open --rate 5000 --json out.json
-python -m loadgen selftest        # what the generator itself costs, checked two ways
+python -m loadgen bench --quick           # every model, every workload, figures and report
+python -m loadgen selftest                # what the generator itself costs, checked two ways
 python -m loadgen compare A.json B.json   # two results files side by side, noise included
+
+One function per command, one error policy (``main``): a clear one-line message on stderr and
+exit status 2 for bad usage (options, an unreadable file, a missing interpreter or tool, an
+unreachable target), 1 for a run that failed, 130 for Ctrl-C, which every experiment survives
+with what it had finished kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from loadgen import wire
-from loadgen.engine import Settings
+from loadgen.generator import wire
+from loadgen.generator.engine import Settings
+from loadgen.generator.runner import TargetError, parse_target
+from loadgen.harness.pythons import InterpreterError
+from loadgen.harness.testhost import HostError
+from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
+from servers.work import parse as parse_work
+
+
+class UsageError(Exception):
+    """Asked for something that cannot be done as asked: exit status 2."""
+
+
+USAGE_ERRORS = (UsageError, TargetError, InterpreterError, HostError)
 
 
 def _positive(kind: type):
@@ -32,8 +50,6 @@ def _positive(kind: type):
 
 
 def _target(text: str) -> tuple[str, int]:
-    from loadgen.runner import parse_target
-
     try:
         return parse_target(text)
     except ValueError as error:
@@ -41,8 +57,6 @@ def _target(text: str) -> tuple[str, int]:
 
 
 def _names(text: str) -> list[str]:
-    from servers import MODELS
-
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in MODELS]
     if unknown or not names:
@@ -64,10 +78,8 @@ def _percent(text: str) -> float:
 
 
 def _work(text: str) -> str:
-    from servers.work import parse
-
     try:
-        parse(text)
+        parse_work(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
@@ -86,8 +98,8 @@ def _numbers(kind: type):
     return convert
 
 
-def bench_settings(args: argparse.Namespace):
-    from loadgen.bench import PRESETS, BenchSettings
+def bench_settings(args: argparse.Namespace) -> Any:
+    from loadgen.experiments.bench import PRESETS, BenchSettings
 
     preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
     settings = BenchSettings(**preset)
@@ -113,10 +125,13 @@ def bench_settings(args: argparse.Namespace):
     return settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+PYTHON_HELP = ("run the servers under this interpreter (default: this one); models it cannot "
+               "run are skipped with the reason")  # fmt: skip
+
+
+def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="drive one server and report what it did")
+    run.set_defaults(handler=cmd_run, interrupted="no result written")
     run.add_argument("--target", type=_target, required=True, help="HOST:PORT of the server")
     run.add_argument("--mode", choices=("closed", "open"), default="closed")
     run.add_argument("--concurrency", type=_positive(int), default=32, help="virtual clients")
@@ -133,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", type=Path, help="write the result object to this file")
     run.add_argument("--quiet", action="store_true", help="no progress, no table")
 
+
+def add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="the comparison matrix, into results/latest/")
+    bench.set_defaults(handler=cmd_bench, interrupted="the finished runs are kept")
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a classroom-sized bench, under 60 s")
     size.add_argument("--full", action="store_true", help="more points and trials")
@@ -146,20 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--workers",
         type=_positive(int),
-        help="for every model with workers; those with a cap on requests in progress keep it",
+        help="for every model with workers; a cap on requests in progress stays",
     )
     bench.add_argument("--load-sweep", type=_numbers(int), help="percent of capacity: 25,50,100")
     bench.add_argument("--no-load-sweep", action="store_true")
     bench.add_argument("--no-core-sweep", action="store_true")
     bench.add_argument("--no-timeline", action="store_true", help="skip the traced burst")
     bench.add_argument("--out", type=Path, help="results folder (default: results/)")
+    bench.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
 
+
+def add_views(commands: Any) -> None:
     for name, what in (("plot", "figures"), ("report", "report.md")):
         command = commands.add_parser(name, help=f"rebuild the {what} from a results.json")
+        command.set_defaults(handler=cmd_plot if name == "plot" else cmd_report)
         command.add_argument("file", type=Path, help="a results.json written by the bench")
         command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
-
     compare = commands.add_parser("compare", help="two results files side by side, with noise")
+    compare.set_defaults(handler=cmd_compare)
     compare.add_argument("a", type=Path, metavar="A", help="the baseline results.json (or folder)")
     compare.add_argument("b", type=Path, metavar="B", help="the results.json compared with it")
     compare.add_argument("--threshold", type=_percent, default=0.05, metavar="PERCENT",
@@ -168,64 +190,75 @@ def build_parser() -> argparse.ArgumentParser:
                          help="every concurrency in both files, not only the highest")  # fmt: skip
     compare.add_argument("--json", type=Path, metavar="OUT", help="also write the comparison")
 
+
+def add_classroom(commands: Any) -> None:
     demo = commands.add_parser("demo", help="every model live, one after another")
+    demo.set_defaults(handler=cmd_demo, interrupted="every server stopped")
     demo.add_argument("--models", type=_names, help="comma-separated, default all")
     demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
     demo.add_argument("--seconds", type=_positive(float), default=2.0, help="per model")
     demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
-
+    demo.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
+    timeline.set_defaults(handler=cmd_timeline,
+                          interrupted="every server stopped; no timeline written")  # fmt: skip
     timeline.add_argument("--burst", type=_positive(int), help="requests at once (default: cores)")
     timeline.add_argument("--repeat", type=_positive(int), default=5,
                           help="bursts per model, the median one drawn (default: 5)")  # fmt: skip
     timeline.add_argument("--models", type=_names, help="comma-separated, default all")
     timeline.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms cpu=20ms io=5ms")
-    timeline.add_argument("--out", type=Path, default=Path("results/latest"))
+    timeline.add_argument("--out", type=Path, help="folder to write to (default: results/latest)")
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
+    timeline.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
 
+
+def add_stress(commands: Any) -> None:
     soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
+    soak.set_defaults(handler=cmd_soak, interrupted="every server stopped; no soak.json written")
     soak.add_argument("--models", type=_names, help="comma-separated, default all")
     soak.add_argument("--work", type=_work, default="cpu=2ms", help="default: cpu=2ms")
     soak.add_argument("--overload-s", type=_positive(float), default=10.0)
     soak.add_argument("--recover-s", type=_positive(float), default=5.0)
     soak.add_argument("--out", type=Path, default=Path("results/latest"))
-
+    soak.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
+    lossy.set_defaults(handler=cmd_lossy, interrupted="every server and namespace removed")
     lossy.add_argument("--models", type=_names, help="comma-separated, default all")
     lossy.add_argument("--loss", type=_positive(float), default=5.0, help="percent dropped")
     lossy.add_argument("--rate", default="256kbit", help="the narrow link's rate (tc syntax)")
     lossy.add_argument("--clients", type=_positive(int), default=16)
     lossy.add_argument("--seconds", type=_positive(float), default=3.0)
     lossy.add_argument("--out", type=Path, default=Path("results/latest"))
-
-    for command in (bench, demo, timeline, soak, lossy):
-        command.add_argument(
-            "--python", metavar="PATH",
-            help="run the servers under this interpreter (default: this one); models it "
-            "cannot run are skipped with the reason",
-        )  # fmt: skip
-
+    lossy.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
+    selftest.set_defaults(handler=cmd_selftest, interrupted="the servers stopped")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
     selftest.add_argument("--rounds", type=_positive(int), default=3)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_run, add_bench, add_views, add_classroom, add_stress):
+        add(commands)
     return parser
 
 
-def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
+def settings_from(args: argparse.Namespace) -> Settings:
     if args.mode == "open" and args.rate is None:
-        parser.error("--mode open needs --rate (requests per second)")
+        raise UsageError("--mode open needs --rate (requests per second)")
     if args.mode == "closed" and args.rate is not None:
-        parser.error("--rate is for --mode open; closed loop goes as fast as replies come")
+        raise UsageError("--rate is for --mode open; closed loop goes as fast as replies come")
     if args.warmup < 0:
-        parser.error("--warmup cannot be negative")
+        raise UsageError("--warmup cannot be negative")
     if args.concurrency >= wire.MAX_CLIENTS:
-        parser.error(f"--concurrency must be below {wire.MAX_CLIENTS}")
+        raise UsageError(f"--concurrency must be below {wire.MAX_CLIENTS}")
     if args.procs > args.concurrency:
-        parser.error("--procs cannot exceed --concurrency (each process drives its own clients)")
+        raise UsageError("--procs cannot exceed --concurrency (each process drives its own)")
     try:
         wire.check_payload(args.payload_size, args.encoding)
     except ValueError as error:
-        parser.error(str(error))
+        raise UsageError(str(error)) from None
     host, port = args.target
     return Settings(
         host=host,
@@ -245,127 +278,117 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
 
 
-def runner_errors() -> tuple[type[Exception], ...]:
-    from loadgen.pythons import InterpreterError
-    from loadgen.runner import TargetError
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadgen.analysis.results import write_json_atomically
+    from loadgen.generator import display
+    from loadgen.generator.runner import run
 
-    return (TargetError, RuntimeError, InterpreterError)
-
-
-def experiment(start: Callable[[], int], on_interrupt: str, *errors: type[Exception]) -> int:
-    """Run a long experiment: Ctrl-C says what was kept and exits 130; a known failure (no
-    target, no interpreter, ``errors``) is one line and exit status 1, never a traceback."""
-    try:
-        return start()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {on_interrupt}", file=sys.stderr)
-        return 130
-    except (*errors, *runner_errors()) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        from loadgen.bench import run_bench
-
-        try:
-            run_bench(bench_settings(args))
-        except KeyboardInterrupt:
-            return 130
-        except runner_errors() as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command in ("plot", "report"):
-        from loadgen.plot import plot_all
-        from loadgen.report import write_report
-
-        try:
-            written = plot_all(args.file, args.out)
-            if args.command == "report":
-                written = [write_report(args.file, args.out)]
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        for path in written:
-            print(path)
-        return 0
-    if args.command == "compare":
-        from loadgen.compare import main as compare
-
-        return compare(args.a, args.b, args.threshold, args.all_levels, args.json)
-    if args.command == "demo":
-        from loadgen.demo import main as demo
-
-        return experiment(
-            lambda: demo(args.models, args.work, args.seconds, args.clients, args.python),
-            "every server stopped",
-        )
-    if args.command == "timeline":
-        from loadgen.timeline import redraw, write_timeline
-
-        try:
-            if args.saved:
-                print(redraw(args.saved, args.out if args.out != Path("results/latest") else None))
-            else:
-                print(write_timeline(args.out, args.burst, args.models, args.work,
-                                     repeat=args.repeat, python=args.python))  # fmt: skip
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: every server stopped; nothing in {args.out} was changed",
-                  file=sys.stderr)  # fmt: skip
-            return 130
-        except (ValueError, OSError, *runner_errors()) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        return 0
-    if args.command == "lossy":
-        from loadgen.lossy import main as lossy
-        from loadgen.testhost import HostError
-
-        return experiment(
-            lambda: lossy(args.models, args.loss, args.rate, args.clients, args.seconds,
-                          args.out, args.python),
-            "every server and namespace removed", HostError,
-        )  # fmt: skip
-    if args.command == "soak":
-        from loadgen.soak import main as soak
-
-        return experiment(
-            lambda: soak(args.models, args.work, args.overload_s, args.recover_s, args.out,
-                         args.python),
-            "every server stopped; no soak.json written",
-        )  # fmt: skip
-    if args.command == "selftest":
-        from loadgen.selftest import main as selftest
-
-        return selftest(args.duration, args.rounds)
-
-    from loadgen import display
-    from loadgen.runner import TargetError, run
-
-    settings = settings_from(args, parser)
-    try:
-        with display.progress(settings, enabled=not args.quiet) as on_progress:
-            result = run(settings, on_progress)
-    except TargetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: no result written", file=sys.stderr)
-        return 130
+    settings = settings_from(args)
+    with display.progress(settings, enabled=not args.quiet) as on_progress:
+        result = run(settings, on_progress)
     if args.json:
-        from loadgen.results import write_json_atomically
-
         write_json_atomically(args.json, result)
     if not args.quiet:
         display.summary(result)
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from loadgen.experiments.bench import run_bench
+
+    folder = run_bench(bench_settings(args))
+    return _render(folder / "results.json")
+
+
+def _render(results: Path, out: Path | None = None) -> int:
+    from loadgen.views.render import render_all
+
+    try:
+        written = render_all(results, out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for path in written:
+        print(f"wrote {path}", flush=True)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from loadgen.views.figures import plot_all
+
+    try:
+        written = plot_all(args.file, args.out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return _render(args.file, args.out)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from loadgen.views.compare import main as compare
+
+    return compare(args.a, args.b, args.threshold, args.all_levels, args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from loadgen.experiments.demo import main as demo
+
+    return demo(args.models, args.work, args.seconds, args.clients, args.python)
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from loadgen.experiments.timeline import record_timeline
+    from loadgen.views.timeline import redraw
+
+    try:
+        if args.saved:
+            print(redraw(args.saved, args.out))
+            return 0
+        out = args.out or Path("results/latest")
+        saved = record_timeline(out, args.burst, args.models, args.work, repeat=args.repeat,
+                                python=args.python)  # fmt: skip
+        print(redraw(saved, out))
+    except (ValueError, OSError) as error:
+        raise UsageError(str(error)) from None
+    return 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    from loadgen.experiments.soak import main as soak
+
+    return soak(args.models, args.work, args.overload_s, args.recover_s, args.out, args.python)
+
+
+def cmd_lossy(args: argparse.Namespace) -> int:
+    from loadgen.experiments.lossy import main as lossy
+
+    return lossy(args.models, args.loss, args.rate, args.clients, args.seconds, args.out,
+                 args.python)  # fmt: skip
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from loadgen.experiments.selftest import main as selftest
+
+    return selftest(args.duration, args.rounds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run the command's function, and turn its failure into one line and a status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {getattr(args, 'interrupted', 'stopped')}", file=sys.stderr)
+        return 130
+    except USAGE_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # a server that would not start or stop, a failed run
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from conftest import ROOT, wait_gone
 
-from loadgen.results import archive_latest, load, problems
+from loadgen.analysis.results import archive_latest, load, problems
 
 TINY = (
     "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
@@ -219,7 +219,7 @@ def test_demo_runs_without_a_terminal_and_prints_the_final_table():
     table = out[out.index("Side by side") :]
     assert "blocking" in table and "gevent" in table
     assert "replies/s" in out.split("Side by side")[0]  # plain progress lines came first
-    from loadgen.demo import caption
+    from loadgen.experiments.demo import caption
 
     assert f"  gevent: {caption('io=2ms', 'gevent', 4)}" in out  # what to look at, per model
     assert "all 4 wait at once" in out and "about 500 replies/s at most" in out

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from loadgen.compare import (
+from loadgen.analysis.results import load, problems
+from loadgen.views.compare import (
     BETTER,
     CANNOT_TELL,
     NO_DATA,
@@ -22,7 +23,6 @@ from loadgen.compare import (
     render_text,
     separation_chance,
 )
-from loadgen.results import load, problems
 
 REFERENCE = ROOT / "results" / "reference" / "results.json"
 
@@ -301,11 +301,12 @@ def test_a_bad_threshold_is_a_usage_error():
 
 
 def test_compare_is_a_view_that_never_loads_the_bench_or_a_server():
-    code = "import sys, loadgen.compare; print('\\n'.join(sorted(sys.modules)))"
+    code = "import sys, loadgen.views.compare; print('\\n'.join(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=True)  # fmt: skip
     loaded = set(done.stdout.split())
-    assert "loadgen.compare" in loaded
-    forbidden = {"loadgen.bench", "loadgen.engine", "loadgen.runner", "loadgen.display"}
+    assert "loadgen.views.compare" in loaded
+    forbidden = {"loadgen.experiments.bench", "loadgen.generator.engine",
+                 "loadgen.generator.runner", "loadgen.generator.display"}  # fmt: skip
     assert not loaded & forbidden
     assert not {m for m in loaded if m.startswith("servers.") and m != "servers.protocol"}

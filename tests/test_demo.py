@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from loadgen.demo import BAR_WIDTH, Scoreboard, caption
+from loadgen.experiments.demo import BAR_WIDTH, Scoreboard, caption
 
 
 def test_the_live_scoreboard_shows_each_model_its_bars_and_the_caption():

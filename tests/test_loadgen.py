@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from loadgen import stats, wire
+from loadgen.generator import stats, wire
 from servers import MODELS
 
 RESULT_KEYS = {
@@ -308,7 +308,7 @@ def test_tally_gives_the_same_histogram_as_recording_each_sample():
 def test_interactive_client_shows_replies_and_timeouts(start_server):
     server = start_server("blocking")
     done = subprocess.run(
-        [sys.executable, "-m", "loadgen.client", "--target",
+        [sys.executable, "-m", "loadgen.generator.client", "--target",
          f"127.0.0.1:{server.ready['port']}", "--encoding", "gbk"],
         input="你好\nhello\n".encode(), capture_output=True, cwd=ROOT, timeout=30,
     )  # fmt: skip
@@ -318,7 +318,7 @@ def test_interactive_client_shows_replies_and_timeouts(start_server):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         done = subprocess.run(
-            [sys.executable, "-m", "loadgen.client", "--target",
+            [sys.executable, "-m", "loadgen.generator.client", "--target",
              f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.2"],
             input=b"anyone?\n", capture_output=True, cwd=ROOT, timeout=30,
         )  # fmt: skip

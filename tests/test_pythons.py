@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from loadgen.pythons import InterpreterError, candidates, newest, probe, version_of
-from loadgen.results import load
+from loadgen.analysis.results import load
+from loadgen.harness.pythons import InterpreterError, candidates, newest, probe, version_of
 from servers import MODELS
 from servers.interpreter import describe
 
@@ -39,7 +39,7 @@ def test_a_missing_interpreter_stops_the_bench_before_it_starts(tmp_path):
          "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    assert done.returncode == 1 and "no interpreter at '/no/such/python'" in done.stderr
+    assert done.returncode == 2 and "no interpreter at '/no/such/python'" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "latest").exists()
 
 

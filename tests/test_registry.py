@@ -103,7 +103,7 @@ def _model_literals(path) -> list[tuple[int, str]]:
             continue
         if isinstance(parent, ast.Subscript) and parent.slice is node:
             continue
-        if isinstance(parent, ast.Call) and getattr(parent.func, "id", "") == "version":
+        if isinstance(parent, ast.Call) and getattr(parent.func, "id", "").endswith("version"):
             continue
         assign = parents.get(parent)
         if isinstance(parent, ast.Tuple) and isinstance(assign, ast.Assign):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_compare import results, trials
 
-from loadgen.report import Summary, workload_findings
+from loadgen.views.report import Summary, workload_findings
 
 CPU = "cpu=32121it"
 FREE_THREADED = {"version": "3.14.0", "implementation": "CPython", "gil_enabled": False,

@@ -11,10 +11,10 @@ import sys
 import pytest
 from conftest import ROOT
 
-from loadgen import runner
-from loadgen.bench import Server
-from loadgen.engine import Settings
-from loadgen.testhost import HostError, TestHost, usable
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.harness.server import ServerProcess, start_model
+from loadgen.harness.testhost import HostError, TestHost, usable
 
 Z_999 = 3.29  # two-sided 99.9% of a normal: the loss rate's bound, binomial by the CLT
 
@@ -24,9 +24,9 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
 
 
-def open_loop(host: TestHost, server: Server, rate: float, seconds: float) -> dict:
+def open_loop(host: TestHost, server: ServerProcess, rate: float, seconds: float) -> dict:
     """Open loop from here to the server in the namespace (no probe: it could be the one lost)."""
-    settings = Settings(host.address, server.ready["port"], mode="open", rate=rate,
+    settings = Settings(host.address, server.address[1], mode="open", rate=rate,
                         concurrency=32, duration=seconds, warmup=0.0)  # fmt: skip
     return runner.run_here(settings)
 
@@ -52,8 +52,8 @@ def test_host(request):
         assert host.name not in namespaces()
 
 
-def serve_in(host: TestHost) -> Server:
-    server = Server("blocking", "echo", 1, wrap=host.wrap, extra=("--host", host.address))
+def serve_in(host: TestHost) -> ServerProcess:
+    server = start_model("blocking", "echo", 1, extra=("--host", host.address), wrap=host.wrap)
     server.wait_ready()
     return server
 
@@ -63,8 +63,9 @@ def test_configured_loss_is_what_the_generator_measures(test_host):
     server = serve_in(host)
     try:
         result = open_loop(host, server, 2000, 2.0)
-    finally:
         stopped = server.stop()
+    finally:
+        server.close()
     sent, unanswered = result["sent"], result["lost"] + result["in_flight"]
     assert sent == result["received"] + unanswered  # the accounting identity
     bound = Z_999 * math.sqrt(0.1 * 0.9 / sent)
@@ -78,8 +79,9 @@ def test_a_narrow_link_drops_before_the_server(test_host):
     server = serve_in(host)
     try:
         result = open_loop(host, server, 1000, 2.0)
-    finally:
         stopped = server.stop()
+    finally:
+        server.close()
     unanswered = result["lost"] + result["in_flight"]
     assert result["sent"] == result["received"] + unanswered
     assert unanswered > result["sent"] / 3  # the link carries well under the 1,000/s offered

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.timeline import column_title, cores_busy, pieces
+from loadgen.views.timeline import column_title, cores_busy, pieces
 
 MS = 1_000_000
 
@@ -64,7 +64,7 @@ def test_column_titles_compare_the_work_with_a_gil_turn(spec, expected):
 
 
 def test_report_states_the_average_cores_busy_over_each_burst():
-    from loadgen.report import timeline_findings
+    from loadgen.views.report import timeline_findings
 
     side_by_side = [request(0, 4, [(0, 0), (4, 4)]) for _ in range(2)]
     in_turns = [request(0, 6, [(0, 0), (2, 2), (4, 2), (6, 4)]),
@@ -83,7 +83,7 @@ def test_report_states_the_average_cores_busy_over_each_burst():
       "this version can draw")],
 )  # fmt: skip
 def test_redrawing_a_file_that_is_not_a_timeline_says_so(tmp_path, content, message):
-    from loadgen.timeline import redraw
+    from loadgen.views.timeline import redraw
 
     saved = tmp_path / "timeline.json"
     saved.write_text(content)

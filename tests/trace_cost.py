@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadgen import runner  # noqa: E402
-from loadgen.bench import Server  # noqa: E402
-from loadgen.engine import Settings  # noqa: E402
-from servers.work import calibrate, parse  # noqa: E402
+from loadgen.generator import runner  # noqa: E402
+from loadgen.generator.engine import Settings  # noqa: E402
+from loadgen.harness.calibration import calibrate_works  # noqa: E402
+from loadgen.harness.server import cpu_window, start_model  # noqa: E402
 
 ROUNDS = 4
 CASES = [("blocking", "echo"), ("threads", "echo"), ("blocking", "cpu=2ms")]
@@ -28,24 +28,22 @@ CASES = [("blocking", "echo"), ("threads", "echo"), ("blocking", "cpu=2ms")]
 def measure(model: str, spec: str, folder: Path | None) -> tuple[float, float]:
     """One run: (replies/s, server CPU microseconds per request sent)."""
     extra = ("--trace", str(folder / f"{model}.json")) if folder else ()
-    server = Server(model, spec, 8, extra=extra)
-    try:
+    with start_model(model, spec, 8, extra=extra) as server:
         server.wait_ready()
-        settings = Settings(server.ready["host"], server.ready["port"], concurrency=32,
-                            duration=2.0, warmup=0.3, timeout=1.0)  # fmt: skip
+        settings = Settings(*server.address, concurrency=32, duration=2.0, warmup=0.3)
         before = server.sample()
         result = runner.run(settings)
-        after = server.sample()
-    finally:
+        cpu = cpu_window(before, server.sample())
         server.stop()
-    cpu = after["user"] + after["system"] - before["user"] - before["system"]
-    return result["throughput_rps"], cpu / max(1, result["sent"]) * 1e6
+    seconds = cpu["cpu_user_s"] + cpu["cpu_system_s"]
+    return result["throughput_rps"], seconds / max(1, result["sent"]) * 1e6
 
 
 def main() -> None:
+    exact = calibrate_works([asked for _, asked in CASES]).exact
     with tempfile.TemporaryDirectory() as temporary:
         for model, asked in CASES:
-            spec = calibrate(parse(asked)).exact_spec
+            spec = exact[asked]
             runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
             for round_number in range(ROUNDS):
                 # which goes first alternates, so a drift in the machine's speed favours neither

@@ -4,9 +4,9 @@
 interpreter says of itself (version, build, GIL) and of each model (available, or why not), so
 ``--python PATH`` can skip the models it cannot run and record what it ran on.
 
-Run as a script (``python3 loadgen/pythons.py``), standard library only, it prints the newest
-CPython 3.12+ with a GIL that it finds on PATH or in pyenv: the Makefile builds ``.venv`` from
-it, so sub-interpreters with their own GIL are on by default wherever such a Python exists.
+Run as a script (``python3 loadgen/harness/pythons.py``), standard library only, it prints the
+newest CPython 3.12+ with a GIL that it finds on PATH or in pyenv: the Makefile builds ``.venv``
+from it, so sub-interpreters with their own GIL are on by default wherever such a Python exists.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROBE_TIMEOUT_S = 60
 OLDEST_FOR_VENV = (3, 12)  # the first with a GIL per sub-interpreter (PEP 684)
 _VERSION = re.compile(r"^python3\.(\d+)$")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loadgen.engine import Settings
+from loadgen.generator.engine import Settings
 
 
 @contextlib.contextmanager

@@ -1,139 +1,24 @@
-"""python -m loadgen timeline: one burst of requests per model, traced, drawn on a time line.
+"""The timeline drawn: who runs when, from a saved timeline.json alone.
 
-    python -m loadgen timeline [--burst N] [--repeat K] [--models a,b] [--work ...] [--out DIR]
     python -m loadgen timeline --from results/latest/timeline.json     # redraw a saved one
 
-Each model gets a fresh server with ``--trace``, alone on the machine: a warm-up, then
-``--repeat`` bursts (5) of N requests at once (by default as many as the machine has cores, so
-the contrast is clean); the median burst by duration is drawn. For ``cpu=2ms``, ``cpu=20ms``
-(longer than a 5 ms turn on the GIL) and ``io=5ms``: a panel per model and workload, one row
-per worker that handled a request, one bar per request from the start to the end of its work,
-dark where its thread computed and pale where it did not (checkpoints in the trace tell which),
-and under it a strip of how many cores were busy.
+A panel per model and workload, one row per worker (or task) that handled a request, one bar
+per request from the start to the end of its work, dark where its thread computed and pale where
+it did not (checkpoints in the trace tell which), and under it a strip of how many cores were
+busy.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from loadgen.plot import ordered, stamp, style, work_label
-from loadgen.pythons import runnable
-from loadgen.results import gil_enabled, write_json_atomically
-from servers import available_cores
+from loadgen.analysis.results import gil_enabled
+from loadgen.analysis.summary import ordered, work_label
+from loadgen.views.figures import stamp, style
 from servers.tracing import task_of
-from servers.work import iterations_per_second, parse
-
-REPLY_TIMEOUT_S = 10.0
-# cpu=2ms is the bench's workload; a thread finishes it inside one GIL turn (the switch interval
-# is 5 ms), so threads take whole turns. cpu=20ms outlasts the interval: threads then alternate
-# within their requests, which is the GIL made visible.
-DEFAULT_WORKS = ["cpu=2ms", "cpu=20ms", "io=5ms"]
-WORKERS = 8
-SETTLE_S = 0.05
-DEFAULT_REPEAT = 5
-
-
-def _burst(address: tuple[str, int], size: int) -> None:
-    """Send ``size`` requests at once, from as many sockets, and wait for every reply."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(size)]
-    try:
-        for i, sock in enumerate(socks):
-            sock.settimeout(REPLY_TIMEOUT_S)
-            sock.sendto(f"timeline {i}".encode(), address)
-        for sock in socks:
-            sock.recv(2048)
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def record(
-    models: list[str], works: list[str], burst: int, folder: Path,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Run every (work, model) burst; return the traces, keyed by work then model.
-
-    ``exact`` maps a work spec to the iteration count a bench already calibrated, so the
-    timeline's requests do the bench's work; anything missing is calibrated here.
-    """
-    exact = _exact_specs(works, exact or {})
-    traces: dict[str, dict[str, Any]] = {}
-    for spec in works:
-        traces[spec] = {}
-        for model in models:
-            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder, python)
-    return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
-            "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
-
-
-def _exact_specs(works: list[str], known: dict[str, str]) -> dict[str, str]:
-    """Each work spec as iterations: from ``known`` where given, else scaled from a known cpu
-    spec's rate (the same speed as the bench measured), else from one calibration here."""
-    rate = None
-    for spec, exact_spec in known.items():
-        asked, done = parse(spec), parse(exact_spec)
-        if asked.cpu_seconds and done.cpu_iterations:
-            rate = done.cpu_iterations / asked.cpu_seconds
-    result = {}
-    for spec in works:
-        work = parse(spec)
-        if spec in known:
-            result[spec] = known[spec]
-        elif work.calibrated:
-            result[spec] = work.exact_spec
-        else:
-            rate = rate or iterations_per_second()
-            count = max(1, round(work.cpu_seconds * rate))
-            result[spec] = replace(work, cpu_iterations=count).exact_spec
-    return result
-
-
-def _traced_burst(
-    model: str, spec: str, burst: int, repeat: int, folder: Path, python: str | None
-) -> dict:
-    """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
-    the median burst (by how long it took), with every burst's duration beside it.
-
-    One server at a time: another model still starting up (importing, forking) would steal the
-    CPU these bursts are meant to show. Several bursts, because one lasting a few milliseconds
-    is at the mercy of where the OS happens to place each worker; the median is a typical one.
-    """
-    from loadgen.bench import Server
-
-    trace_file = folder / f".trace-{model}.json"
-    server = Server(model, spec, WORKERS, extra=("--trace", str(trace_file)), python=python)
-    try:
-        server.wait_ready()
-        address = (server.ready["host"], server.ready["port"])
-        # Warm-up: enough requests that every worker has run the code once (first runs pay
-        # for cold caches and the interpreter's specialisation).
-        _burst(address, max(burst, 2 * WORKERS))
-        starts = []
-        for _ in range(repeat):
-            time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
-            starts.append(time.monotonic_ns())
-            _burst(address, burst)
-        if server.stop() is None:  # the stopped event comes once the trace is written
-            raise RuntimeError(f"{model} did not stop cleanly; no trace")
-        trace = json.loads(trace_file.read_text())
-    finally:
-        server.stop()  # a no-op once stopped
-        trace_file.unlink(missing_ok=True)
-    bursts = []
-    for began, until in zip(starts, [*starts[1:], None], strict=True):
-        requests = [r for r in trace["requests"]
-                    if began <= r["received_ns"] < (until or float("inf"))]  # fmt: skip
-        took = max((r["end_ns"] for r in requests), default=began) - began
-        bursts.append((took, began, requests))
-    durations = [took / 1e6 for took, _, _ in bursts]
-    took, began, requests = sorted(bursts, key=lambda b: b[0])[(len(bursts) - 1) // 2]
-    return {**trace, "requests": requests, "burst_ns": began, "bursts_ms": durations}
+from servers.work import parse
 
 
 def share(request: dict[str, Any]) -> float:
@@ -298,29 +183,6 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
     return figure
 
 
-def write_timeline(
-    out: Path, burst: int | None = None, models: list[str] | None = None,
-    works: list[str] | None = None, metadata: dict[str, Any] | None = None,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
-) -> Path:  # fmt: skip
-    """Record the bursts, save them as timeline.json, draw timeline.png and .svg; ``python``
-    runs the servers (models it cannot run are left out, with the reason in the metadata)."""
-    import matplotlib.pyplot as plt
-
-    server_python, models, skipped = runnable(python, models, say=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    data = record(models, works or DEFAULT_WORKS, burst or available_cores(), out, exact, repeat,
-                  python)  # fmt: skip
-    data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
-    data["metadata"] = metadata or _metadata(server_python, skipped)
-    write_json_atomically(out / "timeline.json", data)
-    figure = draw(data, data["metadata"])
-    for suffix in ("png", "svg"):
-        figure.savefig(out / f"timeline.{suffix}", dpi=120)
-    plt.close(figure)
-    return out / "timeline.png"
-
-
 def redraw(saved: Path, out: Path | None = None) -> Path:
     """Draw a saved timeline.json again (into its own folder unless ``out`` is given)."""
     import matplotlib.pyplot as plt
@@ -342,11 +204,3 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
         figure.savefig(out / f"timeline.{suffix}", dpi=120)
     plt.close(figure)
     return out / "timeline.png"
-
-
-def _metadata(server_python: dict[str, Any], skipped: dict[str, str]) -> dict[str, Any]:
-    from loadgen.bench import BenchSettings, metadata
-
-    data = metadata(BenchSettings(), {}, server_python, skipped)
-    data["settings"] = {"workers": WORKERS}
-    return data

@@ -3,8 +3,8 @@
     python -m loadgen lossy [--models a,b] [--loss 5] [--rate 256kbit] [--clients 16]
                             [--seconds 3] [--out results/latest] [--python PATH]
 
-Each model's server runs on a test host of our own (``loadgen.testhost``: a network namespace
-joined by a veth pair); the generator stays here and drives it in closed loop, echo, for
+Each model's server runs on a test host of our own (``loadgen.harness.testhost``: a network
+namespace joined by a veth pair); the generator stays here and drives it in closed loop, echo, for
 ``--seconds``. First the link drops ``--loss`` percent of the datagrams coming into the host
 (nftables), then it carries at most ``--rate`` (a tbf queue on our end). For each, the table
 gives what the client saw (replies/s, p50, p99, lost) and where the datagrams went: dropped by
@@ -16,28 +16,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen import runner
-from loadgen.bench import Server
-from loadgen.engine import Settings
-from loadgen.pythons import runnable
-from loadgen.results import write_json_atomically
-from loadgen.testhost import TestHost
+from loadgen.analysis.results import write_json_atomically
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import start_model
+from loadgen.harness.testhost import TestHost
 from servers import NAME_WIDTH
 
 
 def drive(host: TestHost, model: str, clients: int, seconds: float,
           python: str | None) -> dict[str, Any]:  # fmt: skip
-    server = Server(model, "echo", 8, python=python, wrap=host.wrap,
-                    extra=("--host", host.address))  # fmt: skip
-    try:
+    with start_model(model, "echo", 8, extra=("--host", host.address), python=python,
+                     wrap=host.wrap) as server:  # fmt: skip
         server.wait_ready()
         before = host.nft_drops() if host.loss_percent else host.qdisc_drops()
         settings = Settings(host.address, server.ready["port"], concurrency=clients,
                             duration=seconds, warmup=0.0)  # fmt: skip
         result = runner.run_here(settings)
         after = host.nft_drops() if host.loss_percent else host.qdisc_drops()
-    finally:
-        stopped = server.stop()
+        stopped = server.stop_or_none()
     return {
         "model": model, "replies_rps": result["throughput_rps"],
         "p50_us": result["latency_us"]["p50"], "p99_us": result["latency_us"]["p99"],

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen import stats, wire
+from loadgen.generator import stats, wire
 from servers.protocol import DEFAULT_PREFIX
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often

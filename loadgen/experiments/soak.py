@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from loadgen import runner
-from loadgen.bench import Server, calibrate_works
-from loadgen.engine import Settings
-from loadgen.pythons import runnable
-from loadgen.results import write_json_atomically
+from loadgen.analysis.results import write_json_atomically
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import ServerProcess, start_model
 from servers import NAME_WIDTH
 
 RSS_GROWTH_LIMIT = 0.10
@@ -62,21 +61,10 @@ def kernel_udp_drops(port: int) -> dict[str, int]:
             "in_errors": counters.get("InErrors", 0)}  # fmt: skip
 
 
-def rss(server: Server) -> int:
-    """Resident memory of the server's whole tree now, in bytes."""
-    total = 0
-    for process in server.tree:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def _open(server: Server, rate: float, seconds: float) -> dict[str, Any]:
+def _open(server: ServerProcess, rate: float, seconds: float) -> dict[str, Any]:
     """Open loop at ``rate`` for ``seconds``, at once: no probe first, which after an overload
     would wait behind the backlog and push the recovery out of the window that measures it."""
-    settings = Settings(server.ready["host"], server.ready["port"], mode="open", rate=rate,
+    settings = Settings(*server.address, mode="open", rate=rate,
                         concurrency=OPEN_CLIENTS, duration=seconds, warmup=0.0)  # fmt: skip
     return runner.run_here(settings)
 
@@ -84,7 +72,7 @@ def _open(server: Server, rate: float, seconds: float) -> dict[str, Any]:
 class MemorySampler:
     """The server tree's resident memory every 0.25 s, in a thread, while a phase runs."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerProcess) -> None:
         self.server, self.samples = server, []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,7 +80,7 @@ class MemorySampler:
     def _run(self) -> None:
         started = time.monotonic()
         while not self.done.wait(0.25):
-            self.samples.append((time.monotonic() - started, rss(self.server)))
+            self.samples.append((time.monotonic() - started, self.server.sample().rss_bytes))
 
     def __enter__(self) -> MemorySampler:
         self.thread.start()
@@ -105,11 +93,9 @@ class MemorySampler:
 
 def soak_one(model: str, work: str, overload_s: float, recover_s: float,
              python: str | None) -> dict[str, Any]:  # fmt: skip
-    server = Server(model, work, workers=8, python=python)
-    try:
+    with start_model(model, work, 8, python=python) as server:
         server.wait_ready()
-        address = server.ready["host"], server.ready["port"]
-        closed = Settings(*address, concurrency=CAPACITY_CLIENTS, duration=1.5, warmup=0.3)
+        closed = Settings(*server.address, concurrency=CAPACITY_CLIENTS, duration=1.5, warmup=0.3)
         capacity = runner.run(closed)["throughput_rps"]
         light = _open(server, capacity / 2, 2.0)
         before = kernel_udp_drops(server.ready["port"])
@@ -119,8 +105,7 @@ def soak_one(model: str, work: str, overload_s: float, recover_s: float,
         memory = sampler.samples
         recovery = _open(server, capacity / 2, recover_s)
         alive = server.proc.poll() is None
-    finally:
-        stopped = server.stop()
+        stopped = server.stop_or_none()
     light_p99 = light["latency_us"]["p99"] or 0
     recovered_in = next((row["second"] + 1 for row in recovery["series"]
                          if row["p99_us"] and row["p99_us"] <= RECOVERY_FACTOR * light_p99),
@@ -134,7 +119,7 @@ def soak_one(model: str, work: str, overload_s: float, recover_s: float,
         "rss_bytes": {"first_second": settled[0], "last": settled[-1], "peak": max(settled)},
         "rss_growth": (max(settled) - settled[0]) / settled[0] if settled[0] else None,
         "recovered_in_s": recovered_in, "stayed_up": alive,
-        "stopped_cleanly": stopped is not None and server.proc.returncode == 0,
+        "stopped_cleanly": stopped is not None,
     }  # fmt: skip
 
 
@@ -166,14 +151,15 @@ def main(models: list[str] | None, work: str, overload_s: float, recover_s: floa
          out: Path, python: str | None) -> int:  # fmt: skip
 
     server_python, models, skipped = runnable(python, models)
-    exact, calibration = calibrate_works([work])
+    calibration = calibrate_works([work])
+    exact = calibration.exact
     rows = []
     for model in models:
         started = time.monotonic()
         rows.append(soak_one(model, exact[work], overload_s, recover_s, python))
         print(f"{model}: done in {time.monotonic() - started:.0f} s", flush=True)
     path = Path(out) / "soak.json"
-    write_json_atomically(path, {"work": work, "calibration": calibration,
+    write_json_atomically(path, {"work": work, "calibration": calibration.measured,
                                  "server_python": server_python, "skipped": skipped,
                                  "overload_s": overload_s, "recover_s": recover_s,
                                  "rows": rows})  # fmt: skip

@@ -10,14 +10,22 @@ so instead of repeating the textbook.
 from __future__ import annotations
 
 import json
-import statistics
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from loadgen.plot import FIGURES, knee, ordered, work_label
-from loadgen.results import gil_enabled, load, packages
-from servers import MODELS, WAIT_KINDS, Model
+from loadgen.analysis.results import gil_enabled, load, packages
+from loadgen.analysis.summary import (
+    Summary,
+    baseline_of,
+    expects_overlap,
+    expects_parallel,
+    knee,
+    median,
+    ordered,
+    work_label,
+)
+from loadgen.views.figures import FIGURES
+from servers import MODELS, WAIT_KINDS
 
 CAPTIONS = {
     "throughput": "Throughput against concurrency (closed loop), one panel per workload.",
@@ -28,78 +36,6 @@ CAPTIONS = {
     "timeline": "One traced burst per model: a bar per request (dark: computing, pale: waiting "
     "for the GIL, a core or I/O), a row per worker, and the cores busy underneath.",
 }
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-def expects_parallel(model: str, metadata: dict[str, Any]) -> bool | None:
-    """What the registry says ``model`` does with CPU work on the servers' interpreter; None
-    for a model this version does not know (no expectation, no verdict)."""
-    known: Model | None = MODELS.get(model)
-    return known.computes_in_parallel(gil_enabled(metadata)) if known else None
-
-
-def expects_overlap(model: str, kind: str) -> bool | None:
-    known: Model | None = MODELS.get(model)
-    return kind in known.overlaps if known else None
-
-
-def baseline_of(models: list[str]) -> str | None:
-    return next((m for m in models if m in MODELS and MODELS[m].baseline), None)
-
-
-class Summary:
-    """Medians over trials per (kind, model, work, level) and the questions the report asks."""
-
-    def __init__(self, data: dict[str, Any]):
-        self.data = data
-        self.metadata = data["metadata"]
-        self.groups: dict[tuple, list[dict]] = defaultdict(list)
-        for run in data["runs"]:
-            level = {
-                "matrix": run["loadgen"]["concurrency"],
-                "load_sweep": run.get("offered_percent"),
-                "core_sweep": run["cores_allowed"],
-            }[run["kind"]]
-            self.groups[(run["kind"], run["model"], run["work"], level)].append(run)
-
-    def works(self, kind: str = "matrix") -> list[str]:
-        return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))
-
-    def models(self, kind: str = "matrix", work: str | None = None) -> list[str]:
-        return ordered({k[1] for k in self.groups if k[0] == kind and work in (None, k[2])})
-
-    def levels(self, kind: str, model: str, work: str) -> list:
-        return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
-
-    def rate(self, kind: str, model: str, work: str, level: Any) -> float:
-        runs = self.groups[(kind, model, work, level)]
-        return _median([r["loadgen"]["throughput_rps"] for r in runs])
-
-    def best(self, model: str, work: str) -> tuple[Any, float]:
-        """The figures compared: at the highest concurrency level, where every model is loaded.
-
-        Taking each model's best level instead would pick the luckiest of several noisy
-        numbers, and compare models at different loads.
-        """
-        level = max(self.levels("matrix", model, work))
-        return level, self.rate("matrix", model, work, level)
-
-    def figure(self, model: str, work: str, level: Any, path: str) -> float:
-        """The median of a nested figure, e.g. path 'server.cores_used'."""
-        values = []
-        for run in self.groups[("matrix", model, work, level)]:
-            value: Any = run
-            for key in path.split("."):
-                value = value[key]
-            if value is not None:
-                values.append(value)
-        return _median(values)
-
-    def limited(self, model: str, work: str, level: Any) -> bool:
-        return any(r["generator_limited"] for r in self.groups[("matrix", model, work, level)])
 
 
 def _ratio_clause(summary: Summary, model: str, work: str, base: float) -> str:
@@ -225,8 +161,8 @@ def sweep_findings(summary: Summary) -> list[str]:
                 runs = summary.groups[("load_sweep", model, work, percent)]
                 points.append(
                     (
-                        _median([r["loadgen"]["throughput_rps"] for r in runs]),
-                        _median([r["loadgen"]["latency_us"]["p99"] for r in runs]),
+                        median([r["loadgen"]["throughput_rps"] for r in runs]),
+                        median([r["loadgen"]["latency_us"]["p99"] for r in runs]),
                     )
                 )
             found = knee(points)
@@ -249,13 +185,13 @@ def sweep_findings(summary: Summary) -> list[str]:
             counts = summary.levels("core_sweep", model, work)
             if len(counts) < 2:
                 continue
-            low = _median(
+            low = median(
                 [
                     r["loadgen"]["throughput_rps"]
                     for r in summary.groups[("core_sweep", model, work, counts[0])]
                 ]
             )
-            high = _median(
+            high = median(
                 [
                     r["loadgen"]["throughput_rps"]
                     for r in summary.groups[("core_sweep", model, work, counts[-1])]
@@ -305,7 +241,7 @@ def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
             within = (f" (of {len(spread)} bursts: {min(spread):.1f}-{max(spread):.1f})"
                       if len(spread) > 1 else "")  # fmt: skip
             parts.append(f"{model} done in {done:.1f} ms{within}, {cores:.1f} cores busy on "
-                         f"average, {_median(shares):.0%} of a core per request")  # fmt: skip
+                         f"average, {median(shares):.0%} of a core per request")  # fmt: skip
         if parts:
             lines.append(f"In the traced burst of {timeline['burst']} requests with {spec}: "
                          + "; ".join(parts) + ".")  # fmt: skip
@@ -316,15 +252,15 @@ def noise_finding(summary: Summary) -> list[str]:
     spreads = []
     for (kind, *_), runs in summary.groups.items():
         rates = [r["loadgen"]["throughput_rps"] for r in runs]
-        if kind == "matrix" and len(rates) > 1 and _median(rates) > 0:
-            spreads.append((max(rates) - min(rates)) / _median(rates))
+        if kind == "matrix" and len(rates) > 1 and median(rates) > 0:
+            spreads.append((max(rates) - min(rates)) / median(rates))
     if not spreads:
         return [
             "Each point was measured once: repeat the bench (more --trials) before trusting "
             "a difference of a few tens of percent on a shared machine."
         ]
     return [
-        f"Between trials of the same point, replies/s varied by {_median(spreads):.0%} "
+        f"Between trials of the same point, replies/s varied by {median(spreads):.0%} "
         f"(median of max-min over median; worst {max(spreads):.0%}): differences smaller "
         f"than that are noise on this machine."
     ]

@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from loadgen import runner
-from loadgen.bench import Server
-from loadgen.engine import Settings
-from loadgen.pythons import runnable
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
-from servers.work import calibrate, parse
+from servers.work import parse
 
 WORKERS = 8
 BAR_WIDTH = 16
@@ -83,10 +84,9 @@ def run_one(
 ) -> dict[str, float]:  # fmt: skip
     """Serve `exact_spec` (the calibrated form of board.spec) with `model` and measure it."""
     spec = board.spec
-    server = Server(model, exact_spec, workers=WORKERS, python=python)
-    try:
+    with start_model(model, exact_spec, WORKERS, python=python) as server:
         server.wait_ready()
-        settings = Settings(server.ready["host"], server.ready["port"], concurrency=clients,
+        settings = Settings(*server.address, concurrency=clients,
                             duration=seconds, warmup=0.3, timeout=1.0)  # fmt: skip
         last: dict[str, Any] = {}
         window: dict[str, Any] = {}  # the first and the latest sample while measuring
@@ -104,22 +104,20 @@ def run_one(
             span = now - last["time"]
             if span < 0.2:
                 return
-            cpu = sample["user"] + sample["system"] - last["cpu"]["user"] - last["cpu"]["system"]
+            busy = max(0.0, cpu_window(last["cpu"], sample)["cores_used"] or 0.0)
             rate = (counts["received"] - last["received"]) / span
             last.update(time=now, cpu=sample, received=counts["received"])
-            board.rows[model] = {"rate": rate, "cores": max(0.0, cpu / span)}
+            board.rows[model] = {"rate": rate, "cores": busy}
             if live is not None:
                 live.update(board.table())
             else:
                 print(f"  {spec:8} {model:{NAME_WIDTH}} {elapsed:4.1f} s: {rate:8,.0f} replies/s, "
-                      f"{max(0.0, cpu / span):.2f} cores", flush=True)  # fmt: skip
+                      f"{busy:.2f} cores", flush=True)  # fmt: skip
 
         result = runner.run(settings, update)
         cores = 0.0
-        if "first" in window and window["last"]["time"] > window["first"]["time"]:
-            first, latest = window["first"], window["last"]
-            cpu = latest["user"] + latest["system"] - first["user"] - first["system"]
-            cores = max(0.0, cpu / (latest["time"] - first["time"]))
+        if "first" in window:
+            cores = max(0.0, cpu_window(window["first"], window["last"])["cores_used"] or 0.0)
         final = {"rate": result["throughput_rps"], "cores": cores}
         board.rows[model] = final
         if live is not None:
@@ -127,9 +125,8 @@ def run_one(
         else:
             print(f"  {spec:8} {model:{NAME_WIDTH}} done: {final['rate']:8,.0f} replies/s, "
                   f"{cores:.2f} cores", flush=True)  # fmt: skip
+        server.stop_or_none()
         return final
-    finally:
-        server.stop()
 
 
 def main(
@@ -141,7 +138,7 @@ def main(
     console = Console()
     terminal = sys.stdout.isatty()
     cores = available_cores()
-    exact = {spec: calibrate(parse(spec)).exact_spec for spec in works}
+    exact = calibrate_works(works).exact
     results: dict[str, dict[str, dict[str, float]]] = {}
     for spec in works:
         board = Scoreboard(models, spec, cores, clients)

@@ -51,9 +51,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen.plot import ordered, work_label
-from loadgen.report import Summary
-from loadgen.results import load, write_json_atomically
+from loadgen.analysis.results import load, write_json_atomically
+from loadgen.views.figures import ordered, work_label
+from loadgen.views.report import Summary
 
 DEFAULT_THRESHOLD = 0.05
 SEPARATION_CHANCE = 0.10  # the most luck we accept for a complete separation of the trials

@@ -1,6 +1,6 @@
 """The interactive client of the original programs: type a line, see the server's reply.
 
-    python -m loadgen.client --target 127.0.0.1:8989 [--encoding gbk]
+    python -m loadgen.generator.client --target 127.0.0.1:8989 [--encoding gbk]
 
 Each line is sent as one datagram in the chosen encoding; the reply is shown decoded the same
 way (with control characters escaped), or "no reply within 1 s". Ctrl-D or Ctrl-C ends it.
@@ -12,7 +12,7 @@ import argparse
 import socket
 import sys
 
-from loadgen.runner import parse_target
+from loadgen.generator.runner import parse_target
 from servers.protocol import printable
 
 
@@ -71,7 +71,7 @@ def show(reply: bytes, encoding: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadgen.client", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadgen.generator.client", description=__doc__)
     parser.add_argument("--target", default="127.0.0.1:8989", help="HOST:PORT of the server")
     parser.add_argument("--encoding", choices=("utf-8", "gbk"), default="utf-8")
     parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for a reply")

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loadgen import engine, stats, wire
-from loadgen.engine import Settings
+from loadgen.generator import engine, stats, wire
+from loadgen.generator.engine import Settings
 
 BEHIND_LAG_US = 10_000  # open loop: 1% of requests sent this late or later: it fell behind
 BEHIND_RATE = 0.95  # ... or an achieved send rate under 95% of the target

@@ -10,10 +10,8 @@ from.
 
 from __future__ import annotations
 
-import statistics
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loadgen import stats  # noqa: E402
-from loadgen.results import gil_enabled, load, packages, server_version  # noqa: E402
+from loadgen.analysis.results import gil_enabled, load, packages, server_version  # noqa: E402
+from loadgen.analysis.summary import knee, ordered, runs_of, spread, work_label  # noqa: E402
+from loadgen.generator import stats  # noqa: E402
 from servers import MODELS  # noqa: E402
 
 FALLBACK = ("#777777", "x")  # a model this version does not know (a file from elsewhere)
@@ -36,14 +35,6 @@ def style(model: str) -> tuple[str, str]:
     """The colour and marker the registry gives ``model``."""
     known = MODELS.get(model)
     return (known.colour, known.marker) if known else FALLBACK
-
-
-def work_label(run_work: str, metadata: dict[str, Any]) -> str:
-    """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
-    for spec, figures in metadata.get("calibration", {}).items():
-        if run_work.startswith(f"cpu={figures['iterations']}it"):
-            return run_work.replace(f"cpu={figures['iterations']}it", spec)
-    return run_work
 
 
 def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
@@ -63,20 +54,6 @@ def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
     width = int(figure.get_figwidth() * 17)  # characters of 7-point text that fit across
     figure.text(0.01, 0.005, "\n".join(textwrap.wrap(text, width)), fontsize=7,
                 color="#555555", ha="left", va="bottom")  # fmt: skip
-
-
-def runs_of(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [run for run in data["runs"] if run["kind"] == kind]
-
-
-def ordered(models: Iterable[str]) -> list[str]:
-    """In the registry's order (baseline first), then any unknown ones by name."""
-    known = [m for m in MODELS if m in set(models)]
-    return known + sorted(set(models) - set(known))
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
 
 
 def finish(
@@ -181,15 +158,6 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
     return finish(figure, data, axis,
                   "Cores used by each server: above the 1-core line means parallel execution",
                   "bar: median, whisker: min-max")  # fmt: skip
-
-
-def knee(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """The last (rate, p99) before p99 grows past 3x its value at the lightest load."""
-    if len(points) < 2:
-        return None
-    base = points[0][1]
-    inside = [p for p in points if p[1] <= 3 * base]
-    return inside[-1] if inside and inside[-1] != points[-1] else None
 
 
 def latency_load_figure(data: dict[str, Any]) -> Figure | None:
@@ -335,9 +303,4 @@ def plot_all(results_path: Path, out: Path | None = None) -> list[Path]:
             figure.savefig(out / f"{name}.{suffix}", dpi=130)
         plt.close(figure)
         written.append(out / f"{name}.png")
-    saved_timeline = Path(results_path).parent / "timeline.json"
-    if saved_timeline.exists():  # the bench's traced burst, saved beside the results
-        from loadgen.timeline import redraw
-
-        written.append(redraw(saved_timeline, out))
     return written

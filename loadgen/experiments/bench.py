@@ -15,32 +15,23 @@ workload). Every run is written to disk as it finishes, so Ctrl-C keeps what was
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
-import json
 import os
-import platform
-import selectors
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from loadgen import engine, runner
-from loadgen.pythons import runnable
-from loadgen.results import ResultsFile, archive_latest
+from loadgen.analysis.results import ResultsFile, archive_latest
+from loadgen.experiments.timeline import record_timeline
+from loadgen.generator import engine, runner
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.machine import metadata
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
-from servers.work import calibrate, parse
 
-ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 10
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -76,175 +67,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class Server:
-    """One server subprocess, in its own session so that Ctrl-C reaches only the bench."""
-
-    def __init__(
-        self, model: str, work: str, workers: int, cores: list[int] | None = None,
-        extra: tuple[str, ...] = (), python: str | None = None, wrap: tuple[str, ...] = (),
-    ) -> None:  # fmt: skip
-        self.model, self.work = model, work
-        interpreter = python or sys.executable
-        command = [*wrap, interpreter, "-m", "servers", model, "--port", "0", "--work", work,
-                   *extra]  # fmt: skip
-        if MODELS[model].workers_meaning == "workers":  # a cap on tasks keeps its own default
-            command += ["--workers", str(workers)]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
-        )
-        self.ready: dict[str, Any] = {}
-        self.tree: list[psutil.Process] = []
-
-    def wait_ready(self) -> None:
-        self.ready = self._event("ready", READY_TIMEOUT_S)
-        self.tree = [psutil.Process(self.proc.pid)]
-        self.tree += self.tree[0].children(recursive=True)
-
-    def _event(self, name: str, timeout: float) -> dict[str, Any]:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                raise RuntimeError(f"{self.model}: no {name} event within {timeout} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.model} exited before its {name} event")
-        event = json.loads(line)
-        if event.get("event") != name:
-            raise RuntimeError(f"{self.model}: expected {name}, got {event}")
-        return event
-
-    def sample(self) -> dict[str, float]:
-        """CPU seconds, peak RSS, threads and processes of the whole tree, now."""
-        user = system = peak_rss = threads = 0.0
-        processes = 0
-        for process in self.tree:
-            try:
-                with process.oneshot():
-                    times = process.cpu_times()
-                    user, system = user + times.user, system + times.system
-                    threads += process.num_threads()
-                    peak_rss += _peak_rss(process)
-                    processes += 1
-            except psutil.NoSuchProcess:
-                continue
-        return {"user": user, "system": system, "peak_rss": peak_rss, "threads": threads,
-                "processes": processes, "time": time.monotonic()}  # fmt: skip
-
-    def request_stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> dict[str, Any] | None:
-        """SIGTERM and its stopped event; SIGKILL to the whole group if it will not go."""
-        stopped = None
-        if not self.proc.stdout.closed:
-            self.request_stop()
-            try:
-                stopped = self._event("stopped", STOP_TIMEOUT_S)
-                self.proc.wait(STOP_TIMEOUT_S)
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError):
-                stopped = None
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc.stdout.close()
-        return stopped
-
-
-def _peak_rss(process: psutil.Process) -> float:
-    """VmHWM, the kernel's high-water mark of resident memory (Linux); else the current RSS."""
-    try:
-        with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float(process.memory_info().rss)
-
-
-def metadata(
-    settings: BenchSettings, calibration: dict[str, Any],
-    server_python: dict[str, Any] | None = None, skipped: dict[str, str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The machine, the generator's and the servers' interpreters, the settings, the commit."""
-
-    def version(package: str) -> str | None:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT, capture_output=True, text=True, timeout=5,
-        ).stdout.strip() != ""  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", False
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "gevent": version("gevent"),
-        "greenlet": version("greenlet"),
-        "hdrhistogram": version("hdrhistogram"),
-        "cpu_model": cpu_model,
-        "cores": os.cpu_count(),
-        "cores_available": available_cores(),
-        "os": platform.platform(),
-        "git_commit": commit or None,
-        "git_dirty": dirty,
-        "command": " ".join([Path(sys.executable).name, "-m", "loadgen", *sys.argv[1:]]),
-        "server_python": server_python,
-        "skipped": skipped,
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-        },
-        "calibration": calibration,
-    }
-
-
-def calibrate_works(works: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Give every model the same work: each cpu=<time> becomes one cpu=<N>it, measured once."""
-    exact, calibration = {}, {}
-    for spec in works:
-        parsed = parse(spec)
-        done = calibrate(parsed)
-        exact[spec] = done.exact_spec
-        if done.cpu_iterations and parsed.cpu_iterations is None:
-            calibration[spec] = {"iterations": done.cpu_iterations,
-                                 "ms": round(parsed.cpu_seconds * 1000, 3)}  # fmt: skip
-    return exact, calibration
-
-
 def measure(
-    server: Server, loadgen_settings: engine.Settings, kind: str, trial: int,
+    server: ServerProcess, loadgen_settings: engine.Settings, kind: str, trial: int,
     cores: list[int] | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One run against an already started server, its server-side figures over the window."""
-    window: dict[str, dict[str, float]] = {}
+    window = {}
     result = runner.run_here(
         loadgen_settings, on_window=lambda edge: window.__setitem__(edge, server.sample())
     )
-    before, after = window["start"], window["end"]
-    seconds = after["time"] - before["time"]
-    cpu_user, cpu_system = after["user"] - before["user"], after["system"] - before["system"]
+    after = window["end"]
     generator = result["generator"]
     return {
         "kind": kind,
@@ -253,13 +85,11 @@ def measure(
         "trial": trial,
         "cores_allowed": len(cores) if cores else available_cores(),
         "server": {
-            "pid": server.proc.pid,
-            "cpu_user_s": round(cpu_user, 4),
-            "cpu_system_s": round(cpu_system, 4),
-            "cores_used": round((cpu_user + cpu_system) / seconds, 3) if seconds else None,
-            "peak_rss_bytes": int(after["peak_rss"]),
-            "threads": int(after["threads"]),
-            "processes": int(after["processes"]),
+            "pid": server.pid,
+            **cpu_window(window["start"], after),
+            "peak_rss_bytes": after.peak_rss_bytes,
+            "threads": after.threads,
+            "processes": after.processes,
         },
         "loadgen": result,
         # The generator could not produce the load: a core of its own used up, or (open loop)
@@ -274,28 +104,28 @@ def measure(
 class Bench:
     def __init__(self, settings: BenchSettings):
         self.settings = settings
-        self.servers: list[Server] = []
+        self.servers: list[ServerProcess] = []
         self.done = 0
 
-    def start(self, work: str, cores: list[int] | None = None) -> dict[str, Server]:
+    def start(self, work: str, cores: list[int] | None = None) -> dict[str, ServerProcess]:
         """One fresh server per model, all starting at once (start-up is mostly imports)."""
         servers = {}
         for model in self.settings.models:
-            servers[model] = Server(model, work, self.settings.workers, cores,
-                                    python=self.settings.python)  # fmt: skip
+            servers[model] = start_model(model, work, self.settings.workers, cores=cores,
+                                         python=self.settings.python)  # fmt: skip
             self.servers.append(servers[model])
         for server in servers.values():
             server.wait_ready()
             runner.probe(self.loadgen_settings(server))
         return servers
 
-    def stop(self, servers: dict[str, Server], kind: str, results: ResultsFile) -> None:
+    def stop(self, servers: dict[str, ServerProcess], kind: str, results: ResultsFile) -> None:
         """Stop them all at once; keep each one's stopped event (its per-worker split)."""
         for server in servers.values():
             server.request_stop()
         for server in servers.values():
             self.servers.remove(server)
-            stopped = server.stop()
+            stopped = server.stop_or_none()
             results.add_server({"kind": kind, "model": server.model, "work": server.work,
                                 "ready": server.ready, "stopped": stopped})  # fmt: skip
 
@@ -303,10 +133,10 @@ class Bench:
         for server in self.servers:
             server.request_stop()
         for server in self.servers:
-            server.stop()
+            server.stop_or_none()
         self.servers.clear()
 
-    def loadgen_settings(self, server: Server, **changes: Any) -> engine.Settings:
+    def loadgen_settings(self, server: ServerProcess, **changes: Any) -> engine.Settings:
         base = engine.Settings(
             host=server.ready["host"], port=server.ready["port"], concurrency=1,
             duration=self.settings.duration, warmup=self.settings.warmup,
@@ -393,14 +223,16 @@ class Bench:
 def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
     server_python, settings.models, skipped = runnable(settings.python, settings.models)
-    exact, calibration = calibrate_works(list(dict.fromkeys([*settings.works, settings.core_work])))
+    calibration = calibrate_works([*settings.works, settings.core_work])
+    exact = calibration.exact
     archived = archive_latest(settings.out)
     folder = settings.out / "latest"
     folder.mkdir(parents=True, exist_ok=True)
-    results = ResultsFile(folder, metadata(settings, calibration, server_python, skipped))
+    about = metadata(asdict(settings), calibration.measured, server_python, skipped)
+    results = ResultsFile(folder, about)
     if archived:
         print(f"previous results moved to {archived}", flush=True)
-    for spec, figures in calibration.items():
+    for spec, figures in calibration.measured.items():
         print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
     bench = Bench(settings)
     try:
@@ -417,22 +249,8 @@ def run_bench(settings: BenchSettings) -> Path:
     finally:
         bench.stop_all()
     print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
-    from loadgen.plot import plot_all
-    from loadgen.report import write_report
-    from loadgen.timeline import write_timeline
-
-    written = plot_all(results.path)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
-        written.append(
-            write_timeline(
-                folder,
-                models=settings.models,
-                metadata=results.data["metadata"],
-                exact=exact,
-                python=settings.python,
-            )  # fmt: skip
-        )
-    for path in [*written, write_report(results.path)]:
-        print(f"wrote {path}", flush=True)
+        record_timeline(folder, models=settings.models, metadata=results.data["metadata"],
+                        exact=exact, python=settings.python)  # fmt: skip
     return folder

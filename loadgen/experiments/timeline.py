@@ -1,0 +1,130 @@
+"""python -m loadgen timeline: one burst of requests per model, traced, saved as timeline.json.
+
+    python -m loadgen timeline [--burst N] [--repeat K] [--models a,b] [--work ...] [--out DIR]
+    python -m loadgen timeline --from results/latest/timeline.json     # redraw a saved one
+
+Each model gets a fresh server with ``--trace``, alone on the machine: a warm-up, then
+``--repeat`` bursts (5) of N requests at once (by default as many as the machine has cores, so
+the contrast is clean); the median burst by duration is drawn. For ``cpu=2ms``, ``cpu=20ms``
+(longer than a 5 ms turn on the GIL) and ``io=5ms``: a panel per model and workload, one row
+per worker that handled a request, one bar per request from the start to the end of its work
+(``loadgen.views.timeline`` draws it).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadgen.analysis.results import write_json_atomically
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.machine import metadata as machine_metadata
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import ServerError, ServerProcess, model_args
+from servers import available_cores
+
+REPLY_TIMEOUT_S = 10.0
+# cpu=2ms is the bench's workload; a thread finishes it inside one GIL turn (the switch interval
+# is 5 ms), so threads take whole turns. cpu=20ms outlasts the interval: threads then alternate
+# within their requests, which is the GIL made visible.
+DEFAULT_WORKS = ["cpu=2ms", "cpu=20ms", "io=5ms"]
+WORKERS = 8
+SETTLE_S = 0.05
+DEFAULT_REPEAT = 5
+
+
+def _burst(address: tuple[str, int], size: int) -> None:
+    """Send ``size`` requests at once, from as many sockets, and wait for every reply."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(size)]
+    try:
+        for i, sock in enumerate(socks):
+            sock.settimeout(REPLY_TIMEOUT_S)
+            sock.sendto(f"timeline {i}".encode(), address)
+        for sock in socks:
+            sock.recv(2048)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def record(
+    models: list[str], works: list[str], burst: int, folder: Path,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run every (work, model) burst; return the traces, keyed by work then model.
+
+    ``exact`` maps a work spec to the iteration count a bench already calibrated, so the
+    timeline's requests do the bench's work; anything missing is calibrated here.
+    """
+    exact = calibrate_works(works, exact).exact
+    traces: dict[str, dict[str, Any]] = {}
+    for spec in works:
+        traces[spec] = {}
+        for model in models:
+            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder, python)
+    return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
+            "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
+
+
+def _traced_burst(
+    model: str, spec: str, burst: int, repeat: int, folder: Path, python: str | None
+) -> dict:
+    """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
+    the median burst (by how long it took), with every burst's duration beside it.
+
+    One server at a time: another model still starting up (importing, forking) would steal the
+    CPU these bursts are meant to show. Several bursts, because one lasting a few milliseconds
+    is at the mercy of where the OS happens to place each worker; the median is a typical one.
+    """
+    trace_file = folder / f".trace-{model}.json"
+    args = [*model_args(model, spec, WORKERS), "--trace", str(trace_file)]
+    with ServerProcess(args, python=python) as server:
+        server.wait_ready()
+        address = server.address
+        # Warm-up: enough requests that every worker has run the code once (first runs pay
+        # for cold caches and the interpreter's specialisation).
+        _burst(address, max(burst, 2 * WORKERS))
+        starts = []
+        for _ in range(repeat):
+            time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
+            starts.append(time.monotonic_ns())
+            _burst(address, burst)
+        try:
+            server.stop()  # the stopped event comes once the trace is written
+            trace = json.loads(trace_file.read_text())
+        except ServerError as error:
+            raise RuntimeError(f"{model} did not stop cleanly; no trace ({error})") from None
+        finally:
+            trace_file.unlink(missing_ok=True)
+    bursts = []
+    for began, until in zip(starts, [*starts[1:], None], strict=True):
+        requests = [r for r in trace["requests"]
+                    if began <= r["received_ns"] < (until or float("inf"))]  # fmt: skip
+        took = max((r["end_ns"] for r in requests), default=began) - began
+        bursts.append((took, began, requests))
+    durations = [took / 1e6 for took, _, _ in bursts]
+    took, began, requests = sorted(bursts, key=lambda b: b[0])[(len(bursts) - 1) // 2]
+    return {**trace, "requests": requests, "burst_ns": began, "bursts_ms": durations}
+
+
+def record_timeline(
+    out: Path, burst: int | None = None, models: list[str] | None = None,
+    works: list[str] | None = None, metadata: dict[str, Any] | None = None,
+    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
+) -> Path:  # fmt: skip
+    """Record the bursts and save them as ``out/timeline.json``; ``python`` runs the servers
+    (models it cannot run are left out, with the reason in the metadata)."""
+    server_python, models, skipped = runnable(python, models, say=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    data = record(models, works or DEFAULT_WORKS, burst or available_cores(), out, exact, repeat,
+                  python)  # fmt: skip
+    data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
+    if metadata is None:
+        metadata = machine_metadata({"workers": WORKERS}, {}, server_python, skipped)
+    data["metadata"] = metadata
+    write_json_atomically(out / "timeline.json", data)
+    return out / "timeline.json"
