@@ -151,7 +151,7 @@ def add_run(commands: Any) -> None:
 
 def add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="the comparison matrix, into results/latest/")
-    bench.set_defaults(handler=cmd_bench, interrupted="the finished runs are kept")
+    bench.set_defaults(handler=cmd_bench, interrupted="every server stopped")
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a classroom-sized bench, under 60 s")
     size.add_argument("--full", action="store_true", help="more points and trials")

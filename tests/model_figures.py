@@ -24,20 +24,17 @@ import contextlib
 import json
 import os
 import selectors
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadgen.harness.server import ServerProcess, model_args  # noqa: E402
 from servers import MODELS  # noqa: E402
 from servers.protocol import DEFAULT_PREFIX  # noqa: E402
 
@@ -67,41 +64,8 @@ class Figure:
     processes: int
 
 
-class Server:
-    """A server subprocess started on port 0 and stopped by SIGTERM (or SIGKILL if it must)."""
-
-    def __init__(self, command: list[str]):
-        self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        ready = json.loads(self.proc.stdout.readline())
-        self.ready = ready
-        self.address = (ready["host"], ready["port"])
-        self.tree = [psutil.Process(self.proc.pid)]
-        self.tree += self.tree[0].children(recursive=True)
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for process in self.tree:
-            try:
-                times = process.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-
-
 def closed_loop(
-    server: Server, prefix: bytes, in_flight: int, duration: float, warmup: float
+    server: ServerProcess, prefix: bytes, in_flight: int, duration: float, warmup: float
 ) -> tuple[int, int, float, float, float]:
     """Keep ``in_flight`` requests outstanding (one per socket); verify every reply.
 
@@ -140,7 +104,7 @@ def closed_loop(
         if not measuring and now >= measure_from:
             measuring, replies, lost = True, 0, 0
             measure_from = now
-            server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+            server_cpu, client_cpu = cpu_seconds(server), time.process_time()
         for key, _ in selector.select(timeout=0.1):
             sock = key.fileobj
             while True:
@@ -159,7 +123,7 @@ def closed_loop(
                     lost += 1
                     send(sock)
     elapsed = time.monotonic() - measure_from
-    server_cpu = server.cpu_seconds() - server_cpu
+    server_cpu = cpu_seconds(server) - server_cpu
     client_cpu = time.process_time() - client_cpu
     # Drain: collect what is still in flight, so it does not load the next server's segment.
     outstanding = set(sockets)
@@ -189,10 +153,10 @@ def measure(
     """
     print(title, flush=True)
     figures: dict[str, list[Figure]] = {label: [] for label, _, _ in contenders}
-    servers: dict[str, Server] = {}
+    servers: dict[str, ServerProcess] = {}
     try:
         for label, command, _ in contenders:
-            servers[label] = Server(command)
+            servers[label] = start(command)
         for _ in range(args.rounds):
             for label, _, prefix in contenders:
                 replies, lost, elapsed, server_cpu, client_cpu = closed_loop(
@@ -207,12 +171,12 @@ def measure(
                         lost,
                         server_cpu / elapsed,
                         client_cpu / elapsed,
-                        len(servers[label].tree),
+                        servers[label].sample().processes,
                     )
                 )
     finally:
         for server in servers.values():
-            server.stop()
+            server.stop_or_none()
     for label, rounds in figures.items():
         middle = median(rounds)
         low, high = min(f.replies_per_s for f in rounds), max(f.replies_per_s for f in rounds)
@@ -255,20 +219,25 @@ def paired_ratio(figures: dict[str, list[Figure]], label: str, baseline: str) ->
     return statistics.median(ratios)
 
 
-def model_command(model: str, work: str, workers: int | None) -> list[str]:
-    command = [sys.executable, "-m", "servers", model, "--port", "0", "--work", work]
-    if workers is not None and MODELS[model].workers_meaning == "workers":  # caps keep theirs
-        command += ["--workers", str(workers)]
-    return command
+def start(args: list[str]) -> ServerProcess:
+    """A ready server: ``python -m servers ARGS``, or a script when ARGS starts with -c."""
+    server = ServerProcess(args, script=args if args[0] == "-c" else None)
+    server.wait_ready()
+    return server
+
+
+def cpu_seconds(server: ServerProcess) -> float:
+    sample = server.sample()
+    return sample.cpu_user_s + sample.cpu_system_s
 
 
 def calibration_spread(starts: int) -> tuple[list[int], float]:
     """Start the server several times with cpu=2ms and compare the iteration counts."""
     counts = []
     for _ in range(starts):
-        server = Server(model_command("blocking", "cpu=2ms", None))
-        counts.append(server.ready["cpu_iterations"])
-        server.stop()
+        with start(model_args("blocking", "cpu=2ms")) as server:
+            counts.append(server.ready["cpu_iterations"])
+            server.stop()
     return counts, (max(counts) - min(counts)) / min(counts)
 
 
@@ -298,22 +267,22 @@ def main() -> int:
         if m not in available:
             print(f"skipping {m}: {MODELS[m].unavailable_reason()}")
     caps = [m for m in available if MODELS[m].workers_meaning == "cap"]
-    models = [(m, model_command(m, cpu_work, 8), prefix) for m in available]
+    models = [(m, model_args(m, cpu_work, 8), prefix) for m in available]
     cpu = measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:", models, cpu_work, 8, args)
-    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in available]
+    models = [(m, model_args(m, "io=5ms", 8), prefix) for m in available]
     io = measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:", models, "io=5ms", 32, args)
-    models = [(m, model_command(m, "io=5ms", 8), prefix) for m in ["blocking", *caps]]
+    models = [(m, model_args(m, "io=5ms", 8), prefix) for m in ["blocking", *caps]]
     io_caps = {
         clients: measure(f"\nI/O wait (io=5ms), {clients} in flight, the models with a cap:",
                          models, "io=5ms", clients, args)
         for clients in (16, 64)
     }  # fmt: skip
-    models = [(m, model_command(m, "block=5ms", 8), prefix) for m in available]
+    models = [(m, model_args(m, "block=5ms", 8), prefix) for m in available]
     block = measure("\nA blocking call (block=5ms), --workers 8, 16 in flight:", models,
                     "block=5ms", 16, args)  # fmt: skip
     contenders = [
-        ("bare loop", [sys.executable, "-c", BARE_LOOP], b""),
-        *((m, model_command(m, "echo", None), prefix) for m in available),
+        ("bare loop", ["-c", BARE_LOOP], b""),
+        *((m, model_args(m, "echo", None), prefix) for m in available),
     ]
     echo = measure(
         "\nEcho, 8 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 8, args

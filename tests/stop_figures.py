@@ -14,12 +14,7 @@ process of the server's tree still running afterwards.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import selectors
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
+from loadgen.harness.server import ServerError, ServerProcess  # noqa: E402
 from servers import MODELS  # noqa: E402
 
 FLOOD_S = 0.6
@@ -51,38 +47,26 @@ def flood(address: tuple[str, int], until: float, sock: socket.socket) -> None:
 def one_stop(
     model: str, into: float, flooded: bool
 ) -> tuple[float | None, dict | None, int | None, int]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "servers", model, "--port", "0"], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        ready = json.loads(server.stdout.readline())
-        tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    """(signal to exit in s or None, the stopped event or None, exit status, processes left)."""
+    with ServerProcess([model, "--port", "0"]) as server:
+        server.wait_ready()
+        tree = server.tree()
         until = time.monotonic() + (FLOOD_S if flooded else 0)
         flooder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender = threading.Thread(target=flood, args=((ready["host"], ready["port"]), until,
-                                                      flooder))  # fmt: skip
+        sender = threading.Thread(target=flood, args=(server.address, until, flooder))
         sender.start()
         time.sleep(into)
         started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        with selectors.DefaultSelector() as selector:
-            selector.register(server.stdout, selectors.EVENT_READ)
-            line = server.stdout.readline() if selector.select(5 * LIMIT_S) else b""
         try:
-            code = server.wait(5 * LIMIT_S)
+            event: dict | None = server.stop(timeout=5 * LIMIT_S)
             took: float | None = time.monotonic() - started
-        except subprocess.TimeoutExpired:
-            code, took = None, None
+        except ServerError:
+            event, took = None, None
+        code = server.proc.returncode
         sender.join()
         flooder.close()
         left = sum(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
-        return took, (json.loads(line) if line else None), code, left
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        server.stdout.close()
+        return took, event, code, left
 
 
 def main() -> int:

@@ -8,9 +8,11 @@ level, model after model. This machine's speed drifts within seconds, so models 
 minutes apart would be compared on different machines; idle servers block in recvfrom (or wait
 in their event loop) and cost nothing.
 
-Then two sweeps: latency against offered load (open loop at fractions of the capacity the
-matrix just measured) and throughput against cores (servers pinned to 1..K cores with the CPU
-workload). Every run is written to disk as it finishes, so Ctrl-C keeps what was done.
+On the same servers, the load sweep: latency against offered load (open loop at fractions of
+the capacity the matrix just measured). Then throughput against cores (servers pinned to 1..K
+cores with the CPU workload), and a traced burst per model for the timeline (timeline.json).
+Every run is written to disk as it finishes, so Ctrl-C keeps what was done. The bench writes
+JSON only; ``loadgen.views`` draws the figures and the report from it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.analysis.results import ResultsFile, archive_latest
+from loadgen.experiments.timeline import DEFAULT_WORKS as TIMELINE_WORKS
 from loadgen.experiments.timeline import record_timeline
 from loadgen.generator import engine, runner
 from loadgen.harness.calibration import calibrate_works
@@ -50,17 +53,20 @@ class BenchSettings:
     core_sweep: bool = True
     core_work: str = "cpu=2ms"
     core_concurrency: int = 16
-    timeline: bool = True  # trace one burst per model and draw who runs when
+    timeline: bool = True  # trace one burst per model: who runs when
+    timeline_works: list[str] = field(default_factory=lambda: list(TIMELINE_WORKS))
+    timeline_repeat: int = 5  # bursts per model and work, the median one kept
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
     out: Path = ROOT / "results"
     python: str = sys.executable  # the servers' interpreter (the generator stays on this one)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # quick: the classroom's two lessons (CPU work, waiting), few points, under a minute
-    "quick": {"works": ["cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
-              "timeline": False,
-              "duration": 0.4, "warmup": 0.1, "load_sweep": [50, 120]},
+    # quick: every workload and figure, few points, the timeline's two lessons; under a minute
+    "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
+              "duration": 0.3, "warmup": 0.1, "load_sweep": [50, 120],
+              "sweep_works": ["cpu=2ms", "io=5ms"],
+              "timeline_works": ["cpu=20ms", "io=5ms"], "timeline_repeat": 3},
     "default": {},
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
              "warmup": 0.5, "load_sweep": [10, 25, 50, 75, 90, 100, 110, 120, 150]},
@@ -157,47 +163,53 @@ class Bench:
             flush=True,
         )
 
-    def matrix(self, exact: dict[str, str], results: ResultsFile) -> dict[tuple[str, str], float]:
-        """Closed loop; returns each (model, work)'s capacity: its best median replies/s."""
-        capacity = {}
-        for work in self.settings.works:
-            servers = self.start(exact[work])
-            rates: dict[tuple[str, int], list[float]] = {}
-            for trial in range(self.settings.trials):
-                for level in self.settings.concurrency:
-                    for model, server in servers.items():
-                        settings = self.loadgen_settings(server, concurrency=level)
-                        run = measure(server, settings, "matrix", trial, None)
-                        results.add_run(run)
-                        rates.setdefault((model, level), []).append(
-                            run["loadgen"]["throughput_rps"]
-                        )
-                        self.report(run, f"c={level} t{trial + 1}")
+    def workload(self, spec: str, work: str, results: ResultsFile) -> None:
+        """One workload: its servers started, the matrix, then (if asked) the load sweep at
+        fractions of the capacity the matrix just measured, on the same servers."""
+        servers = self.start(work)
+        try:
+            capacity = self.matrix(servers, results)
+            if self.settings.load_sweep and spec in self.sweep_works():
+                self.load_sweep(servers, capacity, results)
+        finally:
             self.stop(servers, "matrix", results)
-            for model in servers:
-                capacity[(model, exact[work])] = max(
-                    statistics.median(rates[(model, level)]) for level in self.settings.concurrency
-                )
-        return capacity
+
+    def sweep_works(self) -> list[str]:
+        chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
+        return chosen or self.settings.works
+
+    def matrix(self, servers: dict[str, ServerProcess], results: ResultsFile) -> dict[str, float]:
+        """Closed loop; returns each model's capacity: its best median replies/s."""
+        rates: dict[tuple[str, int], list[float]] = {}
+        for trial in range(self.settings.trials):
+            for level in self.settings.concurrency:
+                for model, server in servers.items():
+                    settings = self.loadgen_settings(server, concurrency=level)
+                    run = measure(server, settings, "matrix", trial, None)
+                    results.add_run(run)
+                    rates.setdefault((model, level), []).append(run["loadgen"]["throughput_rps"])
+                    self.report(run, f"c={level} t{trial + 1}")
+        return {
+            model: max(statistics.median(rates[(model, level)])
+                       for level in self.settings.concurrency)
+            for model in servers
+        }  # fmt: skip
 
     def load_sweep(
-        self, exact: dict[str, str], capacity: dict[tuple[str, str], float], results: ResultsFile
+        self, servers: dict[str, ServerProcess], capacity: dict[str, float], results: ResultsFile
     ) -> None:
-        chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
-        for work in chosen or self.settings.works:
-            servers = self.start(exact[work])
-            for percent in self.settings.load_sweep:
-                for model, server in servers.items():
-                    rate = max(1.0, capacity[(model, exact[work])] * percent / 100)
-                    settings = self.loadgen_settings(
-                        server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
-                    )
-                    run = measure(server, settings, "load_sweep", 0, None)
-                    run["offered_percent"] = percent
-                    run["capacity_rps"] = capacity[(model, exact[work])]
-                    results.add_run(run)
-                    self.report(run, f"{percent}% load")
-            self.stop(servers, "load_sweep", results)
+        """Open loop at each percentage of each model's own capacity."""
+        for percent in self.settings.load_sweep:
+            for model, server in servers.items():
+                rate = max(1.0, capacity[model] * percent / 100)
+                settings = self.loadgen_settings(
+                    server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
+                )
+                run = measure(server, settings, "load_sweep", 0, None)
+                run["offered_percent"] = percent
+                run["capacity_rps"] = capacity[model]
+                results.add_run(run)
+                self.report(run, f"{percent}% load")
 
     def core_sweep(self, exact: dict[str, str], results: ResultsFile) -> None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -236,9 +248,8 @@ def run_bench(settings: BenchSettings) -> Path:
         print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
     bench = Bench(settings)
     try:
-        capacity = bench.matrix(exact, results)
-        if settings.load_sweep:
-            bench.load_sweep(exact, capacity, results)
+        for spec in settings.works:
+            bench.workload(spec, exact[spec], results)
         if settings.core_sweep:
             bench.core_sweep(exact, results)
     except KeyboardInterrupt:
@@ -251,6 +262,7 @@ def run_bench(settings: BenchSettings) -> Path:
     print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
-        record_timeline(folder, models=settings.models, metadata=results.data["metadata"],
-                        exact=exact, python=settings.python)  # fmt: skip
+        record_timeline(folder, models=settings.models, works=settings.timeline_works,
+                        metadata=results.data["metadata"], exact=exact,
+                        repeat=settings.timeline_repeat, python=settings.python)  # fmt: skip
     return folder

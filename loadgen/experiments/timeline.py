@@ -3,12 +3,12 @@
     python -m loadgen timeline [--burst N] [--repeat K] [--models a,b] [--work ...] [--out DIR]
     python -m loadgen timeline --from results/latest/timeline.json     # redraw a saved one
 
-Each model gets a fresh server with ``--trace``, alone on the machine: a warm-up, then
-``--repeat`` bursts (5) of N requests at once (by default as many as the machine has cores, so
-the contrast is clean); the median burst by duration is drawn. For ``cpu=2ms``, ``cpu=20ms``
-(longer than a 5 ms turn on the GIL) and ``io=5ms``: a panel per model and workload, one row
-per worker that handled a request, one bar per request from the start to the end of its work
-(``loadgen.views.timeline`` draws it).
+Each model gets a fresh server with ``--trace``, all started before the first burst: a
+warm-up, then ``--repeat`` bursts (5) of N requests at once (by default as many as the machine
+has cores, so the contrast is clean); the median burst by duration is kept. For ``cpu=2ms``,
+``cpu=20ms`` (longer than a 5 ms turn on the GIL) and ``io=5ms``: a panel per model and
+workload, one row per worker that handled a request, one bar per request from the start to the
+end of its work (``loadgen.views.timeline`` draws it).
 """
 
 from __future__ import annotations
@@ -61,45 +61,64 @@ def record(
     timeline's requests do the bench's work; anything missing is calibrated here.
     """
     exact = calibrate_works(works, exact).exact
-    traces: dict[str, dict[str, Any]] = {}
-    for spec in works:
-        traces[spec] = {}
-        for model in models:
-            traces[spec][model] = _traced_burst(model, exact[spec], burst, repeat, folder, python)
+    traces = {spec: _traced(models, exact[spec], burst, repeat, folder, python) for spec in works}
     return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
             "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
 
-def _traced_burst(
-    model: str, spec: str, burst: int, repeat: int, folder: Path, python: str | None
-) -> dict:
-    """Start ``model`` alone, warm it up, trace ``repeat`` bursts, stop it; return the trace of
-    the median burst (by how long it took), with every burst's duration beside it.
+def _traced(
+    models: list[str], spec: str, burst: int, repeat: int, folder: Path, python: str | None
+) -> dict[str, dict[str, Any]]:
+    """Every model's traced server started at once; then, one model at a time, a warm-up and
+    ``repeat`` bursts; then all stopped (each writes its trace as it stops).
 
-    One server at a time: another model still starting up (importing, forking) would steal the
-    CPU these bursts are meant to show. Several bursts, because one lasting a few milliseconds
-    is at the mercy of where the OS happens to place each worker; the median is a typical one.
+    Start-up (importing, forking) would steal the CPU the bursts are meant to show, so every
+    server is ready before the first burst; idle servers wait in recvfrom or their event loop
+    and cost nothing. Several bursts, because one lasting a few milliseconds is at the mercy of
+    where the OS happens to place each worker: the median one is kept, a typical one.
     """
-    trace_file = folder / f".trace-{model}.json"
-    args = [*model_args(model, spec, WORKERS), "--trace", str(trace_file)]
-    with ServerProcess(args, python=python) as server:
-        server.wait_ready()
-        address = server.address
-        # Warm-up: enough requests that every worker has run the code once (first runs pay
-        # for cold caches and the interpreter's specialisation).
-        _burst(address, max(burst, 2 * WORKERS))
-        starts = []
-        for _ in range(repeat):
-            time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
-            starts.append(time.monotonic_ns())
-            _burst(address, burst)
-        try:
-            server.stop()  # the stopped event comes once the trace is written
-            trace = json.loads(trace_file.read_text())
-        except ServerError as error:
-            raise RuntimeError(f"{model} did not stop cleanly; no trace ({error})") from None
-        finally:
-            trace_file.unlink(missing_ok=True)
+    files = {model: folder / f".trace-{model}.json" for model in models}
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for model in models:
+            args = [*model_args(model, spec, WORKERS), "--trace", str(files[model])]
+            servers[model] = ServerProcess(args, python=python)
+        for server in servers.values():
+            server.wait_ready()
+        starts = {
+            model: _bursts(server.address, burst, repeat) for model, server in servers.items()
+        }
+        return {model: _median_burst(_stopped_trace(server, files[model]), starts[model])
+                for model, server in servers.items()}  # fmt: skip
+    finally:
+        for model, server in servers.items():
+            server.close()
+            files[model].unlink(missing_ok=True)
+
+
+def _bursts(address: tuple[str, int], burst: int, repeat: int) -> list[int]:
+    """A warm-up, then ``repeat`` bursts of ``burst`` requests; when each began (ns)."""
+    # Warm-up: enough requests that every worker has run the code once (first runs pay for
+    # cold caches and the interpreter's specialisation).
+    _burst(address, max(burst, 2 * WORKERS))
+    starts = []
+    for _ in range(repeat):
+        time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
+        starts.append(time.monotonic_ns())
+        _burst(address, burst)
+    return starts
+
+
+def _stopped_trace(server: ServerProcess, trace_file: Path) -> dict[str, Any]:
+    try:
+        server.stop()  # the stopped event comes once the trace is written
+        return json.loads(trace_file.read_text())
+    except ServerError as error:
+        raise RuntimeError(f"{server.model} did not stop cleanly; no trace ({error})") from None
+
+
+def _median_burst(trace: dict[str, Any], starts: list[int]) -> dict[str, Any]:
+    """The trace cut to its median burst (by how long it took), every burst's duration beside."""
     bursts = []
     for began, until in zip(starts, [*starts[1:], None], strict=True):
         requests = [r for r in trace["requests"]

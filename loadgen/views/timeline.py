@@ -94,12 +94,12 @@ def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | Non
     return title
 
 
-def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
+def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:
+    """The whole figure: a column per workload, two rows (bars, cores strip) per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     works = list(data["traces"])
     models = ordered({m for traces in data["traces"].values() for m in traces})
@@ -116,53 +116,66 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
         for row, model in enumerate(models):
             bars, strip = axes[2 * row][column], axes[2 * row + 1][column]
             trace = traces.get(model)
-            colour, _ = style(model)
             if not trace or not trace["requests"]:
                 bars.set_axis_off()
                 strip.set_axis_off()
                 continue
-            t0 = trace["burst_ns"]
-            requests = trace["requests"]
-            # One lane per task where requests share a thread (gevent, asyncio), else per worker.
-            by_task = all(task_of(r) is not None for r in requests)
-            lane_of = task_of if by_task else (lambda r: r["worker"])
-            lanes = list(
-                dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r["start_ns"]))
-            )
-            for r in requests:
-                lane = lanes.index(lane_of(r))
-                start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
-                waited = (r["received_ns"] - t0) / 1e6
-                bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
-                for piece_start, piece_end, piece_share in pieces(r):
-                    bars.barh(lane, (piece_end - piece_start) / 1e6, left=(piece_start - t0) / 1e6,
-                              height=0.7, color=colour, alpha=0.15 + 0.85 * piece_share,
-                              linewidth=0)  # fmt: skip
-                bars.barh(lane, max(end - start, span / 400), left=start, height=0.7,
-                          fill=False, edgecolor=colour, linewidth=0.8)  # fmt: skip
-                if end - start > span / 12:
-                    bars.text((start + end) / 2, lane, f"{share(r):.0%}", ha="center",
-                              va="center", fontsize=7,
-                              bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
-                                    "pad": 1})  # fmt: skip
-            bars.set_yticks(range(len(lanes)),
-                            [f"task {i + 1}" if by_task else str(lane)
-                             for i, lane in enumerate(lanes)], fontsize=7)  # fmt: skip
-            bars.set_ylim(-0.6, len(lanes) - 0.4)
-            bars.invert_yaxis()
-            bars.set_xlim(0, span * 1.02)
-            bars.tick_params(labelbottom=False)
-            bars.set_ylabel(model, fontsize=10, color=colour, fontweight="bold")
-            xs, busy = cores_busy(requests, t0, cores)
-            strip.fill_between(xs, busy, step="post", color=colour, alpha=0.6)
-            strip.axhline(1, color="#333333", linestyle="--", linewidth=0.8)
-            strip.set_ylim(0, cores + 0.3)
-            strip.set_yticks(sorted({0, 1, cores}))
-            strip.set_xlim(0, span * 1.02)
-            strip.set_ylabel("cores", fontsize=7)
-            strip.tick_params(labelsize=7)
+            draw_requests(bars, model, trace, span)
+            draw_cores(strip, model, trace, span, cores)
         axes[0][column].set_title(column_title(spec, data, metadata), fontsize=10)
         axes[-1][column].set_xlabel("ms since the burst was sent")
+    explain(figure, metadata, cores)
+    return figure
+
+
+def draw_requests(bars: Any, model: str, trace: dict[str, Any], span: float) -> None:
+    """A lane per worker (or per task where requests share a thread), a bar per request."""
+    colour, _ = style(model)
+    t0, requests = trace["burst_ns"], trace["requests"]
+    by_task = all(task_of(r) is not None for r in requests)
+    lane_of = task_of if by_task else (lambda r: r["worker"])
+    lanes = list(dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r["start_ns"])))
+    for r in requests:
+        lane = lanes.index(lane_of(r))
+        start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
+        waited = (r["received_ns"] - t0) / 1e6
+        bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
+        for piece_start, piece_end, piece_share in pieces(r):
+            bars.barh(lane, (piece_end - piece_start) / 1e6, left=(piece_start - t0) / 1e6,
+                      height=0.7, color=colour, alpha=0.15 + 0.85 * piece_share,
+                      linewidth=0)  # fmt: skip
+        bars.barh(lane, max(end - start, span / 400), left=start, height=0.7, fill=False,
+                  edgecolor=colour, linewidth=0.8)  # fmt: skip
+        if end - start > span / 12:
+            bars.text((start + end) / 2, lane, f"{share(r):.0%}", ha="center", va="center",
+                      fontsize=7, bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
+                                        "pad": 1})  # fmt: skip
+    labels = [f"task {i + 1}" if by_task else str(lane) for i, lane in enumerate(lanes)]
+    bars.set_yticks(range(len(lanes)), labels, fontsize=7)
+    bars.set_ylim(-0.6, len(lanes) - 0.4)
+    bars.invert_yaxis()
+    bars.set_xlim(0, span * 1.02)
+    bars.tick_params(labelbottom=False)
+    bars.set_ylabel(model, fontsize=10, color=colour, fontweight="bold")
+
+
+def draw_cores(strip: Any, model: str, trace: dict[str, Any], span: float, cores: int) -> None:
+    """The strip under the bars: how many cores were busy, against the one-core line."""
+    colour, _ = style(model)
+    xs, busy = cores_busy(trace["requests"], trace["burst_ns"], cores)
+    strip.fill_between(xs, busy, step="post", color=colour, alpha=0.6)
+    strip.axhline(1, color="#333333", linestyle="--", linewidth=0.8)
+    strip.set_ylim(0, cores + 0.3)
+    strip.set_yticks(sorted({0, 1, cores}))
+    strip.set_xlim(0, span * 1.02)
+    strip.set_ylabel("cores", fontsize=7)
+    strip.tick_params(labelsize=7)
+
+
+def explain(figure: Any, metadata: dict[str, Any] | None, cores: int) -> None:
+    """Legend, title, how to read it and the stamp, in fixed heights whatever the figure's."""
+    from matplotlib.patches import Patch
+
     legend = [
         Patch(facecolor="#555555", alpha=1.0, label="dark: computing on a core"),
         Patch(facecolor="#555555", alpha=0.3,
@@ -174,13 +187,11 @@ def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None):
     figure.suptitle("Who runs when: each bar is one request, from the start to the end of its "
                     "work, one row per worker; the strip under it counts the cores busy",
                     x=0.01, ha="left", fontsize=12)  # fmt: skip
-    # The reading note and the stamp take a fixed height at the bottom, whatever the figure's.
     inch = 1 / figure.get_figheight()
     figure.text(0.01, 0.62 * inch, READING, fontsize=9, ha="left", va="top", wrap=True)
     if metadata:
         stamp(figure, metadata, f"cores available: {cores}")
     figure.tight_layout(rect=(0, 0.75 * inch, 1, 1 - 0.45 * inch))
-    return figure
 
 
 def redraw(saved: Path, out: Path | None = None) -> Path:
