@@ -7,11 +7,11 @@
 PYTHON ?= $(shell python3 loadgen/harness/pythons.py 2>/dev/null || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+INSTALLED := $(VENV)/.installed
 
 .PHONY: test lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy demo clean
 
-$(STAMP): pyproject.toml
+$(INSTALLED): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
 	@# nftables makes the lossy link of the network-namespace tests; without root or the
 	@# package registry they skip, saying why.
@@ -20,39 +20,39 @@ $(STAMP): pyproject.toml
 		>/dev/null 2>&1 || echo "nftables could not be installed: the lossy-link tests will skip"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	touch $(INSTALLED)
 
-test: $(STAMP)
+test: $(INSTALLED)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
 # make bench QUICK=1: a classroom-sized bench (under a minute); make bench FULL=1: more of all.
-bench: $(STAMP)
+bench: $(INSTALLED)
 	$(PY) -m loadgen bench $(if $(QUICK),--quick) $(if $(FULL),--full)
 
-bench-models: $(STAMP)
+bench-models: $(INSTALLED)
 	$(PY) tests/model_figures.py
 
 # The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
-demo: $(STAMP)
+demo: $(INSTALLED)
 	$(PY) -m loadgen demo
 
 # Start and stop every model 20 times, half of them during a flood: clean, quick, nothing left.
-bench-stop: $(STAMP)
+bench-stop: $(INSTALLED)
 	$(PY) tests/stop_figures.py
 
 # Overload each model at twice its capacity, then let off: memory, losses, kernel drops, recovery.
-bench-soak: $(STAMP)
+bench-soak: $(INSTALLED)
 	$(PY) -m loadgen soak
 
 # Every model on a test host of our own behind a lossy, then a narrow link (root, namespaces).
-bench-lossy: $(STAMP)
+bench-lossy: $(INSTALLED)
 	$(PY) -m loadgen lossy
 
-bench-loadgen: $(STAMP)
+bench-loadgen: $(INSTALLED)
 	$(PY) -m loadgen selftest
 
 clean:

@@ -129,6 +129,14 @@ PYTHON_HELP = ("run the servers under this interpreter (default: this one); mode
                "run are skipped with the reason")  # fmt: skip
 
 
+def _models_out_python(command: Any, out: bool = True) -> None:
+    """The options every experiment over the models shares."""
+    command.add_argument("--models", type=_names, help="comma-separated, default all")
+    if out:
+        command.add_argument("--out", type=Path, default=Path("results/latest"))
+    command.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
+
+
 def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="drive one server and report what it did")
     run.set_defaults(handler=cmd_run, interrupted="no result written")
@@ -194,11 +202,10 @@ def add_views(commands: Any) -> None:
 def add_classroom(commands: Any) -> None:
     demo = commands.add_parser("demo", help="every model live, one after another")
     demo.set_defaults(handler=cmd_demo, interrupted="every server stopped")
-    demo.add_argument("--models", type=_names, help="comma-separated, default all")
+    _models_out_python(demo, out=False)
     demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
     demo.add_argument("--seconds", type=_positive(float), default=2.0, help="per model")
     demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
-    demo.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
     timeline.set_defaults(handler=cmd_timeline,
                           interrupted="every server stopped; no timeline written")  # fmt: skip
@@ -215,21 +222,17 @@ def add_classroom(commands: Any) -> None:
 def add_stress(commands: Any) -> None:
     soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
     soak.set_defaults(handler=cmd_soak, interrupted="every server stopped; no soak.json written")
-    soak.add_argument("--models", type=_names, help="comma-separated, default all")
+    _models_out_python(soak)
     soak.add_argument("--work", type=_work, default="cpu=2ms", help="default: cpu=2ms")
     soak.add_argument("--overload-s", type=_positive(float), default=10.0)
     soak.add_argument("--recover-s", type=_positive(float), default=5.0)
-    soak.add_argument("--out", type=Path, default=Path("results/latest"))
-    soak.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
     lossy.set_defaults(handler=cmd_lossy, interrupted="every server and namespace removed")
-    lossy.add_argument("--models", type=_names, help="comma-separated, default all")
+    _models_out_python(lossy)
     lossy.add_argument("--loss", type=_positive(float), default=5.0, help="percent dropped")
     lossy.add_argument("--rate", default="256kbit", help="the narrow link's rate (tc syntax)")
     lossy.add_argument("--clients", type=_positive(int), default=16)
     lossy.add_argument("--seconds", type=_positive(float), default=3.0)
-    lossy.add_argument("--out", type=Path, default=Path("results/latest"))
-    lossy.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.set_defaults(handler=cmd_selftest, interrupted="the servers stopped")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -260,22 +263,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     except ValueError as error:
         raise UsageError(str(error)) from None
     host, port = args.target
-    return Settings(
-        host=host,
-        port=port,
-        mode=args.mode,
-        concurrency=args.concurrency,
-        rate=args.rate or 0.0,
-        arrival=args.arrival,
-        duration=args.duration,
-        warmup=args.warmup,
-        timeout=args.timeout,
-        payload_size=args.payload_size,
-        encoding=args.encoding,
-        prefix=args.prefix,
-        procs=args.procs,
-        seed=args.seed,
-    )
+    same = ("mode", "concurrency", "arrival", "duration", "warmup", "timeout", "payload_size",
+            "encoding", "prefix", "procs", "seed")  # fmt: skip
+    return Settings(host=host, port=port, rate=args.rate or 0.0,
+                    **{name: getattr(args, name) for name in same})  # fmt: skip
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -289,7 +280,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomically(args.json, result)
     if not args.quiet:
-        display.summary(result)
+        display.print_result(result)
     return 0
 
 

@@ -150,7 +150,7 @@ class Bench:
         )  # fmt: skip
         return replace(base, **changes)
 
-    def report(self, run: dict[str, Any], label: str) -> None:
+    def print_run(self, run: dict[str, Any], label: str) -> None:
         self.done += 1
         loadgen, server = run["loadgen"], run["server"]
         flag = "  (generator-limited)" if run["generator_limited"] else ""
@@ -188,7 +188,7 @@ class Bench:
                     run = measure(server, settings, "matrix", trial, None)
                     results.add_run(run)
                     rates.setdefault((model, level), []).append(run["loadgen"]["throughput_rps"])
-                    self.report(run, f"c={level} t{trial + 1}")
+                    self.print_run(run, f"c={level} t{trial + 1}")
         return {
             model: max(statistics.median(rates[(model, level)])
                        for level in self.settings.concurrency)
@@ -209,7 +209,7 @@ class Bench:
                 run["offered_percent"] = percent
                 run["capacity_rps"] = capacity[model]
                 results.add_run(run)
-                self.report(run, f"{percent}% load")
+                self.print_run(run, f"{percent}% load")
 
     def core_sweep(self, exact: dict[str, str], results: ResultsFile) -> None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -226,7 +226,7 @@ class Bench:
                     )
                     run = measure(server, settings, "core_sweep", trial, cores)
                     results.add_run(run)
-                    self.report(run, f"{count} core(s)")
+                    self.print_run(run, f"{count} core(s)")
             self.stop(servers, "core_sweep", results)
         if allowed:
             os.sched_setaffinity(0, allowed)

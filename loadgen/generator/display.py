@@ -57,7 +57,7 @@ def _line(counts: dict[str, int]) -> str:
     return f"sent {counts['sent']:,}  received {counts['received']:,}  lost {counts['lost']:,}"
 
 
-def summary(result: dict[str, Any]) -> None:
+def print_result(result: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"{result['mode']} loop against {result['target']}", show_header=False)
     table.add_column(style="bold")
