@@ -1,9 +1,10 @@
 """The echo-and-reply UDP server in every concurrency model, and what each model is.
 
-MODELS is the registry: name -> where its ``serve`` function lives, what it shows, how many
-workers it runs by default, and its traits: the colour and marker every figure draws it with,
-the demo's one-line captions, and what it is expected to show (does it compute in parallel, which
-waits does it overlap, what ``--workers`` means for it, is it the baseline). The views (figures,
+MODELS is the registry, read from the table in ``models.toml``: name -> where its ``serve``
+function lives, what it shows, how many workers it runs by default, and its traits: the colour
+and marker every figure draws it with, the demo's one-line captions, and what it is expected to
+show (does it compute in parallel, which waits does it overlap, what ``--workers`` means for it,
+is it the baseline). The views (figures,
 demo, timeline, report) read these traits, so adding a model touches ``servers/`` only.
 
 Model modules are imported only when chosen, so a missing gevent disables one entry, not the
@@ -18,14 +19,11 @@ import importlib.util
 import os
 import platform
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
-
-# Okabe & Ito's palette (2008): eight colours told apart with every common colour-vision
-# deficiency; each model also has its own marker, for print and for the colours that come close.
-OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
-             "#000000")  # fmt: skip
 
 # What a model's requests do with CPU work on several cores: "always" (separate GILs or
 # processes), "without_gil" (threads: only on a free-threaded build), "never" (one thread).
@@ -50,7 +48,7 @@ class Model:
     name: str
     target: str  # "module:function"
     summary: str
-    default_workers: int | None  # None: one per available core
+    default_workers: int | None = None  # None: one per available core
     # A module the model cannot run without; "a|b": any one of them will do.
     requires: str | None = None
     install: str | None = None  # how to get ``requires``, for the unavailable message
@@ -99,140 +97,20 @@ class Model:
         return getattr(importlib.import_module(module_name), function)
 
 
-MODELS: dict[str, Model] = {
-    model.name: model
-    for model in (
-        Model(
-            "blocking",
-            "servers.blocking:serve",
-            "one loop: recvfrom, handle, sendto; one request at a time",
-            default_workers=1,
-            colour=OKABE_ITO[0],
-            marker="o",
-            captions={
-                "cpu": "one request at a time: the baseline",
-                "io": "one {wait} wait at a time: about {most:,.0f} replies/s at most",
-                "block": "one {wait} wait at a time: about {most:,.0f} replies/s at most",
-            },
-            workers_meaning="one",
-            baseline=True,
-        ),
-        Model(
-            "threads",
-            "servers.threads:serve",
-            "N threads blocking in recvfrom on one socket; they share one GIL",
-            default_workers=8,
-            colour=OKABE_ITO[1],
-            marker="s",
-            captions={
-                "cpu": "{workers} threads, one GIL: do the cores get past 1?",
-                "io": "{workers} threads wait at the same time",
-                "block": "{workers} threads block at the same time: a blocked thread lets go "
-                "of the GIL",
-            },
-            parallel="without_gil",
-            overlaps=("io", "block"),
-        ),
-        Model(
-            "processes",
-            "servers.processes:serve",
-            "N forked processes blocking in recvfrom on one inherited socket; truly parallel",
-            default_workers=None,
-            colour=OKABE_ITO[2],
-            marker="^",
-            captions={
-                "cpu": "{workers} processes, a GIL each: watch the cores",
-                "io": "{workers} processes wait at the same time",
-                "block": "{workers} processes block at the same time",
-            },
-            parallel="always",
-            overlaps=("io", "block"),
-        ),
-        Model(
-            "procpool",
-            "servers.procpool:serve",
-            "one receive loop handing each datagram to a pool of N worker processes",
-            default_workers=None,
-            colour=OKABE_ITO[4],
-            marker="D",
-            captions={
-                "cpu": "a pool of processes behind one loop: parallel, plus a hop per request",
-                "io": "{workers} pool workers wait at the same time",
-                "block": "{workers} pool workers block at the same time",
-            },
-            parallel="always",
-            overlaps=("io", "block"),
-            hands_off=True,
-        ),
-        Model(
-            "subinterpreters",
-            "servers.subinterpreters:serve",
-            "one process, N sub-interpreters with a GIL each, on threads sharing one socket",
-            default_workers=None,
-            requires="concurrent.interpreters|backports.interpreters",
-            install="pip install 'backports.interpreters>=0.3' (Python 3.12 and 3.13)",
-            min_python=(3, 12),
-            min_python_why="sub-interpreters with their own GIL, PEP 684",
-            colour=OKABE_ITO[7],
-            marker="P",
-            captions={
-                "cpu": "{workers} interpreters, a GIL each, in ONE process: watch the cores",
-                "io": "{workers} interpreters wait at the same time",
-                "block": "{workers} interpreters block at the same time",
-            },
-            parallel="always",
-            overlaps=("io", "block"),
-        ),
-        Model(
-            "gevent",
-            "servers.greenlets:serve",
-            "one monkey-patched process, a greenlet per datagram, at most N at once",
-            default_workers=1000,
-            requires="gevent",
-            colour=OKABE_ITO[5],
-            marker="v",
-            captions={
-                "cpu": "greenlets switch only while waiting: CPU work waits its turn",
-                "io": "a greenlet per request: all {clients} wait at once, in one thread",
-                "block": "an unpatched sleep never switches: every greenlet waits for it",
-            },
-            overlaps=("io",),
-            workers_meaning="cap",
-        ),
-        Model(
-            "asyncio",
-            "servers.coroutines:serve",
-            "one thread, one asyncio event loop, a task per datagram, at most N at once",
-            default_workers=1000,
-            colour=OKABE_ITO[6],
-            marker="X",
-            captions={
-                "cpu": "one event loop: a computing task never awaits, so the rest wait",
-                "io": "a task per request: all {clients} await at once, in one thread",
-                "block": "a blocking call inside a coroutine stalls the loop: every task waits",
-            },
-            overlaps=("io",),
-            workers_meaning="cap",
-        ),
-        Model(
-            "uvloop",
-            "servers.coroutines:serve_uvloop",
-            "the asyncio model's server on uvloop's event loop (libuv)",
-            default_workers=1000,
-            requires="uvloop",
-            colour=OKABE_ITO[3],
-            marker="h",
-            captions={
-                "cpu": "a faster event loop, still one thread: CPU work waits its turn",
-                "io": "the asyncio server on libuv: all {clients} await at once",
-                "block": "a faster loop stalls all the same on a blocking call",
-            },
-            overlaps=("io",),
-            workers_meaning="cap",
-            variant_of="asyncio",
-        ),
-    )
-}
+def _read_registry() -> dict[str, Model]:
+    """models.toml, beside this file: one table per model, in the order every view uses."""
+    with open(Path(__file__).with_name("models.toml"), "rb") as file:
+        table = tomllib.load(file)
+    tuples = ("overlaps", "min_python")  # a frozen Model holds tuples, TOML gives lists
+    return {
+        name: Model(
+            name=name, **{key: tuple(v) if key in tuples else v for key, v in entry.items()}
+        )
+        for name, entry in table.items()
+    }
+
+
+MODELS: dict[str, Model] = _read_registry()
 
 
 def baseline() -> Model:
