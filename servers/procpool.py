@@ -95,5 +95,5 @@ def _check_in(_: int) -> int:
 
 
 def _handle(datagram: bytes):
-    reply, kind, timing = _server.handle(datagram)
+    reply, kind, timing = _server.respond(datagram)
     return reply, kind, os.getpid(), timing
