@@ -266,47 +266,6 @@ class Server:
         if self.trace is not None:
             self.trace.flush_part()
 
-    # -- the shared receive loop, while the models move to their own ------------------
-
-    def answer(self, datagram: bytes, address: Address, worker: int = 0) -> None:
-        """Handle one datagram and send the reply to its sender."""
-        try:
-            self.sock.sendto(self.handle(datagram, worker), address)
-        except OSError as error:
-            self.unsent(datagram, address, error, worker)
-
-    def send(
-        self, reply: bytes, kind: ErrorKind | None, address: Address, worker: int,
-        timing: dict | None = None,
-    ) -> None:  # fmt: skip
-        try:
-            self.sock.sendto(reply, address)
-        except OSError as error:  # a vanished route, a full buffer: count it, keep serving
-            self.counters.record_failure(worker)
-            log(f"{self.config.model}: reply to {address} failed: {error}")
-        else:
-            self.count(worker, kind, timing)
-
-    def recvfrom(self) -> tuple[bytes, Address]:
-        """One datagram and its sender; raises what recvfrom raises."""
-        return self.sock.recvfrom(self.bufsize)
-
-    def receive_loop(self, dispatch: Callable[[bytes, Address], Any]) -> None:
-        """recvfrom until the socket is shut down, handing each datagram to ``dispatch``."""
-        recvfrom, bufsize = self.sock.recvfrom, self.bufsize
-        while True:
-            try:
-                datagram, address = recvfrom(bufsize)
-            except OSError as error:
-                if self.stop_requested_at is not None:
-                    break  # gevent cancels the wait when the socket is shut down
-                log(f"{self.config.model}: recvfrom failed: {error}")
-                continue
-            if address is None:
-                break  # the socket was shut down for reading: stop requested
-            dispatch(datagram, address)
-        self.flush_trace()  # a forked worker or a sub-interpreter leaves its records
-
     # -- lifecycle ------------------------------------------------------------------------
 
     def count_per_worker(self, labels: Sequence[str], shared: bool = False) -> None:
