@@ -8,13 +8,21 @@ This is the baseline every other model is measured against: one core at most, an
 
 from __future__ import annotations
 
-from servers.runtime import Server
+from functools import partial
+
+from servers.runtime import SHUT_DOWN, Server
 
 
 def serve(server: Server) -> None:
     server.count_per_worker(["main"])
+    sock, handle = server.sock, server.handle
 
     server.ready()
-    server.receive_loop(server.answer)  # answers inline: the loop waits for every request
+    # recvfrom until it returns SHUT_DOWN: a stop request shut the socket down for reading
+    for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        try:
+            sock.sendto(handle(datagram), address)  # the next datagram waits for this reply
+        except OSError as error:  # a vanished route, a full buffer: counted, and on to the next
+            server.unsent(datagram, address, error)
 
     server.stopped()

@@ -21,7 +21,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 
-from servers.runtime import JOIN_POLL_S, Server, log
+from servers.runtime import JOIN_POLL_S, Address, Server, log
 
 
 def serve(server: Server) -> None:
@@ -44,43 +44,36 @@ def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) 
 
 
 async def _serve(server: Server) -> None:
-    loop = asyncio.get_running_loop()
-    server.sock.setblocking(False)
+    loop, sock = asyncio.get_running_loop(), server.sock
+    sock.setblocking(False)
     tasks: set[asyncio.Task] = set()  # strong references: the loop holds tasks weakly
     stop = asyncio.Event()
-    reading = False
 
-    async def answer(datagram: bytes, address: object) -> None:
+    def receive() -> None:  # the socket is readable: read what is queued, up to N in progress
+        while len(tasks) < server.workers and not stop.is_set():
+            try:
+                datagram, address = sock.recvfrom(server.bufsize)
+            except OSError as error:  # EAGAIN: the queue is empty; wait for the next readable
+                if not isinstance(error, BlockingIOError | InterruptedError):
+                    log(f"{server.config.model}: recvfrom failed: {error}")
+                return
+            tasks.add(loop.create_task(answer(datagram, address)))
+        loop.remove_reader(sock)  # N in progress (or stopping): the rest waits in the kernel
+
+    async def answer(datagram: bytes, address: Address) -> None:  # a task per datagram
         try:
-            reply, kind, timing = await server.handle_async(datagram)
-            server.send(reply, kind, address, 0, timing)
+            reply = await server.handle_async(datagram)  # the loop runs others while it awaits
+            try:
+                sock.sendto(reply, address)
+            except OSError as error:  # a full buffer, a vanished route: counted, serve on
+                server.unsent(datagram, address, error)
         except Exception as error:  # count it, keep serving (a cancel is not an Exception)
             server.counters.record_failure(0)
             log(f"{server.config.model}: request failed: {error!r}")
         finally:
             tasks.discard(asyncio.current_task())
-            if not stop.is_set():
-                watch(True)  # one place is free (again): read on
-
-    def receive() -> None:  # the socket is readable: read what is queued, up to N in progress
-        while len(tasks) < server.workers and not stop.is_set():
-            try:
-                datagram, address = server.recvfrom()
-            except (BlockingIOError, InterruptedError):
-                return  # the queue is empty: wait for the next readable
-            except OSError as error:
-                log(f"{server.config.model}: recvfrom failed: {error}")
-                return
-            tasks.add(loop.create_task(answer(datagram, address)))
-        watch(False)  # N in progress (or stopping): the rest waits in the kernel's buffer
-
-    def watch(on: bool) -> None:
-        nonlocal reading
-        if on and not reading:
-            loop.add_reader(server.sock, receive)
-        elif reading and not on:
-            loop.remove_reader(server.sock)
-        reading = on
+            if len(tasks) == server.workers - 1 and not stop.is_set():
+                loop.add_reader(sock, receive)  # it was full, so not reading: read on
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # run by the loop, between callbacks
         loop.add_signal_handler(stop_signal, lambda: (server.mark_stop(), stop.set()))
@@ -88,10 +81,10 @@ async def _serve(server: Server) -> None:
         stop.set()
 
     server.ready()
-    watch(True)
+    loop.add_reader(sock, receive)
     await stop.wait()
 
-    watch(False)  # stop reading; requests in progress get the grace period
+    loop.remove_reader(sock)  # stop reading; requests in progress get the grace period
     while tasks and server.grace_left() > 0:
         await asyncio.wait(tasks, timeout=min(JOIN_POLL_S, server.grace_left()))
     server.forced = len(tasks)

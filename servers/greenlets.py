@@ -23,7 +23,7 @@ import signal  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
-from servers.runtime import JOIN_POLL_S, Server, log  # noqa: E402
+from servers.runtime import JOIN_POLL_S, Address, Server, log  # noqa: E402
 
 
 def serve(server: Server) -> None:
@@ -49,11 +49,21 @@ def serve(server: Server) -> None:
 
 
 def _receive(server: Server, pool: Pool) -> None:
+    """The receiving greenlet: it spawns a greenlet per datagram, at most N at once."""
+    sock = server.sock
     while True:
         pool.wait_available()  # a free place first: the datagram below is never held at a switch
         try:
-            datagram, address = server.recvfrom()
+            datagram, address = sock.recvfrom(server.bufsize)  # yields to the others meanwhile
         except OSError as error:
             log(f"{server.config.model}: recvfrom failed: {error}")
             continue
-        pool.spawn(server.answer, datagram, address)  # a place is free: this never blocks
+        pool.spawn(_answer, server, datagram, address)  # a place is free: this never blocks
+
+
+def _answer(server: Server, datagram: bytes, address: Address) -> None:
+    """A greenlet per datagram: while its request waits (``io=``), the others run."""
+    try:
+        server.sock.sendto(server.handle(datagram), address)
+    except OSError as error:
+        server.unsent(datagram, address, error)

@@ -82,18 +82,22 @@ def serve(server: Server) -> None:
 
 def _answer_one(server: Server, stdin: _LineReader) -> bool:
     """Receive one datagram and reply to it; False once stdin has ended."""
-    datagram, address = server.sock.recvfrom(server.config.max_size + 1)
+    datagram, address = server.sock.recvfrom(server.bufsize)
     decoded = protocol.decode(datagram, server.config.max_size)
     if isinstance(decoded, protocol.Rejected):
         log(f"from {address}: {decoded.kind.value}, answered {decoded.reply.decode()!r}")
-        server.send(decoded.reply, decoded.kind, address, 0)
-        return True
-    log(f"from {address} [{decoded.codec}]: {printable(decoded.text)}")
-    print("reply> ", end="", file=sys.stderr, flush=True)
-    line = stdin.readline()
-    if line is None:
-        return False
-    # What the operator typed may hold characters the sender's codec lacks: "?" them.
-    reply = (server.config.prefix + line).encode(decoded.codec, "replace")
-    server.send(reply, None, address, 0)
+        reply, kind = decoded.reply, decoded.kind
+    else:
+        log(f"from {address} [{decoded.codec}]: {printable(decoded.text)}")
+        print("reply> ", end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        if line is None:
+            return False
+        # What the operator typed may hold characters the sender's codec lacks: "?" them.
+        reply, kind = (server.config.prefix + line).encode(decoded.codec, "replace"), None
+    server.count(0, kind)
+    try:
+        server.sock.sendto(reply, address)
+    except OSError as error:
+        server.unsent(datagram, address, error)
     return True

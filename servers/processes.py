@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing
 from functools import partial
 
-from servers.runtime import Server, become_worker_process
+from servers.runtime import SHUT_DOWN, Server, become_worker_process
 
 START_TIMEOUT_S = 30
 
@@ -47,7 +47,14 @@ def serve(server: Server) -> None:
 
 
 def _worker(server: Server, worker: int, all_started) -> None:
+    """A forked process: the blocking loop, with a GIL of its own; its counts are shared."""
     become_worker_process()
     if all_started is not None:  # a replacement starts alone
         all_started.wait(START_TIMEOUT_S)
-    server.receive_loop(partial(server.answer, worker=worker))
+    sock, handle = server.sock, server.handle
+    for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        try:
+            sock.sendto(handle(datagram, worker), address)
+        except OSError as error:
+            server.unsent(datagram, address, error, worker)
+    server.flush_trace()  # its trace records live in this process: leave them in a file

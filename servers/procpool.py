@@ -5,9 +5,9 @@ straight back to recvfrom; each reply is sent from a callback as soon as it is r
 overlap and finish out of order. The workers compute in parallel like ``processes``, but every
 request pays for two hops between processes (pickled, through pipes): with ``--work echo`` that
 toll is most of the cost, so a pool suits heavy requests, not tiny ones. At most
-PENDING_PER_WORKER requests per worker are in the pool; past that the kernel's buffer holds (or
-drops) the rest, as for every model. A worker that dies breaks the whole pool (the executor's
-rule): its requests count as failed, and a watcher replaces the pool within 0.1 s.
+PENDING_PER_WORKER requests per worker are in the pool; the kernel's buffer holds (or drops) the
+rest. A worker that dies breaks the whole pool (the executor's rule): its requests count as
+failed, and a watcher replaces the pool within 0.1 s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
-from servers.runtime import Address, Server, become_worker_process, kill_processes
+from servers.runtime import SHUT_DOWN, Address, Server, become_worker_process, kill_processes
 
 PENDING_PER_WORKER = 16
 START_TIMEOUT_S = 30
@@ -33,26 +33,19 @@ def serve(server: Server) -> None:
     pending = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
     lock = threading.RLock()  # callbacks run in the pool's thread; the watcher swaps the pool
 
-    def reply_when_done(future: Future, address: Address, workers: dict[int, int]) -> None:
-        with lock:
+    def send_reply(datagram: bytes, address: Address, workers: dict, future: Future) -> None:
+        with lock:  # in the pool's thread, once the worker's reply is back
             try:
-                reply, kind, pid, timing = future.result()
+                reply, kind, timing, pid = future.result()
             except Exception:  # its worker died: the request is lost, counted, the loop goes on
                 server.counters.record_failure(0)
             else:
-                server.send(reply, kind, address, workers[pid], timing)
+                server.count(workers[pid], kind, timing)
+                try:
+                    server.sock.sendto(reply, address)
+                except OSError as error:
+                    server.unsent(datagram, address, error, workers[pid])
         pending.release()
-
-    def dispatch(datagram: bytes, address: Address) -> None:
-        pending.acquire()
-        with lock:
-            try:
-                future = pool.submit(_handle, datagram)
-            except BrokenProcessPool as error:  # broke since the watcher last looked: lost
-                future = Future()
-                future.set_exception(error)
-            future.add_done_callback(partial(reply_when_done, address=address,
-                                             workers=worker_of_pid))  # fmt: skip
 
     def replace() -> None:
         nonlocal pool, worker_of_pid
@@ -62,7 +55,15 @@ def serve(server: Server) -> None:
 
     server.keep_replacing(lambda: bool(getattr(pool, "_broken", False)), replace)  # no public API
     server.ready(worker_pids=list(worker_of_pid))
-    server.receive_loop(dispatch)
+    for datagram, address in iter(partial(server.sock.recvfrom, server.bufsize), SHUT_DOWN):
+        pending.acquire()  # at most PENDING_PER_WORKER requests per worker in the pool
+        with lock:
+            try:
+                future = pool.submit(_respond, datagram)  # the hand-off: the loop goes on
+            except BrokenProcessPool as error:  # broke since the watcher last looked: lost
+                future = Future()
+                future.set_exception(error)
+            future.add_done_callback(partial(send_reply, datagram, address, worker_of_pid))
 
     if not server.drain(pending, server.workers * PENDING_PER_WORKER):  # every reply sent?
         server.forced = server.workers
@@ -94,6 +95,6 @@ def _check_in(_: int) -> int:
     return os.getpid()
 
 
-def _handle(datagram: bytes):
-    reply, kind, timing = _server.handle(datagram)
-    return reply, kind, os.getpid(), timing
+def _respond(datagram: bytes):
+    """In a pool worker: the reply, uncounted; the main process counts it and sends it."""
+    return *_server.respond(datagram), os.getpid()  # (reply, kind, timing, pid)

@@ -1,18 +1,21 @@
-"""What every model shares: binding, the receive loop, counting, events, and stopping cleanly.
+"""What every model shares: binding, handling a request, counting, events, stopping cleanly.
 
-A model module only arranges *who* runs ``Server.receive_loop`` and ``Server.answer``: one loop,
-N threads, N processes, a pool behind one loop, or a greenlet per datagram. Everything else is here,
-once, so that the model files differ only in what they demonstrate. A coroutine model runs its own
-receive loop on an event loop, and still takes the datagram (``recvfrom``), the reply
-(``handle_async``) and the sending (``send``) from here.
+Each model module writes its own loop, in its own words: it receives (``recvfrom``), calls
+``Server.handle`` (decode, do the work, build the reply, count it: one call, no socket), and
+sends the reply (``sendto``), or hands the datagram to someone who does. Everything the models
+share is here, once: the bound socket, the counters, the events, the stop, the supervision.
 
 Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down for reading. On
 Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every
-sub-interpreter sharing it (through a dup of its fd), and each returns ``(b"", None)`` once the
-queue is drained, so the datagrams already received are still answered. A real empty datagram
-always comes with an address, so the two never mix up. An event loop cannot stop that way (a
-non-blocking socket shut down while its reader is busy polls readable and answers EAGAIN
-forever): it calls ``mark_stop`` and stops reading itself.
+sub-interpreter sharing it (through a dup of its fd), and each returns ``SHUT_DOWN``,
+``(b"", None)``, once the queue is drained, so the datagrams already received are still
+answered. A real empty datagram always comes with an address, so the two never mix up. An
+event loop cannot stop that way (a non-blocking socket shut down while its reader is busy polls
+readable and answers EAGAIN forever): it calls ``mark_stop`` and stops reading itself.
+
+A blocking recvfrom on an unconnected UDP socket does not fail on Linux (ICMP errors are not
+reported to it), so the blocking loops do not guard it; a sendto can fail (a vanished route, a
+full buffer): every model catches that, and ``unsent`` counts it and logs it.
 
 A sub-interpreter shares no Python objects with the main one: it imports this module afresh
 (so nothing here may pull in an extension that refuses sub-interpreters: ctypes on 3.12,
@@ -34,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +60,9 @@ _FAILED = len(FIELDS) - 1
 
 Address = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
 Handled = tuple[bytes, ErrorKind | None, dict | None]  # the reply, its error if any, its timing
+# What recvfrom returns once the socket is shut down for reading: the stop. The blocking loops
+# say ``for datagram, address in iter(partial(sock.recvfrom, size), SHUT_DOWN)``.
+SHUT_DOWN = (b"", None)
 
 
 class StartError(Exception):
@@ -140,6 +146,11 @@ class Counters:
     def record_failure(self, worker: int) -> None:
         self._cells[worker * len(FIELDS) + _FAILED] += 1
 
+    def record_unsent(self, worker: int, kind: ErrorKind | None) -> None:
+        """A request recorded as ``kind`` whose reply could not be sent: it failed instead."""
+        self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] -= 1
+        self.record_failure(worker)
+
     def summary(self) -> dict[str, Any]:
         width = len(FIELDS)
         rows = {
@@ -171,40 +182,49 @@ class Server:
         self._deaths: list[float] = []  # when supervised workers ended unasked, recently
         self.died: list[str] | None = None  # who raised; stays None where a model cannot tell
         self.check_in_fd: int | None = None  # a sub-interpreter's end of CheckIns
-        self._bufsize = config.max_size + 1  # one byte more than allowed, to see oversize
+        self.bufsize = config.max_size + 1  # for recvfrom: one byte over the limit shows oversize
         self.trace: tracing.Trace | None = None
         if config.trace:
             header = {"model": config.model, "work": work.spec, "work_exact": work.exact_spec,
                       "workers": config.workers, "clock": "CLOCK_MONOTONIC, ns"}  # fmt: skip
             self.trace = tracing.Trace(Path(config.trace), header)
+            self.sock = StampingSocket(fileno=sock.detach())  # the same socket, stamping
 
-    # -- what a worker does -------------------------------------------------------------
+    # -- what a worker does between its recvfrom and its sendto ---------------------------
 
-    def handle(self, datagram: bytes) -> Handled:
-        """Decode, do the work, build the reply. Pure computation: no socket involved.
+    def handle(self, datagram: bytes, worker: int = 0) -> bytes:
+        """One request, all but the socket: decode it, do the work, build the reply, count it.
 
-        The third item is the request's timing when tracing (see ``servers.tracing``).
+        The wait (``io=``) sleeps the thread (a greenlet yields, under gevent). The request is
+        counted (``count``) as its reply is ready; if the reply cannot be sent, ``unsent``.
         """
-        steps = self._handling(datagram)
-        try:
-            while True:
-                next(steps)
-                self.work.wait()  # the thread sleeps (a greenlet yields, under gevent)
-        except StopIteration as done:
-            return done.value
+        for step in self._steps(datagram):
+            if step is None:
+                self.work.wait()
+        reply, kind, timing = step
+        self.count(worker, kind, timing)
+        return reply
 
-    async def handle_async(self, datagram: bytes) -> Handled:
+    async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes:
         """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""
-        steps = self._handling(datagram)
-        try:
-            while True:
-                next(steps)
+        for step in self._steps(datagram):
+            if step is None:
                 await self.work.wait_async()
-        except StopIteration as done:
-            return done.value
+        reply, kind, timing = step
+        self.count(worker, kind, timing)
+        return reply
 
-    def _handling(self, datagram: bytes) -> Generator[None, None, Handled]:
-        """Every step of one request, in one place; it yields where the request waits.
+    def respond(self, datagram: bytes) -> Handled:
+        """``handle`` without the counting, for a worker whose requests are counted where the
+        reply is sent (procpool's pool: the main process counts)."""
+        for step in self._steps(datagram):
+            if step is None:
+                self.work.wait()
+        return step
+
+    def _steps(self, datagram: bytes) -> Iterator[Handled | None]:
+        """Every step of one request, in one place: it yields None where the request waits,
+        then the request's reply, error kind and timing (``Handled``).
 
         The caller does the waiting its own way (sleep in a thread, await in a coroutine), so
         the decoding, the computation, the tracing and the reply exist once for every model,
@@ -217,56 +237,34 @@ class Server:
         else:
             cpu_ns, checkpoints = self.work.hold(measured=self.trace is not None)
             if self.work.io_seconds:
-                yield
+                yield None
             reply, kind = protocol.encode_reply(decoded, self.config.prefix), None
         if self.trace is None:
-            return reply, kind, None
-        return reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
-
-    def answer(self, datagram: bytes, address: Address, worker: int = 0) -> None:
-        """Handle one datagram and send the reply to its sender."""
-        reply, kind, timing = self.handle(datagram)
-        self.send(reply, kind, address, worker, timing)
-
-    def send(
-        self, reply: bytes, kind: ErrorKind | None, address: Address, worker: int,
-        timing: dict | None = None,
-    ) -> None:  # fmt: skip
-        try:
-            self.sock.sendto(reply, address)
-        except OSError as error:  # a vanished route, a full buffer: count it, keep serving
-            self.counters.record_failure(worker)
-            log(f"{self.config.model}: reply to {address} failed: {error}")
+            yield reply, kind, None
         else:
-            self.counters.record(worker, kind)
-            if timing is not None and self.trace is not None:
-                self.trace.record(self.counters.labels[worker], timing, time.monotonic_ns())
+            yield reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
 
-    def recvfrom(self) -> tuple[bytes, Address]:
-        """One datagram and its sender, stamped when tracing; raises what recvfrom raises."""
-        datagram, address = self.sock.recvfrom(self._bufsize)
-        if self.trace is not None and address is not None:
-            datagram = tracing.stamp(datagram)
-        return datagram, address
+    def count(self, worker: int, kind: ErrorKind | None, timing: dict | None = None) -> None:
+        """Count a request whose reply is ready, in ``worker``'s row: handled, or its error.
+        When tracing, record it too (``sent_ns``: now, as the reply goes to sendto)."""
+        self.counters.record(worker, kind)
+        if timing is not None and self.trace is not None:
+            self.trace.record(self.counters.labels[worker], timing, time.monotonic_ns())
 
-    def receive_loop(self, dispatch: Callable[[bytes, Address], Any]) -> None:
-        """recvfrom until the socket is shut down, handing each datagram to ``dispatch``."""
-        recvfrom, bufsize, trace = self.sock.recvfrom, self._bufsize, self.trace
-        while True:
-            try:
-                datagram, address = recvfrom(bufsize)
-            except OSError as error:
-                if self.stop_requested_at is not None:
-                    break  # gevent cancels the wait when the socket is shut down
-                log(f"{self.config.model}: recvfrom failed: {error}")
-                continue
-            if address is None:
-                break  # the socket was shut down for reading: stop requested
-            if trace is not None:
-                datagram = tracing.stamp(datagram)
-            dispatch(datagram, address)
-        if trace is not None:
-            trace.flush_part()  # a forked worker or a sub-interpreter leaves its records
+    def unsent(self, datagram: bytes, address: Address, error: OSError, worker: int = 0) -> None:
+        """The reply to ``datagram`` could not be sent (a vanished route, a full buffer): count
+        the request as failed instead of as answered, say so, and serve on."""
+        decoded = protocol.decode(datagram, self.config.max_size)  # its kind, as counted
+        self.counters.record_unsent(worker, getattr(decoded, "kind", None))
+        if self.trace is not None:
+            self.trace.forget(getattr(datagram, "received_ns", None))
+        log(f"{self.config.model}: reply to {address} failed: {error}")
+
+    def flush_trace(self) -> None:
+        """At the end of a worker whose trace records the main interpreter cannot see (a forked
+        process, a sub-interpreter): leave them in a part file, for ``stopped`` to merge."""
+        if self.trace is not None:
+            self.trace.flush_part()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -440,6 +438,19 @@ class Server:
         emit("stopped", model=self.config.model, forced=self.forced, **extra,
              **self.counters.summary())  # fmt: skip
         self.sock.close()
+
+
+class StampingSocket(socket.socket):
+    """A traced server's socket: each datagram remembers when recvfrom returned it.
+
+    Only made with ``--trace``, so an untraced server's loops call the plain socket's methods.
+    Under gevent this module is imported after the monkey-patching: ``socket.socket`` is then
+    gevent's cooperative socket, and so is this.
+    """
+
+    def recvfrom(self, *args: Any) -> tuple[bytes, Address]:
+        datagram, address = super().recvfrom(*args)
+        return (datagram if address is None else tracing.stamp(datagram)), address
 
 
 class CheckIns:

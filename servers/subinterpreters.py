@@ -7,14 +7,13 @@ longer take turns, because each holds a different GIL. What it costs: interprete
 Python objects, so each imports the server code afresh, and C extensions that keep global state
 (greenlet, hdrhistogram, ctypes on 3.12) refuse to load in one.
 
-Each interpreter runs the whole receive -> handle -> reply loop itself, on a dup of the bound
-socket's fd: a dup is the same kernel socket, so the kernel hands each datagram to one waiting
-reader, and ``request_stop``'s shutdown wakes every interpreter's recvfrom. The alternative, the
-main interpreter receiving and feeding the others through interpreter queues, would add a
-hand-over to every request (the 3.12 backport's queues pickle) and put one loop, on the main
-GIL, in front of all the cores, as ``procpool`` does with processes. Counts go to a shared
-mapping, so a worker that dies (raises) keeps its row; it is logged, listed as ``died`` in the
-stopped event, and replaced by a new interpreter (``Server.supervise``), while the others go on.
+Each interpreter runs the whole recvfrom -> handle -> sendto loop itself (``_worker``), on a dup
+of the socket's fd: the same kernel socket, so the kernel hands each datagram to one waiting
+reader, and ``request_stop``'s shutdown wakes them all. Feeding them from one receiving loop
+through interpreter queues would add a hand-over to every request (the 3.12 backport's queues
+pickle) and put one loop, on the main GIL, in front of all the cores, as ``procpool`` does.
+Counts go to a shared mapping, so a worker that dies (raises) keeps its row; it is logged,
+listed as ``died`` in the stopped event, and replaced by a new interpreter, while others go on.
 """
 
 from __future__ import annotations
@@ -22,8 +21,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from functools import partial
 
-from servers.runtime import CheckIns, Server, log
+from servers.runtime import SHUT_DOWN, CheckIns, Server, log
 
 START_TIMEOUT_S = 30
 # Runs in each new interpreter: find this package as the main interpreter does, then serve.
@@ -84,17 +84,16 @@ def _run(server: Server, interp, worker: int, check_ins: CheckIns) -> None:
 
 
 def _worker(handoff: str) -> None:
-    """Inside a sub-interpreter: rebuild the server on a dup of the socket, then serve."""
+    """Inside a sub-interpreter: rebuild the server on a dup of the socket; the blocking loop."""
     server, worker = Server.adopt(handoff)
-    die_on = os.environ.get(DIE_ON, "").encode()
-
-    def answer(datagram: bytes, address) -> None:
-        if die_on and datagram == die_on:
-            raise RuntimeError(f"{DIE_ON}: told to die on {datagram!r}")
-        server.answer(datagram, address, worker)
-
+    handle, die_on = server.handle, os.environ.get(DIE_ON, "").encode()
     server.check_in(worker)
-    try:
-        server.receive_loop(answer)
-    finally:
-        server.sock.close()
+    with server.sock as sock:  # this interpreter's dup, closed when the loop ends
+        for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+            if die_on and datagram == die_on:
+                raise RuntimeError(f"{DIE_ON}: told to die on {datagram!r}")
+            try:
+                sock.sendto(handle(datagram, worker), address)
+            except OSError as error:
+                server.unsent(datagram, address, error, worker)
+        server.flush_trace()  # its records live in this interpreter: leave them in a file

@@ -11,18 +11,13 @@ from __future__ import annotations
 import threading
 from functools import partial
 
-from servers.runtime import Server
+from servers.runtime import SHUT_DOWN, Server
 
 
 def serve(server: Server) -> None:
     server.count_per_worker([f"thread-{i}" for i in range(server.workers)])
     threads = [
-        threading.Thread(
-            target=server.receive_loop,
-            args=(partial(server.answer, worker=i),),
-            name=f"thread-{i}",
-            daemon=True,
-        )
+        threading.Thread(target=_thread, args=(server, i), name=f"thread-{i}", daemon=True)
         for i in range(server.workers)
     ]
     for thread in threads:
@@ -32,3 +27,13 @@ def serve(server: Server) -> None:
     server.join(threads)  # until a stop request shuts the socket down under them
 
     server.stopped()
+
+
+def _thread(server: Server, worker: int) -> None:
+    """What each thread does, all on the same socket: the blocking loop, N times over."""
+    sock, handle = server.sock, server.handle
+    for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        try:  # recvfrom and sendto let go of the GIL; handle holds it while it computes
+            sock.sendto(handle(datagram, worker), address)
+        except OSError as error:
+            server.unsent(datagram, address, error, worker)

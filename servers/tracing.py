@@ -2,11 +2,12 @@
 
 For every answered request: the worker (label, process id, OS thread id, task if any), and
 four instants on the system-wide monotonic clock, so processes can be compared: received (the
-recvfrom returned), work start, work end, reply sent; plus the CPU time the worker's thread
-spent on the request's computation (``time.thread_time``: a thread waiting for the GIL, or a
-greenlet sleeping, does not accumulate it). CPU over wall time is the request's share of a core.
-``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so far]`` at each
-boundary, so a reader can see when within the request its thread ran and when it waited.
+recvfrom returned), work start, work end, reply sent (handed to sendto); plus the CPU time the
+worker's thread spent on the request's computation (``time.thread_time``: a thread waiting for
+the GIL, or a greenlet sleeping, does not accumulate it). CPU over wall time is the request's
+share of a core. ``checkpoints`` break the computation into pieces, ``[monotonic_ns, cpu_ns so
+far]`` at each boundary, so a reader can see when within the request its thread ran and when it
+waited.
 
 ``task`` tells apart requests that share one thread: a number for the greenlet (gevent) or the
 asyncio task (asyncio, uvloop) that ran it, unique within the process; None elsewhere. Files
@@ -15,7 +16,7 @@ written before it was generalised name it ``greenlet``; ``task_of`` reads either
 It costs little: records are appended to a list in memory and written once, at stop. Workers
 that keep their records where the main interpreter cannot see them (a forked process; a
 sub-interpreter, which shares the pid) write their own part, ``FILE.part-<pid>-<thread>``,
-when their loop ends; the main interpreter merges the parts.
+when their loop ends (``Server.flush_trace``); the main interpreter merges the parts.
 """
 
 from __future__ import annotations
@@ -111,6 +112,14 @@ class Trace:
 
     def record(self, worker: str, timing: dict[str, Any], sent_ns: int) -> None:
         self.records.append({"worker": worker, **timing, "sent_ns": sent_ns})
+
+    def forget(self, received_ns: int | None) -> None:
+        """Take back the newest record of the request received at ``received_ns``: its reply
+        could not be sent after all, so it is failed, not answered."""
+        for i in range(len(self.records) - 1, -1, -1):
+            if self.records[i]["received_ns"] == received_ns:
+                del self.records[i]
+                return
 
     def flush_part(self) -> None:
         """In a worker: leave its records beside the trace file, named so no two collide."""

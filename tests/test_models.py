@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -113,6 +114,32 @@ def test_stopped_counts_equal_what_was_sent(start_server, model):
     assert stopped["errors"]["empty"] == 1
     assert sum(stopped["per_worker"].values()) == sent
     assert stopped["forced"] == 0
+
+
+def send_from_port_zero(address: tuple[str, int], payload: bytes) -> None:
+    """A datagram whose source port is 0 (a raw socket, so root): a reply to it cannot be sent
+    (Linux's sendto answers EINVAL for port 0), which is how a vanished route looks to a model."""
+    try:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    except PermissionError:
+        pytest.skip("a raw socket needs root (CAP_NET_RAW)")
+    with raw:  # the UDP header: source port 0, destination port, length, no checksum
+        raw.sendto(struct.pack("!HHHH", 0, address[1], 8 + len(payload), 0) + payload, address)
+
+
+@ALL_MODELS
+def test_a_reply_that_cannot_be_sent_is_counted_as_failed_and_serving_goes_on(
+    start_server, model, tmp_path
+):
+    trace_file = tmp_path / "trace.json"
+    server = start_server(model, "--trace", str(trace_file))
+    send_from_port_zero(server.address, b"nowhere to reply to")
+    for i in range(3):
+        assert exchange(server.address, f"after {i}".encode()) == f"{PREFIX}after {i}".encode()
+    stopped = server.stop()
+    assert (stopped["handled"], stopped["failed"], sum(stopped["errors"].values())) == (3, 1, 0)
+    assert "reply to ('127.0.0.1', 0) failed" in server.stderr
+    assert len(json.loads(trace_file.read_text())["requests"]) == 3  # sent replies only
 
 
 @ALL_MODELS
