@@ -29,7 +29,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,35 @@ def _precise_timers() -> None:
         ctypes.CDLL(None).prctl(pr_set_timerslack, 1000)
 
 
+def _open_sockets(settings: Settings, n: int) -> tuple[list[socket.socket], select.epoll]:
+    """``n`` connected, non-blocking UDP sockets (one a client, so each its own source port),
+    all registered for reading with one epoll."""
+    family = _family(settings.host)
+    socks = []
+    for _ in range(n):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.connect((settings.host, settings.port))  # replies from anyone else are ignored
+        sock.setblocking(False)
+        socks.append(sock)
+    poller = select.epoll()
+    for sock in socks:
+        poller.register(sock.fileno(), select.EPOLLIN)
+    return socks, poller
+
+
+def _arrivals(settings: Settings, part: int, n: int, start_ns: int) -> Iterator[float]:
+    """Open loop: when this part's requests are scheduled (time.monotonic_ns, from ``start_ns``)
+    at its share of the rate, evenly spaced or as Poisson arrivals."""
+    rate = settings.rate * n / settings.concurrency
+    rng = random.Random(settings.seed + part)
+    poisson = settings.arrival == "poisson"
+    interval_ns = 1e9 / rate if rate else 0.0
+    scheduled = float(start_ns)
+    while True:
+        yield scheduled
+        scheduled += rng.expovariate(rate) * 1e9 if poisson else interval_ns
+
+
 def run_part(
     settings: Settings,
     part: int,
@@ -95,17 +124,8 @@ def run_part(
     codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
     client_ids = settings.clients_of(part)
     n = len(client_ids)
-    family = _family(settings.host)
-    socks = []
-    for _ in client_ids:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.connect((settings.host, settings.port))  # replies from anyone else are ignored
-        sock.setblocking(False)
-        socks.append(sock)
+    socks, poller = _open_sockets(settings, n)
     index_of_fd = {sock.fileno(): k for k, sock in enumerate(socks)}
-    poller = select.epoll()
-    for sock in socks:
-        poller.register(sock.fileno(), select.EPOLLIN)
 
     closed = settings.mode == "closed"
     timeout_ns = int(settings.timeout * 1e9)
@@ -225,11 +245,8 @@ def run_part(
     # Warm-up: the same load, counted nowhere: until the boundary no sequence number is measured.
     while time.monotonic_ns() < start_ns:
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-    rng = random.Random(settings.seed + part)
-    part_rate = settings.rate * n / settings.concurrency if not closed else 0.0
-    interval_ns = 1e9 / part_rate if part_rate else 0.0
-    poisson = settings.arrival == "poisson"
-    next_scheduled = float(start_ns)
+    arrivals = _arrivals(settings, part, n, start_ns)
+    next_scheduled = next(arrivals)
     scheduled_count = 0
     cpu_at_start = wall_at_start = 0.0
     wall_at_end: float | None = None
@@ -279,10 +296,7 @@ def run_part(
             while next_scheduled <= now and next_scheduled < end_ns:
                 send(scheduled_count % n, int(next_scheduled))
                 scheduled_count += 1
-                if poisson:
-                    next_scheduled += rng.expovariate(part_rate) * 1e9
-                else:
-                    next_scheduled += interval_ns
+                next_scheduled = next(arrivals)
         if now >= next_housekeeping:
             next_housekeeping = now + HOUSEKEEPING_NS
             while fifo and fifo[0][0] + timeout_ns <= now:
