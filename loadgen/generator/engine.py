@@ -108,6 +108,60 @@ def _arrivals(settings: Settings, part: int, n: int, start_ns: int) -> Iterator[
         scheduled += rng.expovariate(rate) * 1e9 if poisson else interval_ns
 
 
+class _Window:
+    """The phases of a run in time (warm-up, measured window, drain), and what the window cost.
+
+    In the drain, after the measured time, nothing more is sent: the engine waits for what is in
+    flight until each request is answered or times out.
+    """
+
+    def __init__(self, settings: Settings, start_ns: int, on_window: Callable[[str], None] | None):
+        self.start_ns = start_ns
+        self.measure_ns = start_ns + int(settings.warmup * 1e9)
+        self.end_ns = self.measure_ns + int(settings.duration * 1e9)
+        self.timeout_ns = int(settings.timeout * 1e9)
+        self.on_window = on_window
+        self.measuring = self.ended = False
+        self.cpu_at_start = self.wall_at_start = self.cpu_at_end = self.wall_at_end = 0.0
+        self.settled_ns: int | None = None  # in the drain: when nothing measured was in flight
+
+    def open(self) -> None:
+        """Start the window's clocks and tell ``on_window``."""
+        self.measuring = True
+        self.cpu_at_start, self.wall_at_start = time.process_time(), time.monotonic()
+        if self.on_window:
+            self.on_window("start")
+
+    def close(self) -> None:
+        """Stop the window's clocks and tell ``on_window``, the first time only."""
+        if not self.ended:
+            self.ended = True
+            self.wall_at_end, self.cpu_at_end = time.monotonic(), time.process_time()
+            if self.on_window:
+                self.on_window("end")
+
+    def drained(self, now: int, pending: int) -> bool:
+        """In the drain (it closes the window): is it over? It is a linger after no measured
+        request is ``pending`` any more, or a timeout after the end at the latest."""
+        self.close()
+        if pending == 0 and self.settled_ns is None:
+            self.settled_ns = now  # all answered: linger a moment for duplicates still on the way
+        if self.settled_ns is not None and now >= self.settled_ns + LINGER_NS:
+            return True
+        return now >= self.end_ns + self.timeout_ns
+
+    def wait_until(self, now: int) -> int:
+        """The latest a loop may sleep to: the window's end, or in the drain the linger's."""
+        return self.end_ns if now < self.end_ns else (self.settled_ns or now) + LINGER_NS
+
+    def elapsed_s(self) -> float:
+        return self.wall_at_end - self.wall_at_start if self.measuring else 0.0
+
+    def cpu_s(self) -> float:
+        """The CPU time this process used in the window (like the server's)."""
+        return self.cpu_at_end - self.cpu_at_start if self.measuring else 0.0
+
+
 def run_part(
     settings: Settings,
     part: int,
@@ -128,9 +182,8 @@ def run_part(
     index_of_fd = {sock.fileno(): k for k, sock in enumerate(socks)}
 
     closed = settings.mode == "closed"
-    timeout_ns = int(settings.timeout * 1e9)
-    measure_ns = start_ns + int(settings.warmup * 1e9)
-    end_ns = measure_ns + int(settings.duration * 1e9)
+    window = _Window(settings, start_ns, on_window)
+    timeout_ns, measure_ns, end_ns = window.timeout_ns, window.measure_ns, window.end_ns
     never = 1 << 62
 
     outstanding: list[dict[int, tuple[int, int, bytes]]] = [{} for _ in range(n)]
@@ -195,7 +248,6 @@ def run_part(
             if closed and now < end_ns:
                 send(k, time.monotonic_ns())
             return
-        measuring = now >= measure_ns
         if seq is not None and seq in timed_out[k]:
             timed_out[k].discard(seq)
             if seq >= first_measured[k]:
@@ -205,7 +257,7 @@ def run_part(
                 counts["duplicate"] += 1
         else:
             verdict = wire.classify_unmatched(reply)
-            if measuring:
+            if now >= measure_ns:
                 counts[verdict.value] += 1
             if closed and verdict is wire.Verdict.SERVER_ERROR and outstanding[k]:
                 # The one request in flight was refused: it will never be answered.
@@ -232,14 +284,14 @@ def run_part(
         series.append({"second": len(series), **second, "histogram": stats.encode(corrected)})
         second.update(sent=0, replies=0, lost=0)
 
-    def report(measuring: bool) -> None:
+    def report() -> None:
         if progress is not None:
             base = part * len(PROGRESS_FIELDS)
             progress[base : base + 4] = [
                 counts["sent"],
                 counts["received"],
                 counts["lost"],
-                int(measuring),
+                int(window.measuring),
             ]
 
     # Warm-up: the same load, counted nowhere: until the boundary no sequence number is measured.
@@ -248,21 +300,13 @@ def run_part(
     arrivals = _arrivals(settings, part, n, start_ns)
     next_scheduled = next(arrivals)
     scheduled_count = 0
-    cpu_at_start = wall_at_start = 0.0
-    wall_at_end: float | None = None
-    settled_ns: int | None = None
-    cpu_at_end = 0.0
 
     def begin_measuring() -> None:
-        nonlocal cpu_at_start, wall_at_start
         for k in range(n):
             first_measured[k] = next_seq[k]
-        cpu_at_start, wall_at_start = time.process_time(), time.monotonic()
-        if on_window:
-            on_window("start")
+        window.open()
 
-    measuring = settings.warmup <= 0
-    if measuring:
+    if settings.warmup <= 0:
         begin_measuring()
     if closed:
         for k in range(n):
@@ -278,19 +322,9 @@ def run_part(
     gc.disable()  # the loop makes no reference cycles; a collector pause would be a fake stall
     while True:
         now = time.monotonic_ns()
-        if now >= end_ns:  # the drain: no more sends; wait for what is in flight, or its timeout
-            if wall_at_end is None:
-                wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
-                if on_window:
-                    on_window("end")
-            if pending[0] == 0 and settled_ns is None:
-                settled_ns = now  # all answered: linger a moment for duplicates still on the way
-            if (settled_ns is not None and now >= settled_ns + LINGER_NS) or (
-                now >= end_ns + timeout_ns
-            ):
-                break
-        if not measuring and now >= measure_ns:
-            measuring = True
+        if now >= end_ns and window.drained(now, pending[0]):
+            break
+        if not window.measuring and now >= measure_ns:
             begin_measuring()
         if not closed:
             while next_scheduled <= now and next_scheduled < end_ns:
@@ -303,17 +337,14 @@ def run_part(
                 _, k, seq = fifo.popleft()
                 if seq in outstanding[k]:
                     expire(k, seq)
-            if measuring and now >= next_second:
+            if window.measuring and now >= next_second:
                 next_second += 1_000_000_000
                 roll_second()
                 latency_counts = latency.counts
             if now >= next_progress:
                 next_progress = now + PROGRESS_NS
-                report(measuring)
-        if now >= end_ns:
-            horizon = min(next_housekeeping, (settled_ns or now) + LINGER_NS)
-        else:
-            horizon = min(next_housekeeping, end_ns)
+                report()
+        horizon = min(next_housekeeping, window.wait_until(now))
         if closed:
             events = poller.poll(max(0.0, (horizon - now) / 1e9))
         else:
@@ -353,27 +384,21 @@ def run_part(
                 if closed:
                     break
 
-    if wall_at_end is None:
-        wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
-        if on_window and measuring:
-            on_window("end")
-    elapsed = wall_at_end - wall_at_start if measuring else 0.0
-    cpu = cpu_at_end - cpu_at_start if measuring else 0.0  # the window's, like the server's
     gc.enable()
-    if measuring:
+    if window.measuring:
         roll_second()  # the last, partial second
         if series and series[-1]["replies"] == 0 and series[-1]["sent"] == 0:
             series.pop()
     in_flight = pending[0]
-    report(measuring)
+    report()
     poller.close()
     for sock in socks:
         sock.close()
     return {
         "part": part,
         "clients": n,
-        "elapsed_s": elapsed,
-        "cpu_s": cpu,
+        "elapsed_s": window.elapsed_s(),
+        "cpu_s": window.cpu_s(),
         "counts": counts | {"in_flight": in_flight},
         "latency": stats.encode(totals["latency"]),
         "uncorrected": stats.encode(totals["uncorrected"]) if not closed else "",
