@@ -179,6 +179,10 @@ def run_part(
 
     ``on_window("start")`` and ``on_window("end")`` are called as the measured window opens and
     closes, so a caller can sample the server over exactly that window.
+
+    The pieces: a _Window (the phases in time and the window's clocks), _Clients (the sockets,
+    the requests in flight, the booking of each send, reply and timeout) with its _Record (what
+    is counted), and the hot loop, _closed_loop or _open_loop.
     """
     _precise_timers()
     window = _Window(settings, start_ns, on_window)
@@ -314,9 +318,8 @@ class _Clients:
         self.next_seq = [0] * n
         self.newest_reply = [b""] * n  # closed loop: the reply the one request in flight must get
         self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
-        self.fifo: collections.deque[tuple[int, int, int]] = (
-            collections.deque()
-        )  # (sent_ns, k, seq)
+        # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
+        self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
         self.record = _Record()
         self.next_second = window.measure_ns + 1_000_000_000
         self.next_progress = window.start_ns
