@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from loadgen.generator import stats, wire
+from loadgen.generator import engine, stats, wire
 from servers import MODELS
 
 RESULT_KEYS = {
@@ -247,6 +247,42 @@ def test_result_has_the_documented_keys_and_gbk_works(start_server, tmp_path):
     assert result["received"] > 0 and result["corrupt"] == 0
     assert result["series"]
     assert {"replies", "p50_us", "p99_us", "lost"} <= result["series"][0].keys()
+
+
+PART_KEYS = {
+    "part", "clients", "elapsed_s", "cpu_s", "counts", "latency", "uncorrected", "lag", "series",
+}  # fmt: skip
+COUNT_KEYS = {
+    "sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors", "socket_errors",
+    "in_window", "in_flight",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_one_part_calls_on_window_around_the_window_and_reports_its_totals(start_server, mode):
+    """engine.run_part as runner.run and run_here use it: on_window("start") then ("end"), once
+    each and a duration apart; its last totals in its row of the progress array."""
+    server = start_server("blocking")
+    settings = engine.Settings(
+        "127.0.0.1", server.ready["port"], mode=mode, concurrency=4, rate=400, warmup=0.2,
+        duration=0.6, timeout=0.2, procs=2,
+    )  # fmt: skip
+    edges: list[tuple[str, float]] = []
+    progress = [-1] * (2 * len(engine.PROGRESS_FIELDS))
+    part = engine.run_part(
+        settings, 1, time.monotonic_ns() + 2_000_000, progress,
+        on_window=lambda edge: edges.append((edge, time.monotonic())),
+    )  # fmt: skip
+    assert [edge for edge, _ in edges] == ["start", "end"]
+    assert edges[1][1] - edges[0][1] == pytest.approx(0.6, abs=0.05)
+    assert part["elapsed_s"] == pytest.approx(0.6, abs=0.05)
+    assert part.keys() == PART_KEYS and part["counts"].keys() == COUNT_KEYS
+    counts = part["counts"]
+    assert part["part"] == 1 and part["clients"] == 2 and counts["received"] > 0
+    assert counts["sent"] == counts["received"] + counts["lost"] + counts["in_flight"]
+    assert progress == [-1] * 4 + [counts["sent"], counts["received"], counts["lost"], 1]
+    assert sum(second["replies"] for second in part["series"]) == counts["received"]
+    assert bool(part["lag"]) is bool(part["uncorrected"]) is (mode == "open")
 
 
 def free_udp_port() -> int:

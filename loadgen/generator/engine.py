@@ -29,7 +29,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,12 @@ HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at
 PROGRESS_NS = 250_000_000
 LINGER_NS = 30_000_000  # after the last reply, how long stray duplicates are still counted
 PROGRESS_FIELDS = ("sent", "received", "lost", "measuring")
+NEVER = 1 << 62
+# "in_window": verified replies that arrived within the measured window, whenever their
+# request was sent: the throughput. (Counting only requests sent in the window would miss the
+# replies to those in flight as it opens: a whole round trip's worth when latency is long.)
+COUNTS = ("sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors")
+COUNTS += ("socket_errors", "in_window")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,89 @@ def _precise_timers() -> None:
         ctypes.CDLL(None).prctl(pr_set_timerslack, 1000)
 
 
+def _open_sockets(settings: Settings, n: int) -> tuple[list[socket.socket], select.epoll]:
+    """``n`` connected, non-blocking UDP sockets (one a client, so each its own source port),
+    all registered for reading with one epoll."""
+    family = _family(settings.host)
+    socks = []
+    for _ in range(n):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.connect((settings.host, settings.port))  # replies from anyone else are ignored
+        sock.setblocking(False)
+        socks.append(sock)
+    poller = select.epoll()
+    for sock in socks:
+        poller.register(sock.fileno(), select.EPOLLIN)
+    return socks, poller
+
+
+def _arrivals(settings: Settings, part: int, n: int, start_ns: int) -> Iterator[float]:
+    """Open loop: when this part's requests are scheduled (time.monotonic_ns, from ``start_ns``)
+    at its share of the rate, evenly spaced or as Poisson arrivals."""
+    rate = settings.rate * n / settings.concurrency
+    rng = random.Random(settings.seed + part)
+    poisson = settings.arrival == "poisson"
+    interval_ns = 1e9 / rate if rate else 0.0
+    scheduled = float(start_ns)
+    while True:
+        yield scheduled
+        scheduled += rng.expovariate(rate) * 1e9 if poisson else interval_ns
+
+
+class _Window:
+    """The phases of a run in time (warm-up, measured window, drain), and what the window cost.
+
+    In the drain, after the measured time, nothing more is sent: the engine waits for what is in
+    flight until each request is answered or times out.
+    """
+
+    def __init__(self, settings: Settings, start_ns: int, on_window: Callable[[str], None] | None):
+        self.start_ns = start_ns
+        self.measure_ns = start_ns + int(settings.warmup * 1e9)
+        self.end_ns = self.measure_ns + int(settings.duration * 1e9)
+        self.timeout_ns = int(settings.timeout * 1e9)
+        self.on_window = on_window
+        self.measuring = self.ended = False
+        self.cpu_at_start = self.wall_at_start = self.cpu_at_end = self.wall_at_end = 0.0
+        self.settled_ns: int | None = None  # in the drain: when nothing measured was in flight
+
+    def open(self) -> None:
+        """Start the window's clocks and tell ``on_window``."""
+        self.measuring = True
+        self.cpu_at_start, self.wall_at_start = time.process_time(), time.monotonic()
+        if self.on_window:
+            self.on_window("start")
+
+    def close(self) -> None:
+        """Stop the window's clocks and tell ``on_window``, the first time only."""
+        if not self.ended:
+            self.ended = True
+            self.wall_at_end, self.cpu_at_end = time.monotonic(), time.process_time()
+            if self.on_window:
+                self.on_window("end")
+
+    def drained(self, now: int, pending: int) -> bool:
+        """In the drain (it closes the window): is it over? It is a linger after no measured
+        request is ``pending`` any more, or a timeout after the end at the latest."""
+        self.close()
+        if pending == 0 and self.settled_ns is None:
+            self.settled_ns = now  # all answered: linger a moment for duplicates still on the way
+        if self.settled_ns is not None and now >= self.settled_ns + LINGER_NS:
+            return True
+        return now >= self.end_ns + self.timeout_ns
+
+    def wait_until(self, now: int) -> int:
+        """The latest a loop may sleep to: the window's end, or in the drain the linger's."""
+        return self.end_ns if now < self.end_ns else (self.settled_ns or now) + LINGER_NS
+
+    def elapsed_s(self) -> float:
+        return self.wall_at_end - self.wall_at_start if self.measuring else 0.0
+
+    def cpu_s(self) -> float:
+        """The CPU time this process used in the window (like the server's)."""
+        return self.cpu_at_end - self.cpu_at_start if self.measuring else 0.0
+
+
 def run_part(
     settings: Settings,
     part: int,
@@ -90,224 +179,114 @@ def run_part(
 
     ``on_window("start")`` and ``on_window("end")`` are called as the measured window opens and
     closes, so a caller can sample the server over exactly that window.
+
+    The pieces: a _Window (the phases in time and the window's clocks), _Clients (the sockets,
+    the requests in flight, the booking of each send, reply and timeout) with its _Record (what
+    is counted), and the hot loop, _closed_loop or _open_loop.
     """
     _precise_timers()
-    codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
-    client_ids = settings.clients_of(part)
-    n = len(client_ids)
-    family = _family(settings.host)
-    socks = []
-    for _ in client_ids:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.connect((settings.host, settings.port))  # replies from anyone else are ignored
-        sock.setblocking(False)
-        socks.append(sock)
-    index_of_fd = {sock.fileno(): k for k, sock in enumerate(socks)}
-    poller = select.epoll()
-    for sock in socks:
-        poller.register(sock.fileno(), select.EPOLLIN)
-
-    closed = settings.mode == "closed"
-    timeout_ns = int(settings.timeout * 1e9)
-    measure_ns = start_ns + int(settings.warmup * 1e9)
-    end_ns = measure_ns + int(settings.duration * 1e9)
-    never = 1 << 62
-
-    outstanding: list[dict[int, tuple[int, int, bytes]]] = [{} for _ in range(n)]
-    timed_out: list[set[int]] = [set() for _ in range(n)]
-    next_seq = [0] * n
-    newest_reply = [b""] * n  # closed loop: the reply the one request in flight must get
-    first_measured = [never] * n  # a request counts if its sequence number is at least this
-    fifo: collections.deque[tuple[int, int, int]] = collections.deque()  # (sent_ns, k, seq)
-    counts = dict.fromkeys(
-        ("sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors"), 0
-    )
-    counts["socket_errors"] = 0
-    # Verified replies that arrived within the measured window, whenever their request was
-    # sent: the throughput. (Counting only requests sent in the window would miss the replies
-    # to those in flight as it opens: a whole round trip's worth when latency is long.)
-    counts["in_window"] = 0
-    pending = [0]  # measured requests neither answered nor lost yet
-    latency, uncorrected, lag = stats.Tally(), stats.Tally(), stats.Tally()
-    totals = {"latency": stats.new_histogram(), "uncorrected": stats.new_histogram()}
-    total_lag = stats.new_histogram()
-    second = {"sent": 0, "replies": 0, "lost": 0}
-    series: list[dict[str, Any]] = []
-
-    def send(k: int, scheduled_ns: int) -> None:
-        seq = next_seq[k]
-        next_seq[k] = seq + 1
-        request = codec.request(client_ids[k], seq)
-        if closed:
-            newest_reply[k] = codec.expected_reply(request)
-        sent_ns = time.monotonic_ns()
-        try:
-            socks[k].send(request)
-        except OSError:
-            counts["socket_errors"] += 1
-        outstanding[k][seq] = (scheduled_ns, sent_ns, request)
-        fifo.append((sent_ns, k, seq))
-        if seq >= first_measured[k]:
-            counts["sent"] += 1
-            second["sent"] += 1
-            pending[0] += 1
-            if not closed:
-                lag_us = (sent_ns - scheduled_ns) // 1000
-                lag.counts[lag_us] = lag.counts.get(lag_us, 0) + 1
-
-    def on_reply(k: int, reply: bytes, now: int) -> None:
-        seq = codec.sequence_of(reply, client_ids[k])
-        entry = outstanding[k].get(seq) if seq is not None else None
-        if entry is not None and reply == codec.expected_reply(entry[2]):
-            del outstanding[k][seq]
-            newest_reply[k] = b""
-            if measure_ns <= now < end_ns:
-                counts["in_window"] += 1
-            if seq >= first_measured[k]:
-                counts["received"] += 1
-                pending[0] -= 1
-                second["replies"] += 1
-                micros = (now - entry[0]) // 1000
-                latency.counts[micros] = latency.counts.get(micros, 0) + 1
-                if not closed:
-                    micros = (now - entry[1]) // 1000
-                    uncorrected.counts[micros] = uncorrected.counts.get(micros, 0) + 1
-            if closed and now < end_ns:
-                send(k, time.monotonic_ns())
-            return
-        measuring = now >= measure_ns
-        if seq is not None and seq in timed_out[k]:
-            timed_out[k].discard(seq)
-            if seq >= first_measured[k]:
-                counts["late"] += 1
-        elif seq is not None and seq < next_seq[k] and entry is None:
-            if seq >= first_measured[k]:
-                counts["duplicate"] += 1
-        else:
-            verdict = wire.classify_unmatched(reply)
-            if measuring:
-                counts[verdict.value] += 1
-            if closed and verdict is wire.Verdict.SERVER_ERROR and outstanding[k]:
-                # The one request in flight was refused: it will never be answered.
-                expire(k, next(iter(outstanding[k])))
-
-    def expire(k: int, seq: int) -> None:
-        del outstanding[k][seq]
-        newest_reply[k] = b""
-        timed_out[k].add(seq)
-        if seq >= first_measured[k]:
-            counts["lost"] += 1
-            second["lost"] += 1
-            pending[0] -= 1
-        if closed and time.monotonic_ns() < end_ns:
-            send(k, time.monotonic_ns())
-
-    def roll_second() -> None:
-        # Percentiles wait for the end: computing them takes tens of ms in pure Python, a stall
-        # that would show up in the very latencies being measured.
-        corrected = latency.flush()
-        totals["latency"].add(corrected)
-        totals["uncorrected"].add(uncorrected.flush())
-        total_lag.add(lag.flush())
-        series.append({"second": len(series), **second, "histogram": stats.encode(corrected)})
-        second.update(sent=0, replies=0, lost=0)
-
-    def report(measuring: bool) -> None:
-        if progress is not None:
-            base = part * len(PROGRESS_FIELDS)
-            progress[base : base + 4] = [
-                counts["sent"],
-                counts["received"],
-                counts["lost"],
-                int(measuring),
-            ]
-
+    window = _Window(settings, start_ns, on_window)
+    clients = _Clients(settings, part, window, progress)
     # Warm-up: the same load, counted nowhere: until the boundary no sequence number is measured.
     while time.monotonic_ns() < start_ns:
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-    rng = random.Random(settings.seed + part)
-    part_rate = settings.rate * n / settings.concurrency if not closed else 0.0
-    interval_ns = 1e9 / part_rate if part_rate else 0.0
-    poisson = settings.arrival == "poisson"
-    next_scheduled = float(start_ns)
-    scheduled_count = 0
-    cpu_at_start = wall_at_start = 0.0
-    wall_at_end: float | None = None
-    settled_ns: int | None = None
-    cpu_at_end = 0.0
-
-    def begin_measuring() -> None:
-        nonlocal cpu_at_start, wall_at_start
-        for k in range(n):
-            first_measured[k] = next_seq[k]
-        cpu_at_start, wall_at_start = time.process_time(), time.monotonic()
-        if on_window:
-            on_window("start")
-
-    measuring = settings.warmup <= 0
-    if measuring:
-        begin_measuring()
-    if closed:
-        for k in range(n):
-            send(k, time.monotonic_ns())
-    next_housekeeping = start_ns + HOUSEKEEPING_NS
-    next_second = measure_ns + 1_000_000_000
-    next_progress = start_ns
-    epoll_fd = poller.fileno()
-    recv_size = codec.reply_size + 64  # a little room to see an oversized (corrupt) reply
-
-    latency_counts = latency.counts
+    if settings.warmup <= 0:
+        clients.begin_measuring()
+    if clients.closed:
+        for k in range(clients.n):
+            clients.send(k, time.monotonic_ns())
     gc.collect()
     gc.disable()  # the loop makes no reference cycles; a collector pause would be a fake stall
+    if clients.closed:
+        _closed_loop(clients)
+    else:
+        _open_loop(clients, _arrivals(settings, part, clients.n, start_ns))
+    gc.enable()
+    if window.measuring:
+        clients.record.close_series()
+    clients.report()
+    clients.close()
+    return clients.result()
+
+
+def _closed_loop(clients: _Clients) -> None:
+    """Until the drain is over: a reply or a timeout sends the client's next request.
+
+    The hot path, in one function: the reply to a client's one request in flight is matched,
+    recorded and followed by the next request inline; any other datagram goes to on_reply.
+    """
+    window, record = clients.window, clients.record
+    socks, index_of_fd, poll = clients.socks, clients.index_of_fd, clients.poller.poll
+    outstanding, newest_reply = clients.outstanding, clients.newest_reply
+    next_seq, first_measured = clients.next_seq, clients.first_measured
+    counts, second, latency = record.counts, record.second, record.latency.counts
+    send, on_reply, recv_size = clients.send, clients.on_reply, clients.recv_size
+    measure_ns, end_ns = window.measure_ns, window.end_ns
+    next_housekeeping = window.start_ns + HOUSEKEEPING_NS
     while True:
         now = time.monotonic_ns()
-        if now >= end_ns:  # the drain: no more sends; wait for what is in flight, or its timeout
-            if wall_at_end is None:
-                wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
-                if on_window:
-                    on_window("end")
-            if pending[0] == 0 and settled_ns is None:
-                settled_ns = now  # all answered: linger a moment for duplicates still on the way
-            if (settled_ns is not None and now >= settled_ns + LINGER_NS) or (
-                now >= end_ns + timeout_ns
-            ):
-                break
-        if not measuring and now >= measure_ns:
-            measuring = True
-            begin_measuring()
-        if not closed:
-            while next_scheduled <= now and next_scheduled < end_ns:
-                send(scheduled_count % n, int(next_scheduled))
-                scheduled_count += 1
-                if poisson:
-                    next_scheduled += rng.expovariate(part_rate) * 1e9
-                else:
-                    next_scheduled += interval_ns
+        if not clients.advance_to(now):
+            break
         if now >= next_housekeeping:
             next_housekeeping = now + HOUSEKEEPING_NS
-            while fifo and fifo[0][0] + timeout_ns <= now:
-                _, k, seq = fifo.popleft()
-                if seq in outstanding[k]:
-                    expire(k, seq)
-            if measuring and now >= next_second:
-                next_second += 1_000_000_000
-                roll_second()
-                latency_counts = latency.counts
-            if now >= next_progress:
-                next_progress = now + PROGRESS_NS
-                report(measuring)
-        if now >= end_ns:
-            horizon = min(next_housekeeping, (settled_ns or now) + LINGER_NS)
-        else:
-            horizon = min(next_housekeeping, end_ns)
-        if closed:
-            events = poller.poll(max(0.0, (horizon - now) / 1e9))
-        else:
-            wake = horizon if now >= end_ns else min(horizon, int(next_scheduled))
-            if wake > now:  # select() waits to the microsecond; epoll only to the millisecond
-                select.select([epoll_fd], [], [], (wake - now) / 1e9)
-            events = poller.poll(0)
-        for fd, _ in events:
+            clients.housekeeping(now)
+            latency = record.latency.counts  # a new dict each second
+        horizon = min(next_housekeeping, window.wait_until(now))
+        for fd, _ in poll(max(0.0, (horizon - now) / 1e9)):
+            k = index_of_fd[fd]
+            try:
+                reply = socks[k].recv(recv_size)
+            except BlockingIOError:
+                continue
+            except OSError:  # ICMP port unreachable: the server is gone
+                counts["socket_errors"] += 1
+                continue
+            now = time.monotonic_ns()
+            if reply != newest_reply[k]:
+                on_reply(k, reply, now)
+                continue
+            # The common case, kept inline: the reply to the one request in flight.
+            seq = next_seq[k] - 1
+            scheduled_ns = outstanding[k].pop(seq)[0]
+            newest_reply[k] = b""  # a second copy is a duplicate, not a reply
+            if seq >= first_measured[k]:
+                counts["received"] += 1
+                record.pending -= 1
+                second["replies"] += 1
+                micros = (now - scheduled_ns) // 1000
+                latency[micros] = latency.get(micros, 0) + 1
+            if now < end_ns:
+                if now >= measure_ns:
+                    counts["in_window"] += 1
+                send(k, time.monotonic_ns())
+
+
+def _open_loop(clients: _Clients, arrivals: Iterator[float]) -> None:
+    """Until the drain is over: send each request at its scheduled time, round-robin over the
+    clients, whatever the replies do; judge every datagram that comes back (on_reply)."""
+    window, record, n = clients.window, clients.record, clients.n
+    socks, index_of_fd, poller = clients.socks, clients.index_of_fd, clients.poller
+    counts, send, on_reply = record.counts, clients.send, clients.on_reply
+    end_ns, recv_size, epoll_fd = window.end_ns, clients.recv_size, poller.fileno()
+    next_housekeeping = window.start_ns + HOUSEKEEPING_NS
+    next_scheduled, scheduled_count = next(arrivals), 0
+    while True:
+        now = time.monotonic_ns()
+        if not clients.advance_to(now):
+            break
+        while next_scheduled <= now and next_scheduled < end_ns:
+            send(scheduled_count % n, int(next_scheduled))
+            scheduled_count += 1
+            next_scheduled = next(arrivals)
+        if now >= next_housekeeping:
+            next_housekeeping = now + HOUSEKEEPING_NS
+            clients.housekeeping(now)
+        wake = min(next_housekeeping, window.wait_until(now))
+        if now < end_ns:
+            wake = min(wake, int(next_scheduled))
+        if wake > now:  # select() waits to the microsecond; epoll only to the millisecond
+            select.select([epoll_fd], [], [], (wake - now) / 1e9)
+        for fd, _ in poller.poll(0):
             k = index_of_fd[fd]
             sock = socks[k]
             while True:
@@ -318,51 +297,206 @@ def run_part(
                 except OSError:  # ICMP port unreachable: the server is gone
                     counts["socket_errors"] += 1
                     break
-                now = time.monotonic_ns()
-                if closed and reply == newest_reply[k]:
-                    # The common case, kept inline: the reply to the one request in flight.
-                    seq = next_seq[k] - 1
-                    scheduled_ns = outstanding[k].pop(seq)[0]
-                    newest_reply[k] = b""  # a second copy is a duplicate, not a reply
-                    if seq >= first_measured[k]:
-                        counts["received"] += 1
-                        pending[0] -= 1
-                        second["replies"] += 1
-                        micros = (now - scheduled_ns) // 1000
-                        latency_counts[micros] = latency_counts.get(micros, 0) + 1
-                    if now < end_ns:
-                        if now >= measure_ns:
-                            counts["in_window"] += 1
-                        send(k, time.monotonic_ns())
-                    break
-                on_reply(k, reply, now)
-                if closed:
-                    break
+                on_reply(k, reply, time.monotonic_ns())
 
-    if wall_at_end is None:
-        wall_at_end, cpu_at_end = time.monotonic(), time.process_time()
-        if on_window and measuring:
-            on_window("end")
-    elapsed = wall_at_end - wall_at_start if measuring else 0.0
-    cpu = cpu_at_end - cpu_at_start if measuring else 0.0  # the window's, like the server's
-    gc.enable()
-    if measuring:
-        roll_second()  # the last, partial second
-        if series and series[-1]["replies"] == 0 and series[-1]["sent"] == 0:
-            series.pop()
-    in_flight = pending[0]
-    report(measuring)
-    poller.close()
-    for sock in socks:
-        sock.close()
-    return {
-        "part": part,
-        "clients": n,
-        "elapsed_s": elapsed,
-        "cpu_s": cpu,
-        "counts": counts | {"in_flight": in_flight},
-        "latency": stats.encode(totals["latency"]),
-        "uncorrected": stats.encode(totals["uncorrected"]) if not closed else "",
-        "lag": stats.encode(total_lag) if not closed else "",
-        "series": series,
-    }
+
+class _Clients:
+    """This process's virtual clients: their sockets, the requests each has in flight, and the
+    booking of every send, reply and timeout into the record."""
+
+    def __init__(self, settings: Settings, part: int, window: _Window, progress: Any):
+        self.part, self.window, self.progress = part, window, progress
+        self.closed = settings.mode == "closed"
+        self.codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
+        self.recv_size = self.codec.reply_size + 64  # room to see an oversized (corrupt) reply
+        self.client_ids = settings.clients_of(part)
+        n = self.n = len(self.client_ids)
+        self.socks, self.poller = _open_sockets(settings, n)
+        self.index_of_fd = {sock.fileno(): k for k, sock in enumerate(self.socks)}
+        self.outstanding: list[dict[int, tuple[int, int, bytes]]] = [{} for _ in range(n)]
+        self.timed_out: list[set[int]] = [set() for _ in range(n)]
+        self.next_seq = [0] * n
+        self.newest_reply = [b""] * n  # closed loop: the reply the one request in flight must get
+        self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
+        # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
+        self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
+        self.record = _Record()
+        self.next_second = window.measure_ns + 1_000_000_000
+        self.next_progress = window.start_ns
+
+    def advance_to(self, now: int) -> bool:
+        """Open the measured window when ``now`` reaches it; past its end, close it and drain.
+        False once the drain is over."""
+        window = self.window
+        if now >= window.end_ns and window.drained(now, self.record.pending):
+            return False
+        if not window.measuring and now >= window.measure_ns:
+            self.begin_measuring()
+        return True
+
+    def begin_measuring(self) -> None:
+        """From now on every client's requests count."""
+        for k in range(self.n):
+            self.first_measured[k] = self.next_seq[k]
+        self.window.open()
+
+    def send(self, k: int, scheduled_ns: int) -> None:
+        """Send client ``k``'s next request, scheduled for ``scheduled_ns``, and book it."""
+        seq = self.next_seq[k]
+        self.next_seq[k] = seq + 1
+        request = self.codec.request(self.client_ids[k], seq)
+        if self.closed:
+            self.newest_reply[k] = self.codec.expected_reply(request)
+        sent_ns = time.monotonic_ns()
+        record = self.record
+        try:
+            self.socks[k].send(request)
+        except OSError:
+            record.counts["socket_errors"] += 1
+        self.outstanding[k][seq] = (scheduled_ns, sent_ns, request)
+        self.fifo.append((sent_ns, k, seq))
+        if seq >= self.first_measured[k]:
+            record.counts["sent"] += 1
+            record.second["sent"] += 1
+            record.pending += 1
+            if not self.closed:
+                lag_us = (sent_ns - scheduled_ns) // 1000
+                lag = record.lag.counts
+                lag[lag_us] = lag.get(lag_us, 0) + 1
+
+    def on_reply(self, k: int, reply: bytes, now: int) -> None:
+        """Judge and book a datagram that came to client ``k`` at ``now``."""
+        seq = self.codec.sequence_of(reply, self.client_ids[k])
+        entry = self.outstanding[k].get(seq) if seq is not None else None
+        if entry is None or reply != self.codec.expected_reply(entry[2]):
+            self.on_stray(k, seq, entry is not None, reply, now)
+            return
+        del self.outstanding[k][seq]
+        self.newest_reply[k] = b""
+        window, record = self.window, self.record
+        if window.measure_ns <= now < window.end_ns:
+            record.counts["in_window"] += 1
+        if seq >= self.first_measured[k]:
+            record.counts["received"] += 1
+            record.pending -= 1
+            record.second["replies"] += 1
+            micros = (now - entry[0]) // 1000
+            latency = record.latency.counts
+            latency[micros] = latency.get(micros, 0) + 1
+            if not self.closed:
+                micros = (now - entry[1]) // 1000
+                uncorrected = record.uncorrected.counts
+                uncorrected[micros] = uncorrected.get(micros, 0) + 1
+        if self.closed and now < window.end_ns:
+            self.send(k, time.monotonic_ns())
+
+    def on_stray(self, k: int, seq: int | None, in_flight: bool, reply: bytes, now: int) -> None:
+        """Book a datagram that answers no request in flight: a late reply, a duplicate, a
+        corrupt one (``in_flight``: its request is, but the datagram is not its reply) or the
+        server's error."""
+        counts = self.record.counts
+        if seq is not None and seq in self.timed_out[k]:
+            self.timed_out[k].discard(seq)
+            if seq >= self.first_measured[k]:
+                counts["late"] += 1
+        elif seq is not None and seq < self.next_seq[k] and not in_flight:
+            if seq >= self.first_measured[k]:
+                counts["duplicate"] += 1
+        else:
+            verdict = wire.classify_unmatched(reply)
+            if now >= self.window.measure_ns:
+                counts[verdict.value] += 1
+            if self.closed and verdict is wire.Verdict.SERVER_ERROR and self.outstanding[k]:
+                # The one request in flight was refused: it will never be answered.
+                self.expire(k, next(iter(self.outstanding[k])))
+
+    def expire(self, k: int, seq: int) -> None:
+        """Book client ``k``'s request ``seq`` as lost (a reply may still come: late)."""
+        del self.outstanding[k][seq]
+        self.newest_reply[k] = b""
+        self.timed_out[k].add(seq)
+        if seq >= self.first_measured[k]:
+            record = self.record
+            record.counts["lost"] += 1
+            record.second["lost"] += 1
+            record.pending -= 1
+        if self.closed and time.monotonic_ns() < self.window.end_ns:
+            self.send(k, time.monotonic_ns())
+
+    def housekeeping(self, now: int) -> None:
+        """Expire what timed out; close a second of the series and report progress when due."""
+        fifo, outstanding, timeout_ns = self.fifo, self.outstanding, self.window.timeout_ns
+        while fifo and fifo[0][0] + timeout_ns <= now:
+            _, k, seq = fifo.popleft()
+            if seq in outstanding[k]:
+                self.expire(k, seq)
+        if self.window.measuring and now >= self.next_second:
+            self.next_second += 1_000_000_000
+            self.record.roll_second()
+        if now >= self.next_progress:
+            self.next_progress = now + PROGRESS_NS
+            self.report()
+
+    def report(self) -> None:
+        """Put the running totals in this part's row of the shared progress array."""
+        if self.progress is not None:
+            base = self.part * len(PROGRESS_FIELDS)
+            counts = self.record.counts
+            self.progress[base : base + 4] = [
+                counts["sent"],
+                counts["received"],
+                counts["lost"],
+                int(self.window.measuring),
+            ]
+
+    def close(self) -> None:
+        self.poller.close()
+        for sock in self.socks:
+            sock.close()
+
+    def result(self) -> dict[str, Any]:
+        """This part's result, for runner.merge."""
+        window, record = self.window, self.record
+        return {
+            "part": self.part,
+            "clients": self.n,
+            "elapsed_s": window.elapsed_s(),
+            "cpu_s": window.cpu_s(),
+            "counts": record.counts | {"in_flight": record.pending},
+            "latency": stats.encode(record.totals["latency"]),
+            "uncorrected": stats.encode(record.totals["uncorrected"]) if not self.closed else "",
+            "lag": stats.encode(record.totals["lag"]) if not self.closed else "",
+            "series": record.series,
+        }
+
+
+class _Record:
+    """What is counted: requests by outcome, latencies and send lags, the per-second series."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(COUNTS, 0)
+        self.pending = 0  # measured requests neither answered nor lost yet
+        self.second = {"sent": 0, "replies": 0, "lost": 0}
+        self.latency, self.uncorrected, self.lag = stats.Tally(), stats.Tally(), stats.Tally()
+        self.totals = {name: stats.new_histogram() for name in ("latency", "uncorrected", "lag")}
+        self.series: list[dict[str, Any]] = []
+
+    def roll_second(self) -> None:
+        """Close a second of the series; fold its tallies into the totals."""
+        # Percentiles wait for the end: computing them takes tens of ms in pure Python, a stall
+        # that would show up in the very latencies being measured.
+        corrected = self.latency.flush()
+        self.totals["latency"].add(corrected)
+        self.totals["uncorrected"].add(self.uncorrected.flush())
+        self.totals["lag"].add(self.lag.flush())
+        second = self.second
+        self.series.append(
+            {"second": len(self.series), **second, "histogram": stats.encode(corrected)}
+        )
+        second.update(sent=0, replies=0, lost=0)
+
+    def close_series(self) -> None:
+        """Close the last, partial second; drop it if nothing was sent or answered in it."""
+        self.roll_second()
+        if self.series and self.series[-1]["replies"] == 0 and self.series[-1]["sent"] == 0:
+            self.series.pop()
