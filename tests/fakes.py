@@ -3,11 +3,11 @@
     python tests/fakes.py MODE [--every K] [--stall-after N]
 
 MODE is one of: drop (no reply), duplicate (two replies), corrupt (one byte changed), error
-(an "error:" reply instead), stall (the 201st datagram waits 200 ms before anything else is
-read; once), echo (none of that). The misbehaviour hits requests whose sequence number
-(from the generator's header) is K-1 modulo K, so the expected counts are known exactly; the
-generator's probe (client ffff) is always answered properly. Prints a ready line, and on
-SIGTERM a line of its own counts.
+(an "error:" reply instead), empty (the reply, then an empty datagram), stall (the 201st
+datagram waits 200 ms before anything else is read; once), echo (none of that). The
+misbehaviour hits requests whose sequence number (from the generator's header) is K-1 modulo
+K, so the expected counts are known exactly; the generator's probe (client ffff) is always
+answered properly. Prints a ready line, and on SIGTERM a line of its own counts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ PROBE_CLIENT = b"ffff"
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("echo", "drop", "duplicate", "corrupt", "error", "stall"))
+    modes = ("echo", "drop", "duplicate", "corrupt", "error", "empty", "stall")
+    parser.add_argument("mode", choices=modes)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--stall-after", type=int, default=200)
     args = parser.parse_args()
@@ -73,6 +74,9 @@ def main() -> None:
                 sock.sendto(reply[:-1] + b"#", address)
             elif args.mode == "error":
                 sock.sendto(b"error: refused by the fake", address)
+            elif args.mode == "empty":
+                sock.sendto(reply, address)
+                sock.sendto(b"", address)
             # drop: nothing at all
 
 

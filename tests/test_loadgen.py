@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from loadgen.generator import engine, stats, wire
+from loadgen.generator import engine, runner, stats, wire
 from servers import MODELS
 
 RESULT_KEYS = {
@@ -129,6 +129,17 @@ def test_server_error_replies_are_counted_apart(fake, tmp_path):
     counts = server.stop()
     assert result["server_errors"] == counts["misbehaved"] > 0
     assert result["lost"] == counts["misbehaved"]  # refused: never answered
+    assert_accounting(result)
+
+
+def test_an_empty_datagram_after_each_reply_is_counted_and_never_taken_for_one(fake, tmp_path):
+    # Every reply is followed by an empty datagram, so some arrive after a client's last
+    # reply, while nothing is in flight: once taken for "the expected reply", and a crash.
+    server = fake("empty", "--every", "1")
+    result = run_result(tmp_path, "--target", server.target, *QUICK)
+    counts = server.stop()
+    assert result["received"] == result["sent"] == counts["received"] and result["lost"] == 0
+    assert 0 < result["corrupt"] <= counts["misbehaved"]
     assert_accounting(result)
 
 
@@ -327,6 +338,18 @@ def test_wire_requests_have_the_asked_size_and_are_read_in_their_encoding(encodi
     assert codec.sequence_of(reply, 3) == 41
     assert codec.sequence_of(reply, 4) is None
     assert codec.sequence_of(reply[:-1], 3) is None
+
+
+def test_the_accounting_check_can_fail():
+    """in_flight is counted afresh from what is still outstanding, so a booking slip shows."""
+    settings = engine.Settings("127.0.0.1", 9, concurrency=1, duration=1.0, warmup=0.0)
+    counts = dict.fromkeys(engine.COUNTS, 0) | {"sent": 10, "received": 7, "lost": 2}
+    empty = stats.encode(stats.new_histogram())
+    part = {"part": 0, "clients": 1, "elapsed_s": 1.0, "cpu_s": 0.1, "series": [],
+            "latency": empty, "uncorrected": "", "lag": ""}  # fmt: skip
+    ok = runner.merge(settings, [{**part, "counts": counts | {"in_flight": 1}}], 0.0, "now")
+    slip = runner.merge(settings, [{**part, "counts": counts | {"in_flight": 0}}], 0.0, "now")
+    assert ok["accounting_ok"] is True and slip["accounting_ok"] is False
 
 
 def test_tally_gives_the_same_histogram_as_recording_each_sample():

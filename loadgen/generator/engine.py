@@ -187,25 +187,27 @@ def run_part(
     _precise_timers()
     window = _Window(settings, start_ns, on_window)
     clients = _Clients(settings, part, window, progress)
-    # Warm-up: the same load, counted nowhere: until the boundary no sequence number is measured.
-    while time.monotonic_ns() < start_ns:
-        time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-    if settings.warmup <= 0:
-        clients.begin_measuring()
-    if clients.closed:
-        for k in range(clients.n):
-            clients.send(k, time.monotonic_ns())
-    gc.collect()
-    gc.disable()  # the loop makes no reference cycles; a collector pause would be a fake stall
-    if clients.closed:
-        _closed_loop(clients)
-    else:
-        _open_loop(clients, _arrivals(settings, part, clients.n, start_ns))
-    gc.enable()
+    try:
+        # Warm-up: the same load, counted nowhere: until the boundary no sequence is measured.
+        while time.monotonic_ns() < start_ns:
+            time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
+        if settings.warmup <= 0:
+            clients.begin_measuring()
+        if clients.closed:
+            for k in range(clients.n):
+                clients.send(k, time.monotonic_ns())
+        gc.collect()
+        gc.disable()  # the loop makes no reference cycles; a collector pause would be a fake stall
+        if clients.closed:
+            _closed_loop(clients)
+        else:
+            _open_loop(clients, _arrivals(settings, part, clients.n, start_ns))
+    finally:  # an in-process caller (run_here) keeps running: leave it as it was
+        gc.enable()
+        clients.close()
     if window.measuring:
         clients.record.close_series()
     clients.report()
-    clients.close()
     return clients.result()
 
 
@@ -248,7 +250,7 @@ def _closed_loop(clients: _Clients) -> None:
             # The common case, kept inline: the reply to the one request in flight.
             seq = next_seq[k] - 1
             scheduled_ns = outstanding[k].pop(seq)[0]
-            newest_reply[k] = b""  # a second copy is a duplicate, not a reply
+            newest_reply[k] = None  # a second copy is a duplicate, not a reply
             if seq >= first_measured[k]:
                 counts["received"] += 1
                 record.pending -= 1
@@ -316,7 +318,9 @@ class _Clients:
         self.outstanding: list[dict[int, tuple[int, int, bytes]]] = [{} for _ in range(n)]
         self.timed_out: list[set[int]] = [set() for _ in range(n)]
         self.next_seq = [0] * n
-        self.newest_reply = [b""] * n  # closed loop: the reply the one request in flight must get
+        # Closed loop: the reply the one request in flight must get; None when none is in flight
+        # (None, not b"": an empty datagram must never pass for the expected reply).
+        self.newest_reply: list[bytes | None] = [None] * n
         self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
         # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
         self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
@@ -372,7 +376,7 @@ class _Clients:
             self.on_stray(k, seq, entry is not None, reply, now)
             return
         del self.outstanding[k][seq]
-        self.newest_reply[k] = b""
+        self.newest_reply[k] = None
         window, record = self.window, self.record
         if window.measure_ns <= now < window.end_ns:
             record.counts["in_window"] += 1
@@ -413,7 +417,7 @@ class _Clients:
     def expire(self, k: int, seq: int) -> None:
         """Book client ``k``'s request ``seq`` as lost (a reply may still come: late)."""
         del self.outstanding[k][seq]
-        self.newest_reply[k] = b""
+        self.newest_reply[k] = None
         self.timed_out[k].add(seq)
         if seq >= self.first_measured[k]:
             record = self.record
@@ -449,6 +453,11 @@ class _Clients:
                 int(self.window.measuring),
             ]
 
+    def in_flight(self) -> int:
+        """Measured requests neither answered nor expired."""
+        first = self.first_measured
+        return sum(seq >= first[k] for k, flying in enumerate(self.outstanding) for seq in flying)
+
     def close(self) -> None:
         self.poller.close()
         for sock in self.socks:
@@ -462,7 +471,9 @@ class _Clients:
             "clients": self.n,
             "elapsed_s": window.elapsed_s(),
             "cpu_s": window.cpu_s(),
-            "counts": record.counts | {"in_flight": record.pending},
+            # in_flight counted afresh from what is still outstanding, not from the running
+            # tally, so that sent == received + lost + in_flight checks the bookkeeping
+            "counts": record.counts | {"in_flight": self.in_flight()},
             "latency": stats.encode(record.totals["latency"]),
             "uncorrected": stats.encode(record.totals["uncorrected"]) if not self.closed else "",
             "lag": stats.encode(record.totals["lag"]) if not self.closed else "",
