@@ -207,7 +207,7 @@ def run_part(
         clients.close()
     if window.measuring:
         clients.record.close_series()
-    clients.report()
+    clients.publish_progress()
     return clients.result()
 
 
@@ -439,9 +439,9 @@ class _Clients:
             self.record.roll_second()
         if now >= self.next_progress:
             self.next_progress = now + PROGRESS_NS
-            self.report()
+            self.publish_progress()
 
-    def report(self) -> None:
+    def publish_progress(self) -> None:
         """Put the running totals in this part's row of the shared progress array."""
         if self.progress is not None:
             base = self.part * len(PROGRESS_FIELDS)
