@@ -165,8 +165,8 @@ def test_the_machine_window_from_two_samples():
     hz = TICKS_PER_S
     # user nice system idle iowait irq softirq steal, summed over 2 CPUs, 1 s apart
     before = MachineSample(10.0, 1.5, (1000, 0, 500, 8000, 10, 0, 40, 100), 2)
-    after = MachineSample(11.0, 1.7, (1000 + hz, 0, 500 + hz // 2, 8000 + hz // 4, 10, 0, 40,
-                                      100 + hz // 4), 2)  # fmt: skip
+    after = MachineSample(11.0, 1.7, (1000 + hz, 0, 500 + hz * 2 // 5, 8000 + hz // 4, 10, 0,
+                                      40 + hz // 10, 100 + hz // 4), 2)  # fmt: skip
     window = machine_window(before, after)
     assert window == {"seconds": 1.0, "cpus": 2, "busy_cores": 1.5, "steal_share": 0.125,
                       "load_1m_start": 1.5, "load_1m_end": 1.7}  # fmt: skip

@@ -221,9 +221,9 @@ class ServerFigures(Record):
 class MachineWindow(Record):
     """The whole machine over the run's window, from /proc (schema 2).
 
-    ``busy_cores``: the CPU time that every process used (user, nice and system, from
-    /proc/stat), in cores; what the server and the generator did not use of it was someone
-    else's. ``steal_share``: the share of the window's CPU time the hypervisor gave to other
+    ``busy_cores``: all the CPU time used on the machine (user, nice, system and interrupts,
+    from /proc/stat), in cores; what the server and the generator did not use of it was
+    someone else's. ``steal_share``: the share of the window's CPU time the hypervisor gave to other
     machines. ``load_1m_*``: the 1-minute load average at each end (it lags by a minute and
     counts the bench's own runnable workers: context, not a measure of the window).
     """

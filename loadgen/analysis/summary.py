@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen.analysis.expectations import EXPECTED
+from loadgen.analysis.expectations import EXPECTED, busy_reasons, few_samples
 from loadgen.analysis.results import Metadata, Results, Run
 from servers import MODELS, Model
 
@@ -107,6 +107,18 @@ class Point:
     def limited(self) -> bool:
         """The generator was the limit in at least one trial."""
         return any(run.generator_limited for run in self.runs)
+
+    @property
+    def fewest_samples(self) -> int | None:
+        """The fewest samples a trial's p99 was drawn from, if that is too few to trust."""
+        few = [run.loadgen.latency_us.count for run in self.runs
+               if few_samples(run.loadgen.latency_us)]  # fmt: skip
+        return min(few) if few else None  # type: ignore[type-var]
+
+    @property
+    def busy(self) -> list[Run]:
+        """The trials taken while the machine was busy (expectations.busy_reasons)."""
+        return [run for run in self.runs if busy_reasons(run)]
 
 
 class Summary:

@@ -108,19 +108,20 @@ def machine_sample() -> MachineSample | None:
 
 
 def machine_window(before: MachineSample | None, after: MachineSample | None) -> dict | None:
-    """The machine between two samples: the cores every process used together (user, nice
-    and system time), the share of CPU time stolen by the hypervisor, the load average at
-    each end. None without both samples."""
+    """The machine between two samples: the cores busy (all CPU time but idle, iowait and
+    steal: user, nice, system, and the interrupts, which a process's own CPU time includes
+    when they ran in its context), the share of CPU time stolen by the hypervisor, the load
+    average at each end. None without both samples."""
     if before is None or after is None or after.time <= before.time:
         return None
     delta = [b - a for a, b in zip(before.ticks, after.ticks, strict=True)]
-    user, nice, system, *_, steal = delta
+    user, nice, system, _idle, _iowait, irq, softirq, steal = delta
     total = sum(delta)
     seconds = after.time - before.time
     return {
         "seconds": round(seconds, 4),
         "cpus": after.cpus,
-        "busy_cores": round((user + nice + system) / TICKS_PER_S / seconds, 3),
+        "busy_cores": round((user + nice + system + irq + softirq) / TICKS_PER_S / seconds, 3),
         "steal_share": round(steal / total, 4) if total > 0 else None,
         "load_1m_start": before.load_1m,
         "load_1m_end": after.load_1m,

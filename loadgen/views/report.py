@@ -5,7 +5,8 @@
 Every sentence under "What this shows" is computed from the data, numbers included. Each
 textbook expectation is checked against the measurements; where they disagree, the report says
 so instead of repeating the textbook. The thresholds those checks use are one table,
-``loadgen.analysis.expectations``.
+``loadgen.analysis.expectations``; so are the ones that flag a figure to read with care: a p99
+drawn from too few samples, a run taken while the machine was busy.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.expectations import EXPECTED
-from loadgen.analysis.results import Metadata, Results, load, load_timeline
+from loadgen.analysis.expectations import EXPECTED, busy_reasons, other_cores
+from loadgen.analysis.results import Metadata, Results, Run, load, load_timeline
 from loadgen.analysis.summary import (
     Summary,
     baseline_of,
@@ -36,6 +37,7 @@ CAPTIONS = {
     "timeline": "One traced burst per model: a bar per request (dark: computing, pale: waiting "
     "for the GIL, a core or I/O), a row per worker, and the cores busy underneath.",
 }
+LISTED = 6  # points or runs named in one sentence; the rest are counted
 
 
 # ---- the closed-loop matrix, one workload at a time -----------------------------------------
@@ -223,7 +225,8 @@ def core_sweep_findings(summary: Summary) -> list[str]:
         return []
     lines = [f"With {summary.metadata.work_label(work)}, going from {changes[0][1]} to "
              f"{changes[0][2]} cores took "
-             + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s ({hi / lo:.2f}x)"
+             + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
+                         f"({f'{hi / lo:.2f}x' if lo else 'no reply on the fewest cores'})"
                          for m, _, _, lo, hi in changes) + "."]  # fmt: skip
     for model, _, _, low, high in changes:
         gain = high / low if low else 0
@@ -269,7 +272,7 @@ def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-# ---- noise between trials ----------------------------------------------------------------------
+# ---- how far to trust the figures -------------------------------------------------------------
 
 
 def noise_finding(summary: Summary) -> list[str]:
@@ -290,6 +293,70 @@ def noise_finding(summary: Summary) -> list[str]:
     ]
 
 
+KIND_NAMES = {"matrix": "closed loop", "load_sweep": "load sweep", "core_sweep": "core sweep"}
+
+
+def _where(metadata: Metadata, kind: str, model: str, work: str, level: Any) -> str:
+    """A point named for a reader: 'threads, cpu=2ms, 64 clients'."""
+    at = {"matrix": f"{level} client{'' if level == 1 else 's'}", "load_sweep": f"{level:g}% load",
+          "core_sweep": f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
+    return f"{model}, {metadata.work_label(work)}, {at}"
+
+
+def _listed(names: list[str]) -> str:
+    shown = "; ".join(names[:LISTED])
+    return shown + (f"; and {len(names) - LISTED} more" if len(names) > LISTED else "")
+
+
+def sample_findings(summary: Summary) -> list[str]:
+    """Where a p99 rests on too few samples to trust, counted per kind and workload (files
+    without sample counts: nothing)."""
+    points = summary.points()
+    few = [point for point in points if point.fewest_samples is not None]
+    if not few:
+        return []
+    fewest = min(point.fewest_samples or 0 for point in few)
+    groups = list(dict.fromkeys((point.kind, point.work) for point in points))
+    counts = [(f"{KIND_NAMES[kind]} with {summary.metadata.work_label(work)}",
+               sum((p.kind, p.work) == (kind, work) for p in few),
+               sum((p.kind, p.work) == (kind, work) for p in points))
+              for kind, work in groups]  # fmt: skip
+    where = "; ".join(f"{name}: {n} of {total}" for name, n, total in counts if n)
+    return [f"The p99 of {len(few)} of {len(points)} points was drawn from fewer than "
+            f"{EXPECTED.p99_samples:,} samples in a trial (as few as {fewest:,}), so its slowest "
+            f"1% is fewer than {EXPECTED.p99_samples // 100} requests ({where}). Read those p99 "
+            f"figures as rough; a longer --duration gives more samples."]  # fmt: skip
+
+
+def _busy_run(metadata: Metadata, run: Run) -> str:
+    machine = run.machine
+    assert machine is not None
+    return (f"{_where(metadata, run.kind, run.model, run.work, run.level)}, trial "
+            f"{run.trial + 1}: {', '.join(busy_reasons(run))}, load average "
+            f"{machine.load_1m_end:.1f} on {machine.cpus} CPUs")  # fmt: skip
+
+
+def busy_findings(summary: Summary) -> list[str]:
+    """Runs taken while the machine was busy; nothing at all for a file that cannot tell."""
+    measured = [run for run in summary.results.runs if run.machine is not None]
+    if not measured:
+        return []
+    rule = (f"CPU steal above {EXPECTED.steal_share:.0%} of the run's window, or processes "
+            f"outside the bench using more than {EXPECTED.other_cores:g} cores")  # fmt: skip
+    busy = [run for run in measured if busy_reasons(run)]
+    if not busy:
+        steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
+        others = max(0.0, *(other_cores(run) or 0 for run in measured))
+        return [f"No run was taken while the machine was busy ({rule}): steal reached at most "
+                f"{steal:.1%} of a window, other processes at most {others:.1f} "
+                f"cores."]  # fmt: skip
+    were = "was" if len(busy) == 1 else "were"
+    return [f"{len(busy)} of {len(measured)} runs {were} taken while the machine was busy "
+            f"({rule}): {_listed([_busy_run(summary.metadata, run) for run in busy])}. Their "
+            f"figures tell about the neighbours as much as about the model: measure them "
+            f"again on a quiet machine."]  # fmt: skip
+
+
 # ---- the document ----------------------------------------------------------------------------
 
 
@@ -299,13 +366,20 @@ def table(summary: Summary, work: str) -> list[str]:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     points = [summary.compared(model, work) for model in summary.models("matrix", work)]
     for p in points:
-        mark = " (generator-limited)" if p.limited else ""
+        mark = (" (generator-limited)" if p.limited else "") + (" (busy)" if p.busy else "")
+        few = f" ({p.fewest_samples:,} samples)" if p.fewest_samples is not None else ""
         rows.append(
             f"| {p.model} | {p.rate:,.0f}{mark} | {p.level} | {p.p50_us / 1000:.2f} "
-            f"| {p.p99_us / 1000:.2f} | {p.server_cores:.2f} "
+            f"| {p.p99_us / 1000:.2f}{few} | {p.server_cores:.2f} "
             f"| {cpu_per_reply(summary, p.model, work):,.1f} | {p.processes:.0f} "
             f"| {p.peak_rss_bytes / 2**20:,.0f} | {p.generator_cores:.2f} | {p.lost} |"
         )
+    if any(p.fewest_samples is not None for p in points):
+        rows += ["", f"A p99 with a count of samples was drawn from fewer than "
+                 f"{EXPECTED.p99_samples:,} in at least one trial (the fewest is shown): its "
+                 f"slowest 1% is fewer than {EXPECTED.p99_samples // 100} requests."]  # fmt: skip
+    if any(p.busy for p in points):
+        rows += ["", "(busy): at least one trial ran while the machine was busy (see above)."]
     return rows
 
 
@@ -359,6 +433,7 @@ def render(results: Results, figures: list[str], timeline: dict[str, Any] | None
     findings = [sentence for work in summary.works()
                 for sentence in workload_findings(summary, work)]  # fmt: skip
     findings += sweep_findings(summary) + timeline_findings(timeline) + noise_finding(summary)
+    findings += sample_findings(summary) + busy_findings(summary)
     lines += [f"- {sentence}" for sentence in findings]
     for work in summary.works():
         lines += ["", f"## {results.metadata.work_label(work)}", "", *table(summary, work)]
