@@ -13,7 +13,7 @@ import psutil
 import pytest
 from conftest import ROOT, wait_gone
 
-from loadgen.analysis.results import archive_latest, load, problems
+from loadgen.analysis.results import SCHEMA, archive_latest, load, parse
 
 TINY = (
     "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
@@ -39,28 +39,49 @@ def tiny_bench(tmp_path_factory):
 def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
-    assert problems(data) == []
-    kinds = [run["kind"] for run in data["runs"]]
+    assert data.schema == SCHEMA == 2
+    kinds = [run.kind for run in data.runs]
     cores = len(os.sched_getaffinity(0))
     assert kinds.count("matrix") == 2 * 2  # two models, two levels
     assert kinds.count("load_sweep") == 2 * 2  # two models, two loads
     assert kinds.count("core_sweep") == 2 * cores
-    assert {run["model"] for run in data["runs"]} == {"blocking", "threads"}
-    metadata = data["metadata"]
-    assert metadata["calibration"]["cpu=2ms"]["iterations"] > 0  # the core sweep's work
-    assert metadata["settings"]["concurrency"] == [1, 4]
-    for run in data["runs"]:
-        assert run["server"]["cores_used"] is not None and run["server"]["processes"] >= 1
-        assert run["loadgen"]["lost"] == 0 or run["kind"] == "load_sweep"
-    stopped = [server["stopped"] for server in data["servers"]]
-    assert all(event and event["event"] == "stopped" for event in stopped)
-    assert all(event["per_worker"] for event in stopped)
+    assert {run.model for run in data.runs} == {"blocking", "threads"}
+    metadata = data.metadata
+    assert metadata.calibration["cpu=2ms"].iterations > 0  # the core sweep's work
+    assert metadata.settings["concurrency"] == [1, 4]
+    for run in data.runs:
+        assert run.server.cores_used is not None and run.server.processes >= 1
+        assert run.loadgen.lost == 0 or run.kind == "load_sweep"
+        assert run.loadgen.latency_us.count == run.loadgen.received  # samples of the p99
+    stopped = [server.stopped for server in data.servers]
+    assert all(event and event.event == "stopped" for event in stopped)
+    assert all(event.per_worker for event in stopped)  # type: ignore[union-attr]
+
+
+def test_each_run_records_the_machine_over_its_window(tiny_bench):
+    out, _ = tiny_bench
+    data = load(out / "latest" / "results.json")
+    for run in data.runs:
+        machine = run.machine
+        assert machine is not None  # this is Linux: /proc is there
+        assert machine.seconds == pytest.approx(run.loadgen.duration_s, abs=0.05)
+        assert machine.cpus == os.cpu_count() and machine.load_1m_start >= 0
+        assert 0 <= machine.steal_share <= 1  # type: ignore[operator]
+        # everything busy on the machine includes the server and the generator (ticks: 10 ms)
+        assert machine.busy_cores >= run.server.cores_used - 0.1  # type: ignore[operator]
+
+
+def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
+    out, _ = tiny_bench
+    raw = json.loads((out / "latest" / "results.json").read_text())
+    assert raw["schema"] == 2
+    assert parse(raw).to_dict() == raw
 
 
 def test_core_sweep_pins_the_server(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
-    pinned = sorted({run["cores_allowed"] for run in data["runs"] if run["kind"] == "core_sweep"})
+    pinned = sorted({run.cores_allowed for run in data.runs_of("core_sweep")})
     assert pinned == list(range(1, len(os.sched_getaffinity(0)) + 1))
 
 
@@ -68,7 +89,7 @@ def test_csv_has_a_row_per_run(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
     rows = (out / "latest" / "results.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + len(data["runs"])
+    assert len(rows) == 1 + len(data.runs)
     assert rows[0].startswith("kind,model,work")
 
 
@@ -125,7 +146,7 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
             process.communicate()
     assert process.returncode == 130
     assert "finished runs are in" in err and str(results) in err
-    assert len(load(results)["runs"]) >= 2
+    assert len(load(results).runs) >= 2
     assert wait_gone(tree, timeout=5) == []
 
 
@@ -180,7 +201,8 @@ def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     saved = json.loads((tmp_path / "timeline.json").read_text())
-    assert saved["burst"] == 3 and set(saved["traces"]) == {"cpu=500it", "io=2ms"}
+    assert saved["schema"] == 1 and saved["burst"] == 3
+    assert set(saved["traces"]) == {"cpu=500it", "io=2ms"}
     for traces in saved["traces"].values():
         assert set(traces) == {"blocking", "processes"}
         for trace in traces.values():

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from loadgen.analysis.results import load, problems
+from loadgen.analysis.results import Results, load, parse
 from loadgen.views.compare import (
     BETTER,
     CANNOT_TELL,
@@ -34,11 +34,13 @@ def trials(
     rates: list[float],
     p50: float = 1000.0,
     limited: bool = False,
+    machine: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Matrix runs shaped like the bench's, one per rate; ``p50`` is the median latency at 100
-    replies/s and scales inversely with the rate, as in a closed loop (a server twice as fast
-    answers each request in half the time). A rate of 0 is a trial where nothing came back:
-    no latency at all, as the engine records it."""
+    """Matrix runs shaped like the bench's (schema 2), one per rate; ``p50`` is the median
+    latency at 100 replies/s and scales inversely with the rate, as in a closed loop (a server
+    twice as fast answers each request in half the time). A rate of 0 is a trial where nothing
+    came back: no latency at all, as the engine records it. ``machine``: the whole machine over
+    each run's window (None: not measured)."""
     runs = []
     for trial, rate in enumerate(rates):
         received = round(rate * 0.8)
@@ -69,14 +71,15 @@ def trials(
                               "saturated": limited},
             },
             "generator_limited": limited,
+            "machine": machine,
         })  # fmt: skip
     return runs
 
 
-def results(runs: list[dict[str, Any]], iterations: int = 32121, **metadata: Any) -> dict:
-    """A whole results object around ``runs``, proved valid by the loader's own check."""
+def results(runs: list[dict[str, Any]], iterations: int = 32121, **metadata: Any) -> Results:
+    """A whole results file around ``runs``, read by the loader's own parser."""
     data = {
-        "schema": 1,
+        "schema": 2,
         "metadata": {
             "date": "2026-11-25T10:00:00+00:00", "python": "3.11.7", "gevent": "26.9.0",
             "greenlet": "3.5.6", "cpu_model": "AMD EPYC", "cores": 2, "os": "Linux",
@@ -87,13 +90,13 @@ def results(runs: list[dict[str, Any]], iterations: int = 32121, **metadata: Any
         "runs": runs,
         "servers": [],
     }  # fmt: skip
-    assert problems(data) == []
-    return data
+    return parse(data)
 
 
-def write(folder: Path, name: str, data: dict) -> Path:
+def write(folder: Path, name: str, data: Results | dict) -> Path:
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
+    plain = data.to_dict() if isinstance(data, Results) else data
+    path.write_text(json.dumps(plain), encoding="utf-8")
     return path
 
 
@@ -112,14 +115,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_fabricated_files_load_like_bench_output(tmp_path):
     path = write(tmp_path, "a", results(trials("threads", "echo", 16, [100, 110, 120])))
-    assert load(path)["runs"][0]["loadgen"]["throughput_rps"] == 100
+    assert load(path).runs[0].loadgen.throughput_rps == 100
 
 
 def test_identical_files_give_ratio_one_and_nothing_significant():
     comparison = compare_files(REFERENCE, REFERENCE, all_levels=True)
     rows = [row for workload in comparison.workloads for row in workload.rows]
-    matrix = {(r["work"], r["model"], r["loadgen"]["concurrency"])
-              for r in load(REFERENCE)["runs"] if r["kind"] == "matrix"}  # fmt: skip
+    matrix = {(r.work, r.model, r.loadgen.concurrency) for r in load(REFERENCE).runs_of("matrix")}
     assert len(rows) == len(matrix)  # every workload, model and level: all of them
     for row in rows:
         for difference in row.figures.values():
@@ -132,13 +134,13 @@ def test_reference_against_itself_on_the_command_line():
     done = run_cli(str(REFERENCE), str(REFERENCE.parent))  # a folder means its results.json
     assert done.returncode == 0, done.stderr
     data = load(REFERENCE)
-    models = {r["model"] for r in data["runs"] if r["kind"] == "matrix"}
+    models = {r.model for r in data.runs_of("matrix")}
     n = len(models)
     assert f"B faster for 0 of {n} models beyond noise; {n} within noise" in done.stdout
     ratios = [line.split()[-3] for line in done.stdout.splitlines() if line.endswith("noise")]
     assert ratios and set(ratios) == {"1.00"}
     assert "at 64 clients" in done.stdout
-    assert f"Python {data['metadata']['python']}" in done.stdout
+    assert f"Python {data.metadata.python}" in done.stdout
 
 
 def test_twice_as_fast_with_separate_trials_is_significant_and_marked():
@@ -282,7 +284,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, message):
         "missing": tmp_path / "nowhere.json",
         "not json": tmp_path / "text.json",
         "not results": write(tmp_path, "other", {"schema": 1, "traces": {}}),
-        "runs not objects": write(tmp_path, "odd", {**results([]), "runs": [1, "x"]}),
+        "runs not objects": write(tmp_path, "odd", {**results([]).to_dict(), "runs": [1, "x"]}),
         "nothing in common": write(
             tmp_path, "disjoint", results(trials("threads", "io=5ms", 16, [100, 101, 102]))
         ),

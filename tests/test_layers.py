@@ -9,7 +9,8 @@
 
 Views never import the harness or an experiment (a results file from elsewhere can be drawn
 with no server in sight); experiments write JSON and never draw. Every import counts, those
-inside functions included, and the modules of loadgen form no cycle.
+inside functions included, and the modules of loadgen form no cycle. Beside the rule, one size
+limit: no function of analysis/ or of the report is longer than 60 lines.
 """
 
 from __future__ import annotations
@@ -147,3 +148,27 @@ def test_the_rule_check_can_fail(tmp_path, source, problem):
     (root / "views" / "cycle_b.py").write_text("from loadgen.views import cycle_a")
     found = violations(graph(root))
     assert any(problem in line for line in found), found
+
+
+LONGEST_FUNCTION = 60  # lines, in the modules that read results and say what they show
+SHORT = [*sorted((LOADGEN / "analysis").glob("*.py")), LOADGEN / "views" / "report.py"]
+
+
+def long_functions(path: Path) -> list[str]:
+    """Every function in ``path`` longer than LONGEST_FUNCTION lines, with its length."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.name}: {node.name} is {node.end_lineno - node.lineno + 1} lines"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > LONGEST_FUNCTION]  # type: ignore[operator]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", SHORT, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_functions_that_read_results_stay_short(path):
+    assert long_functions(path) == []
+
+
+def test_the_length_check_can_fail(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(LONGEST_FUNCTION))
+    (tmp_path / "long.py").write_text(f"def long():\n{body}\n")
+    assert long_functions(tmp_path / "long.py") == ["long.py: long is 61 lines"]

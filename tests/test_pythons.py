@@ -77,19 +77,19 @@ def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(t
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     data = load(tmp_path / "latest" / "results.json")
-    metadata = data["metadata"]
-    server_python = metadata["server_python"]
+    metadata = data.metadata
+    server_python = metadata.server_python
     version, has_gil = version_of(other)
-    assert server_python["version"] == ".".join(map(str, version))
-    assert server_python["gil_enabled"] is has_gil and server_python["path"] == other
-    assert metadata["python"] == ".".join(map(str, sys.version_info[:3]))  # the generator's
-    measured = {run["model"] for run in data["runs"]}
-    skipped = metadata["skipped"]
+    assert server_python.version == ".".join(map(str, version))
+    assert server_python.gil_enabled is has_gil and server_python.path == other
+    assert metadata.python == ".".join(map(str, sys.version_info[:3]))  # the generator's
+    measured = {run.model for run in data.runs}
+    skipped = metadata.skipped
     assert measured | set(skipped) == set(asked) and not measured & set(skipped)
     assert all(reason for reason in skipped.values())
-    assert all(server["ready"]["python"] == server_python["version"] for server in data["servers"])
+    assert all(server.ready.python == server_python.version for server in data.servers)
     report = (tmp_path / "latest" / "report.md").read_text()
-    assert f"The servers ran on CPython {server_python['version']}" in report
+    assert f"The servers ran on CPython {server_python.version}" in report
     for model, reason in skipped.items():
         assert f"skipping {model}: {reason}" in done.stdout
         assert f"Not measured: {model}, because {reason}." in report

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from test_compare import results, trials
 
-from loadgen.views.report import Summary, workload_findings
+from loadgen.analysis.results import parse
+from loadgen.views.report import Summary, render, workload_findings
 
 CPU = "cpu=32121it"
 FREE_THREADED = {"version": "3.14.0", "implementation": "CPython", "gil_enabled": False,
@@ -39,3 +40,85 @@ def test_with_a_gil_the_same_speed_up_is_called_unexpected(metadata):
     text = findings(790, **metadata)
     assert "Unlike the expectation that the requests of threads take turns on one core" in text
     assert findings(405, **metadata).count("threads did not speed up the CPU work") == 1
+
+
+# ---- what the report flags: a p99 on too few samples, a run on a busy machine ----------------
+
+QUIET = {"seconds": 0.8, "cpus": 2, "busy_cores": 1.1, "steal_share": 0.0,
+         "load_1m_start": 1.2, "load_1m_end": 1.3}  # fmt: skip
+# The server used 0.75 cores and the generator 0.3 (trials()): 2.0 busy leaves 0.95 to others.
+NEIGHBOUR = {**QUIET, "busy_cores": 2.0, "load_1m_end": 2.9}
+STOLEN = {**QUIET, "steal_share": 0.12}
+
+
+def row(text: str, model: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
+
+
+def test_a_p99_drawn_from_fewer_than_1000_samples_is_flagged():
+    # trials() receive 0.8 replies per replies/s: 320-328 samples against 3,200 and more
+    runs = trials("blocking", "echo", 16, [400, 410, 405]) + trials(
+        "threads", "echo", 16, [4000, 4100, 4050]
+    )
+    text = render(results(runs), [])
+    assert "| 320 samples" not in text and "(320 samples) |" in row(text, "blocking")
+    assert "samples" not in row(text, "threads")
+    assert "drawn from fewer than 1,000 in at least one trial (the fewest is shown)" in text
+    assert ("The p99 of 1 of 2 points was drawn from fewer than 1,000 samples in a trial (as "
+            "few as 320), so its slowest 1% is fewer than 10 requests (closed loop with echo: "
+            "1 of 2).") in text  # fmt: skip
+
+
+def test_enough_samples_or_no_count_recorded_flags_no_p99():
+    enough = trials("blocking", "echo", 16, [4000, 4100]) + trials("threads", "echo", 16, [2000])
+    assert "samples" not in render(results(enough), [])
+    plain = results(trials("blocking", "echo", 16, [400]) + trials("threads", "echo", 16, [80]))
+    old = plain.to_dict() | {"schema": 1}  # as written before the counts were kept
+    for run in old["runs"]:
+        del run["machine"], run["loadgen"]["latency_us"]["count"]
+    assert "samples" not in render(parse(old), [])
+
+
+def test_a_run_on_a_busy_machine_is_flagged_and_the_quiet_ones_are_not():
+    runs = trials("blocking", "echo", 16, [400, 410, 405], machine=QUIET) + trials(
+        "threads", "echo", 16, [800, 810, 805], machine=QUIET
+    )
+    runs[4]["machine"] = NEIGHBOUR  # threads, trial 2
+    text = render(results(runs), [])
+    assert ("1 of 6 runs was taken while the machine was busy (CPU steal above 5% of the run's "
+            "window, or processes outside the bench using more than 0.5 cores): threads, echo, "
+            "16 clients, trial 2: 0.9 cores used by other processes, load average 2.9 on 2 "
+            "CPUs.") in text  # fmt: skip
+    assert "(busy)" in row(text, "threads") and "(busy)" not in row(text, "blocking")
+    runs[4]["machine"] = STOLEN
+    text = render(results(runs), [])
+    assert "trial 2: 12% of the CPU time stolen, load average 1.3 on 2 CPUs." in text
+
+
+def test_a_quiet_machine_is_said_to_be_quiet_and_a_file_without_figures_says_nothing():
+    runs = trials("blocking", "echo", 16, [400, 410], machine=QUIET)
+    text = render(results(runs), [])
+    assert "No run was taken while the machine was busy (CPU steal above 5%" in text
+    assert "(busy)" not in text
+    unmeasured = render(results(trials("blocking", "echo", 16, [400, 410])), [])
+    assert "machine was busy" not in unmeasured and "(busy)" not in unmeasured
+
+
+def test_the_report_thresholds_come_from_the_one_table(monkeypatch):
+    from loadgen.analysis import expectations
+
+    runs = trials("blocking", "echo", 16, [400, 410], machine=NEIGHBOUR)
+    assert "2 of 2 runs were taken while the machine was busy" in render(results(runs), [])
+    looser = expectations.Expectations(other_cores=1.0)
+    monkeypatch.setattr(expectations, "EXPECTED", looser)  # the verdict
+    monkeypatch.setattr("loadgen.views.report.EXPECTED", looser)  # the sentence
+    text = render(results(runs), [])
+    assert "No run was taken while the machine was busy" in text and "more than 1 cores" in text
+
+
+def test_a_core_sweep_whose_fewest_cores_answered_nothing_is_reported_not_a_crash():
+    runs = [{**run, "kind": "core_sweep", "cores_allowed": cores}
+            for cores, rate in ((1, 0), (2, 400))
+            for run in trials("threads", CPU, 16, [rate])]  # fmt: skip
+    text = render(results(runs), [])
+    assert "took threads from 0 to 400 replies/s (no reply on the fewest cores)." in text

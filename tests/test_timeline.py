@@ -101,6 +101,8 @@ def test_lanes_read_the_task_of_new_traces_and_the_greenlet_of_old_ones():
 
 
 def test_column_titles_drop_the_gil_turn_on_a_free_threaded_build():
-    metadata = {"server_python": {"gil_enabled": False}}
+    from test_compare import results
+
+    metadata = results([], server_python={"gil_enabled": False}).metadata
     title = column_title("cpu=20ms", {"burst": 2, "gil_switch_interval_s": 0.005}, metadata)
     assert "no GIL on this build" in title and "turn on the GIL" not in title

@@ -1,4 +1,20 @@
-"""Results on disk: one JSON per bench run, written atomically after every run, plus a CSV.
+"""Results on disk, typed: one results.json per bench run, the CSV beside it, and timeline.json.
+
+Every record of a results file is a frozen dataclass (standard library) rather than a
+``dict[str, Any]`` checked by key lists: no new dependency for a file that any machine with the
+toolkit must be able to read; a view cannot change what it reads by accident (``frozen``);
+``run.loadgen.latency_us.p99`` is an attribute that a linter and an editor follow, where the
+string path ``'loadgen.latency_us.p99'`` was not; and one pair of functions, ``from_dict`` and
+``to_dict``, driven by the classes' own type hints, does the JSON round trip for every record
+and says where a file is malformed (``runs[3].loadgen lacks sent``). Keys a record does not
+know (a newer writer's, a server's new event field) are kept in its ``extra`` and written
+back, so a round trip loses nothing.
+
+Schema 2 (written now) against schema 1 (still read; the file is converted in memory on load
+and never rewritten): each run has ``machine``, the whole machine over the run's window (load
+average, CPU steal, CPU used; null when /proc could not tell), and every latency summary has
+``count``, the samples its percentiles were drawn from (the bench has always written it: a
+schema-1 file without it gets null). Nothing else changed.
 
 ``results/latest/`` holds the newest bench; starting a new one moves the previous ``latest`` to
 ``results/archive/<its start time>/`` first, so no result is ever overwritten.
@@ -8,19 +24,454 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import os
 import shutil
 import tempfile
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-SCHEMA = 1
-CSV_COLUMNS = (
-    "kind", "model", "work", "trial", "concurrency", "rate", "cores_allowed", "sent",
-    "received", "lost", "throughput_rps", "p50_us", "p99_us", "server_cores",
-    "generator_cores", "generator_limited",
-)  # fmt: skip
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+TIMELINE_SCHEMA = 1  # timeline.json; files from before it had none and read the same
+KINDS = ("matrix", "load_sweep", "core_sweep")
+# Package versions a results file from before --python recorded at the top of its metadata.
+LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
+
+
+# ---- one JSON round trip for every record --------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """A record of a results file: its fields are the JSON keys, ``extra`` holds the rest."""
+
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | None = None) -> Self:
+        """The record in ``data`` (parsed JSON); ValueError naming the first thing wrong."""
+        return _record(cls, data, where or cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for json.dump; ``from_dict(to_dict())`` gives the record back."""
+        return _plain(self)
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Field name -> (type, required) for every field of ``cls`` but ``extra``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f.default is MISSING and f.default_factory is MISSING)
+            for f in fields(cls) if f.name != "extra"}  # fmt: skip
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "an integer", float: "a number"}  # fmt: skip
+    return "null" if value is None else names.get(type(value), f"a {type(value).__name__}")
+
+
+def _record(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} is {_kind(data)}, not an object")
+    known = _fields(cls)
+    values = {}
+    for name, (hint, required) in known.items():
+        if name in data:
+            values[name] = _value(hint, data[name], f"{where}.{name}")
+        elif required:
+            raise ValueError(f"{where} lacks {name}")
+    return cls(**values, extra={key: data[key] for key in data if key not in known})
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    """``value`` read as ``hint`` says: records built, lists and objects checked item by item,
+    numbers, strings and booleans checked (an int is a float; a boolean is not a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        [inner] = [arg for arg in args if arg is not type(None)]
+        return _value(inner, value, where)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return _record(hint, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise ValueError(f"{where} is {_kind(value)}, not a list")
+        items = [_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is {_kind(value)}, not an object")
+        return {key: _value(args[1], item, f"{where}.{key}") for key, item in value.items()}
+    wanted = (int, float) if hint is float else hint
+    if not isinstance(value, wanted) or (isinstance(value, bool) and hint in (int, float)):
+        raise ValueError(f"{where} is {_kind(value)}, not {hint.__name__}")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        known = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "extra"}
+        return known | value.extra
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# ---- the records -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Latency(Record):
+    """One HdrHistogram summarised, in microseconds (None: nothing was recorded), with
+    ``count``, the samples the percentiles were drawn from (None: not recorded)."""
+
+    min: float | None
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+    count: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Second(Record):
+    """One second of a run, as the generator saw it."""
+
+    second: int
+    sent: int
+    replies: int
+    lost: int
+    p50_us: float | None
+    p99_us: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorLoad(Record):
+    """The load generator's own cost and whether it kept up."""
+
+    cpu_cores: float
+    cpu_us_per_request: float | None = None
+    achieved_send_rps: float | None = None
+    behind: bool = False
+    lag_us: Latency | None = None
+    saturated: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadResult(Record):
+    """What the load generator did in one run (``generator.runner.merge``'s result)."""
+
+    mode: str
+    concurrency: int
+    rate: float | None
+    duration_s: float
+    sent: int
+    received: int
+    lost: int
+    in_flight: int
+    throughput_rps: float
+    latency_us: Latency
+    histogram: str
+    generator: GeneratorLoad
+    target: str | None = None
+    arrival: str | None = None
+    warmup_s: float | None = None
+    timeout_s: float | None = None
+    payload_size: int | None = None
+    encoding: str | None = None
+    procs: int | None = None
+    started_at: str | None = None
+    late: int = 0
+    duplicate: int = 0
+    corrupt: int = 0
+    server_errors: int = 0
+    socket_errors: int = 0
+    accounting_ok: bool | None = None
+    latency_uncorrected_us: Latency | None = None
+    series: tuple[Second, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerFigures(Record):
+    """The server's process tree over the run's window."""
+
+    cpu_user_s: float
+    cpu_system_s: float
+    cores_used: float | None
+    peak_rss_bytes: int
+    threads: int
+    processes: int
+    pid: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MachineWindow(Record):
+    """The whole machine over the run's window, from /proc (schema 2).
+
+    ``busy_cores``: all the CPU time used on the machine (user, nice, system and interrupts,
+    from /proc/stat), in cores; what the server and the generator did not use of it was
+    someone else's. ``steal_share``: the share of the window's CPU time the hypervisor gave to other
+    machines. ``load_1m_*``: the 1-minute load average at each end (it lags by a minute and
+    counts the bench's own runnable workers: context, not a measure of the window).
+    """
+
+    seconds: float
+    cpus: int
+    busy_cores: float | None
+    steal_share: float | None
+    load_1m_start: float
+    load_1m_end: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run(Record):
+    """One measured point: a model, a workload, a level, a trial."""
+
+    kind: str
+    model: str
+    work: str
+    trial: int
+    cores_allowed: int
+    server: ServerFigures
+    loadgen: LoadResult
+    generator_limited: bool
+    machine: MachineWindow | None  # None: not measured (schema 1, or no /proc)
+    offered_percent: float | None = None  # load_sweep: the load, in % of the capacity
+    capacity_rps: float | None = None  # load_sweep: the capacity the matrix measured
+
+    @property
+    def level(self) -> Any:
+        """What varies within a kind: clients, % of capacity, or cores."""
+        return {"matrix": self.loadgen.concurrency, "load_sweep": self.offered_percent,
+                "core_sweep": self.cores_allowed}[self.kind]  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready(Record):
+    """A server's ready event (the fields of the stdout contract; the rest in ``extra``)."""
+
+    model: str
+    host: str
+    port: int
+    pid: int
+    workers: int | None
+    work: str
+    event: str = "ready"
+    python: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped(Record):
+    """A server's stopped event: what it handled, in total and per worker."""
+
+    handled: int
+    errors: dict[str, int]
+    per_worker: dict[str, int]
+    event: str = "stopped"
+    model: str | None = None
+    forced: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerRecord(Record):
+    """One server the bench started: its ready and stopped events (None: it did not stop)."""
+
+    kind: str
+    model: str
+    work: str
+    ready: Ready
+    stopped: Stopped | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerPython(Record):
+    """The servers' interpreter (``python -m servers --about``), recorded since --python."""
+
+    version: str | None = None
+    implementation: str | None = None
+    executable: str | None = None
+    path: str | None = None
+    version_info: list[int] | None = None
+    gil_enabled: bool = True
+    free_threaded_build: bool = False
+    debug_build: bool = False
+    optimized: bool = False
+    abiflags: str | None = None
+    config_args: str | None = None
+    switch_interval_s: float | None = None
+    packages: dict[str, str | None] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibration(Record):
+    iterations: int
+    ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metadata(Record):
+    """The machine, both interpreters, the commit and the bench settings."""
+
+    date: str
+    python: str
+    gevent: str | None
+    greenlet: str | None
+    cpu_model: str
+    cores: int | None
+    os: str
+    git_commit: str | None
+    command: str
+    settings: dict[str, Any]
+    calibration: dict[str, Calibration]
+    hdrhistogram: str | None = None
+    cores_available: int | None = None
+    git_dirty: bool = False
+    server_python: ServerPython | None = None
+    skipped: dict[str, str] | None = None
+
+    @property
+    def packages(self) -> dict[str, str]:
+        """The versions of the packages the servers ran with (those installed, by name)."""
+        recorded = self.server_python.packages if self.server_python else None
+        if recorded is None:
+            recorded = {name: getattr(self, name) for name in LEGACY_PACKAGE_KEYS}
+        return {name: version for name, version in recorded.items() if version}
+
+    @property
+    def gil_enabled(self) -> bool:
+        """Whether the servers ran with a GIL (files from before --python: they did)."""
+        return self.server_python.gil_enabled if self.server_python else True
+
+    @property
+    def server_version(self) -> str:
+        """The servers' Python: recorded since --python, else the generator's (they were one)."""
+        recorded = self.server_python.version if self.server_python else None
+        return recorded or self.python
+
+    def work_label(self, work: str) -> str:
+        """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
+        for spec, figures in self.calibration.items():
+            if work.startswith(f"cpu={figures.iterations}it"):
+                return work.replace(f"cpu={figures.iterations}it", spec)
+        return work
+
+
+@dataclass(frozen=True, kw_only=True)
+class Results(Record):
+    """A whole results.json."""
+
+    schema: int
+    metadata: Metadata
+    runs: tuple[Run, ...]
+    servers: tuple[ServerRecord, ...] = ()
+
+    def runs_of(self, kind: str) -> list[Run]:
+        return [run for run in self.runs if run.kind == kind]
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def upgrade_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 results object as schema 2 (a new object; ``data`` is left as it was): every
+    run gets ``machine`` null (not measured), every latency summary without ``count`` gets it
+    null. Anything malformed is left for ``Results.from_dict`` to name."""
+
+    def latency(summary: Any) -> Any:
+        return {"count": None, **summary} if isinstance(summary, dict) else summary
+
+    def run(old: Any) -> Any:
+        if not isinstance(old, dict):
+            return old
+        new = {**old, "machine": old.get("machine")}
+        loadgen = old.get("loadgen")
+        if isinstance(loadgen, dict):
+            new["loadgen"] = {**loadgen, "latency_us": latency(loadgen.get("latency_us"))}
+            if loadgen.get("latency_uncorrected_us") is not None:
+                new["loadgen"]["latency_uncorrected_us"] = latency(
+                    loadgen["latency_uncorrected_us"]
+                )
+            generator = loadgen.get("generator")
+            if isinstance(generator, dict) and generator.get("lag_us") is not None:
+                new["loadgen"]["generator"] = {**generator, "lag_us": latency(generator["lag_us"])}
+        return new
+
+    runs = data.get("runs")
+    return {**data, "schema": 2, "runs": [run(r) for r in runs] if isinstance(runs, list) else runs}
+
+
+def parse(data: Any) -> Results:
+    """Parsed JSON as Results (schema 1 converted); ValueError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    schema = data.get("schema")
+    if schema not in READABLE_SCHEMAS:
+        raise ValueError(f"schema is {schema!r}; this version reads schemas "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}")  # fmt: skip
+    if schema == 1:
+        data = upgrade_schema_1(data)
+    results = Results.from_dict(data, "results")
+    for i, run in enumerate(results.runs):
+        counts = run.loadgen
+        if run.kind not in KINDS:
+            raise ValueError(f"results.runs[{i}] has an unknown kind {run.kind!r}")
+        if counts.sent != counts.received + counts.lost + counts.in_flight:
+            raise ValueError(f"results.runs[{i}]: sent != received + lost + in_flight")
+    return results
+
+
+def load(path: Path) -> Results:
+    """Read a results.json (schema 1 or 2), checking it is one this code understands."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from None
+    try:
+        return parse(data)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a valid results file: {error}") from None
+
+
+def load_timeline(path: Path) -> dict[str, Any]:
+    """Read a timeline.json (schema 1, or none from before it), as saved: the traces are drawn
+    as they are. ValueError if it is not a timeline this version can read."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a timeline.json: not JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("traces"), dict):
+        raise ValueError(f"{path} is not a timeline.json: no traces")
+    if data.get("schema", TIMELINE_SCHEMA) != TIMELINE_SCHEMA:
+        raise ValueError(f"{path} is a timeline.json of schema {data['schema']!r}; this "
+                         f"version reads schema {TIMELINE_SCHEMA}")  # fmt: skip
+    return data
+
+
+def timeline_metadata(data: dict[str, Any], path: Path | str = "timeline.json") -> Metadata | None:
+    """The metadata a timeline was recorded with, typed (None: it has none)."""
+    if data.get("metadata") is None:
+        return None
+    try:
+        return Metadata.from_dict(data["metadata"], "metadata")
+    except ValueError as error:
+        raise ValueError(f"{path} is not a timeline.json this version can read: {error}") from None
+
+
+# ---- writing ---------------------------------------------------------------------------------
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
@@ -40,8 +491,8 @@ def archive_latest(root: Path) -> Path | None:
     latest = root / "latest"
     if not latest.exists() or not any(latest.iterdir()):
         return None
-    stamp = _started_at(latest) or datetime.datetime.fromtimestamp(latest.stat().st_mtime)
-    name = stamp.strftime("%Y-%m-%dT%H%M%S")
+    began = _started_at(latest) or datetime.datetime.fromtimestamp(latest.stat().st_mtime)
+    name = began.strftime("%Y-%m-%dT%H%M%S")
     target = root / "archive" / name
     suffix = 1
     while target.exists():
@@ -63,49 +514,65 @@ def _started_at(folder: Path) -> datetime.datetime | None:
 class ResultsFile:
     """The bench's results.json (and results.csv), rewritten whole after every finished run."""
 
-    def __init__(self, folder: Path, metadata: dict[str, Any]):
+    def __init__(self, folder: Path, metadata: Metadata):
         self.folder = folder
         self.path = folder / "results.json"
-        self.data: dict[str, Any] = {"schema": SCHEMA, "metadata": metadata}
-        self.data |= {"runs": [], "servers": []}
+        self.results = Results(schema=SCHEMA, metadata=metadata, runs=(), servers=())
+        # Each record turned into plain data once, not at every save.
+        self._plain: dict[str, Any] = {"schema": SCHEMA, "metadata": metadata.to_dict(),
+                                       "runs": [], "servers": []}  # fmt: skip
         self.save()
 
-    def add_run(self, run: dict[str, Any]) -> None:
-        self.data["runs"].append(run)
+    def add_run(self, run: Run) -> None:
+        self.results = replace(self.results, runs=(*self.results.runs, run))
+        self._plain["runs"].append(run.to_dict())
         self.save()
 
-    def add_server(self, server: dict[str, Any]) -> None:
-        self.data["servers"].append(server)
+    def add_server(self, server: ServerRecord) -> None:
+        self.results = replace(self.results, servers=(*self.results.servers, server))
+        self._plain["servers"].append(server.to_dict())
         self.save()
 
     def save(self) -> None:
-        write_json_atomically(self.path, self.data)
-        write_csv(self.folder / "results.csv", self.data["runs"])
+        write_json_atomically(self.path, self._plain)
+        write_csv(self.folder / "results.csv", self.results.runs)
 
 
-def csv_row(run: dict[str, Any]) -> dict[str, Any]:
-    loadgen, server = run["loadgen"], run["server"]
+CSV_COLUMNS = (
+    "kind", "model", "work", "trial", "concurrency", "rate", "cores_allowed", "sent",
+    "received", "lost", "throughput_rps", "p50_us", "p99_us", "server_cores",
+    "generator_cores", "generator_limited", "latency_samples", "machine_busy_cores",
+    "machine_steal_share", "machine_load_1m",
+)  # fmt: skip
+
+
+def csv_row(run: Run) -> dict[str, Any]:
+    loadgen, machine = run.loadgen, run.machine
     return {
-        "kind": run["kind"],
-        "model": run["model"],
-        "work": run["work"],
-        "trial": run["trial"],
-        "concurrency": loadgen["concurrency"],
-        "rate": loadgen["rate"],
-        "cores_allowed": run["cores_allowed"],
-        "sent": loadgen["sent"],
-        "received": loadgen["received"],
-        "lost": loadgen["lost"],
-        "throughput_rps": loadgen["throughput_rps"],
-        "p50_us": loadgen["latency_us"]["p50"],
-        "p99_us": loadgen["latency_us"]["p99"],
-        "server_cores": server["cores_used"],
-        "generator_cores": loadgen["generator"]["cpu_cores"],
-        "generator_limited": run["generator_limited"],
+        "kind": run.kind,
+        "model": run.model,
+        "work": run.work,
+        "trial": run.trial,
+        "concurrency": loadgen.concurrency,
+        "rate": loadgen.rate,
+        "cores_allowed": run.cores_allowed,
+        "sent": loadgen.sent,
+        "received": loadgen.received,
+        "lost": loadgen.lost,
+        "throughput_rps": loadgen.throughput_rps,
+        "p50_us": loadgen.latency_us.p50,
+        "p99_us": loadgen.latency_us.p99,
+        "server_cores": run.server.cores_used,
+        "generator_cores": loadgen.generator.cpu_cores,
+        "generator_limited": run.generator_limited,
+        "latency_samples": loadgen.latency_us.count,
+        "machine_busy_cores": machine.busy_cores if machine else None,
+        "machine_steal_share": machine.steal_share if machine else None,
+        "machine_load_1m": machine.load_1m_end if machine else None,
     }
 
 
-def write_csv(path: Path, runs: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, runs: tuple[Run, ...] | list[Run]) -> None:
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline=""
     ) as handle:
@@ -115,83 +582,3 @@ def write_csv(path: Path, runs: list[dict[str, Any]]) -> None:
             writer.writerow(csv_row(run))
     os.chmod(handle.name, 0o644)
     os.replace(handle.name, path)
-
-
-METADATA_KEYS = ("date", "python", "gevent", "greenlet", "cpu_model", "cores", "os", "git_commit",
-                 "command", "settings", "calibration")  # fmt: skip
-RUN_KEYS = ("kind", "model", "work", "trial", "cores_allowed", "server", "loadgen",
-            "generator_limited")  # fmt: skip
-SERVER_KEYS = ("cpu_user_s", "cpu_system_s", "cores_used", "peak_rss_bytes", "threads",
-               "processes")  # fmt: skip
-LOADGEN_KEYS = ("mode", "concurrency", "rate", "duration_s", "sent", "received", "lost",
-                "in_flight", "throughput_rps", "latency_us", "histogram", "generator")  # fmt: skip
-KINDS = ("matrix", "load_sweep", "core_sweep")
-
-
-# Package versions a results file from before --python recorded at the top of its metadata.
-LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
-
-
-def packages(metadata: dict[str, Any]) -> dict[str, str]:
-    """The versions of the packages the servers ran with (those installed, by name)."""
-    recorded = metadata.get("server_python", {}).get("packages")
-    if recorded is None:
-        recorded = {name: metadata.get(name) for name in LEGACY_PACKAGE_KEYS}
-    return {name: version for name, version in recorded.items() if version}
-
-
-def gil_enabled(metadata: dict[str, Any]) -> bool:
-    """Whether the servers ran with a GIL (files from before --python recorded none: they did)."""
-    return bool(metadata.get("server_python", {}).get("gil_enabled", True))
-
-
-def server_version(metadata: dict[str, Any]) -> str:
-    """The servers' Python: recorded since --python, else the generator's (they were one)."""
-    return str(metadata.get("server_python", {}).get("version") or metadata.get("python", "?"))
-
-
-def problems(data: Any) -> list[str]:
-    """What keeps ``data`` from being a valid schema-1 results object (empty: valid)."""
-    if not isinstance(data, dict):
-        return ["not a JSON object"]
-    found = []
-    if data.get("schema") != SCHEMA:
-        found.append(f"schema is {data.get('schema')!r}, not {SCHEMA}")
-    metadata = data.get("metadata")
-    if not isinstance(metadata, dict):
-        found.append("no metadata object")
-    else:
-        found += [f"metadata lacks {key}" for key in METADATA_KEYS if key not in metadata]
-    runs = data.get("runs")
-    if not isinstance(runs, list):
-        return [*found, "no runs list"]
-    for i, run in enumerate(runs):
-        if not isinstance(run, dict):  # checked first: the lookups below assume an object
-            found.append(f"run {i} is not an object")
-            continue
-        missing = [key for key in RUN_KEYS if key not in run]
-        missing += [f"server.{k}" for k in SERVER_KEYS if k not in run.get("server", {})]
-        missing += [f"loadgen.{k}" for k in LOADGEN_KEYS if k not in run.get("loadgen", {})]
-        if missing:
-            found.append(f"run {i} lacks {', '.join(missing)}")
-        elif run["kind"] not in KINDS:
-            found.append(f"run {i} has an unknown kind {run['kind']!r}")
-        else:
-            counts = run["loadgen"]
-            if counts["sent"] != counts["received"] + counts["lost"] + counts["in_flight"]:
-                found.append(f"run {i}: sent != received + lost + in_flight")
-    if not isinstance(data.get("servers", []), list):
-        found.append("servers is not a list")
-    return found
-
-
-def load(path: Path) -> dict[str, Any]:
-    """Read a results.json, checking it is one this code understands."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    found = problems(data)
-    if found:
-        raise ValueError(f"{path} is not a valid results file: {'; '.join(found[:5])}")
-    return data

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from loadgen.analysis.results import gil_enabled
+from loadgen.analysis.expectations import EXPECTED, busy_reasons, few_samples
+from loadgen.analysis.results import Metadata, Results, Run
 from servers import MODELS, Model
-
-
-def work_label(run_work: str, metadata: dict[str, Any]) -> str:
-    """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
-    for spec, figures in metadata.get("calibration", {}).items():
-        if run_work.startswith(f"cpu={figures['iterations']}it"):
-            return run_work.replace(f"cpu={figures['iterations']}it", spec)
-    return run_work
-
-
-def runs_of(data: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [run for run in data["runs"] if run["kind"] == kind]
 
 
 def ordered(models: Iterable[str]) -> list[str]:
@@ -38,11 +28,12 @@ def spread(values: list[float]) -> tuple[float, float, float]:
 
 
 def knee(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """The last (rate, p99) before p99 grows past 3x its value at the lightest load."""
+    """The last (rate, p99) before p99 grows past ``knee_factor`` (3x) its value at the
+    lightest load."""
     if len(points) < 2:
         return None
     base = points[0][1]
-    inside = [p for p in points if p[1] <= 3 * base]
+    inside = [p for p in points if p[1] <= EXPECTED.knee_factor * base]
     return inside[-1] if inside and inside[-1] != points[-1] else None
 
 
@@ -50,11 +41,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def expects_parallel(model: str, metadata: dict[str, Any]) -> bool | None:
+def expects_parallel(model: str, metadata: Metadata) -> bool | None:
     """What the registry says ``model`` does with CPU work on the servers' interpreter; None
     for a model this version does not know (no expectation, no verdict)."""
     known: Model | None = MODELS.get(model)
-    return known.computes_in_parallel(gil_enabled(metadata)) if known else None
+    return known.computes_in_parallel(metadata.gil_enabled) if known else None
 
 
 def expects_overlap(model: str, kind: str) -> bool | None:
@@ -66,20 +57,79 @@ def baseline_of(models: list[str]) -> str | None:
     return next((m for m in models if m in MODELS and MODELS[m].baseline), None)
 
 
+@dataclass(frozen=True)
+class Point:
+    """The trials of one (kind, model, work, level), each figure as the median over them."""
+
+    kind: str
+    model: str
+    work: str
+    level: Any
+    runs: tuple[Run, ...]
+
+    def median(self, figure: Callable[[Run], float | None]) -> float:
+        """The median of ``figure`` over the trials that have it (0 if none has)."""
+        return median([v for v in map(figure, self.runs) if v is not None])
+
+    @property
+    def rate(self) -> float:
+        return self.median(lambda run: run.loadgen.throughput_rps)
+
+    @property
+    def p50_us(self) -> float:
+        return self.median(lambda run: run.loadgen.latency_us.p50)
+
+    @property
+    def p99_us(self) -> float:
+        return self.median(lambda run: run.loadgen.latency_us.p99)
+
+    @property
+    def server_cores(self) -> float:
+        return self.median(lambda run: run.server.cores_used)
+
+    @property
+    def processes(self) -> float:
+        return self.median(lambda run: run.server.processes)
+
+    @property
+    def peak_rss_bytes(self) -> float:
+        return self.median(lambda run: run.server.peak_rss_bytes)
+
+    @property
+    def generator_cores(self) -> float:
+        return self.median(lambda run: run.loadgen.generator.cpu_cores)
+
+    @property
+    def lost(self) -> int:
+        return sum(run.loadgen.lost for run in self.runs)
+
+    @property
+    def limited(self) -> bool:
+        """The generator was the limit in at least one trial."""
+        return any(run.generator_limited for run in self.runs)
+
+    @property
+    def fewest_samples(self) -> int | None:
+        """The fewest samples a trial's p99 was drawn from, if that is too few to trust."""
+        few = [run.loadgen.latency_us.count for run in self.runs
+               if few_samples(run.loadgen.latency_us)]  # fmt: skip
+        return min(few) if few else None  # type: ignore[type-var]
+
+    @property
+    def busy(self) -> list[Run]:
+        """The trials taken while the machine was busy (expectations.busy_reasons)."""
+        return [run for run in self.runs if busy_reasons(run)]
+
+
 class Summary:
     """Medians over trials per (kind, model, work, level) and the questions the report asks."""
 
-    def __init__(self, data: dict[str, Any]):
-        self.data = data
-        self.metadata = data["metadata"]
-        self.groups: dict[tuple, list[dict]] = defaultdict(list)
-        for run in data["runs"]:
-            level = {
-                "matrix": run["loadgen"]["concurrency"],
-                "load_sweep": run.get("offered_percent"),
-                "core_sweep": run["cores_allowed"],
-            }[run["kind"]]
-            self.groups[(run["kind"], run["model"], run["work"], level)].append(run)
+    def __init__(self, results: Results):
+        self.results = results
+        self.metadata = results.metadata
+        self.groups: dict[tuple, list[Run]] = defaultdict(list)
+        for run in results.runs:
+            self.groups[(run.kind, run.model, run.work, run.level)].append(run)
 
     def works(self, kind: str = "matrix") -> list[str]:
         return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))
@@ -90,29 +140,22 @@ class Summary:
     def levels(self, kind: str, model: str, work: str) -> list:
         return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
 
+    def point(self, kind: str, model: str, work: str, level: Any) -> Point:
+        return Point(kind, model, work, level, tuple(self.groups[(kind, model, work, level)]))
+
+    def points(self) -> list[Point]:
+        return [self.point(*key) for key in self.groups]
+
     def rate(self, kind: str, model: str, work: str, level: Any) -> float:
-        runs = self.groups[(kind, model, work, level)]
-        return median([r["loadgen"]["throughput_rps"] for r in runs])
+        return self.point(kind, model, work, level).rate
+
+    def compared(self, model: str, work: str) -> Point:
+        """The matrix point compared: at the highest concurrency level, where every model is
+        loaded. Taking each model's best level instead would pick the luckiest of several noisy
+        numbers, and compare models at different loads."""
+        return self.point("matrix", model, work, max(self.levels("matrix", model, work)))
 
     def best(self, model: str, work: str) -> tuple[Any, float]:
-        """The figures compared: at the highest concurrency level, where every model is loaded.
-
-        Taking each model's best level instead would pick the luckiest of several noisy
-        numbers, and compare models at different loads.
-        """
-        level = max(self.levels("matrix", model, work))
-        return level, self.rate("matrix", model, work, level)
-
-    def figure(self, model: str, work: str, level: Any, path: str) -> float:
-        """The median of a nested figure, e.g. path 'server.cores_used'."""
-        values = []
-        for run in self.groups[("matrix", model, work, level)]:
-            value: Any = run
-            for key in path.split("."):
-                value = value[key]
-            if value is not None:
-                values.append(value)
-        return median(values)
-
-    def limited(self, model: str, work: str, level: Any) -> bool:
-        return any(r["generator_limited"] for r in self.groups[("matrix", model, work, level)])
+        """The level compared and the median replies/s there (see ``compared``)."""
+        point = self.compared(model, work)
+        return point.level, point.rate

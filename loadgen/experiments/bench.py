@@ -24,14 +24,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import ResultsFile, archive_latest
+from loadgen.analysis.results import (
+    LoadResult,
+    MachineWindow,
+    Metadata,
+    Ready,
+    ResultsFile,
+    Run,
+    ServerFigures,
+    ServerRecord,
+    Stopped,
+    archive_latest,
+)
 from loadgen.experiments.timeline import DEFAULT_WORKS as TIMELINE_WORKS
 from loadgen.experiments.timeline import record_timeline
 from loadgen.generator import engine, runner
 from loadgen.harness.calibration import calibrate_works
-from loadgen.harness.machine import metadata
+from loadgen.harness.machine import MachineSample, machine_sample, machine_window, metadata
 from loadgen.harness.pythons import runnable
-from loadgen.harness.server import ServerProcess, cpu_window, start_model
+from loadgen.harness.server import Sample, ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,36 +86,42 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def measure(
     server: ServerProcess, loadgen_settings: engine.Settings, kind: str, trial: int,
-    cores: list[int] | None,
-) -> dict[str, Any]:  # fmt: skip
-    """One run against an already started server, its server-side figures over the window."""
-    window = {}
-    result = runner.run_here(
-        loadgen_settings, on_window=lambda edge: window.__setitem__(edge, server.sample())
-    )
-    after = window["end"]
-    generator = result["generator"]
-    return {
-        "kind": kind,
-        "model": server.model,
-        "work": server.work,
-        "trial": trial,
-        "cores_allowed": len(cores) if cores else available_cores(),
-        "server": {
-            "pid": server.pid,
-            **cpu_window(window["start"], after),
-            "peak_rss_bytes": after.peak_rss_bytes,
-            "threads": after.threads,
-            "processes": after.processes,
-        },
-        "loadgen": result,
+    cores: list[int] | None, **sweep: float,
+) -> Run:  # fmt: skip
+    """One run against an already started server, its server-side figures and the whole
+    machine's over the window (``sweep``: a load sweep's offered_percent and capacity_rps)."""
+    window: dict[str, tuple[Sample, MachineSample | None]] = {}
+
+    def sample(edge: str) -> None:
+        window[edge] = (server.sample(), machine_sample())
+
+    result = LoadResult.from_dict(runner.run_here(loadgen_settings, on_window=sample), "loadgen")
+    (before, machine_before), (after, machine_after) = window["start"], window["end"]
+    generator = result.generator
+    machine = machine_window(machine_before, machine_after)
+    return Run(
+        kind=kind,
+        model=server.model,
+        work=server.work,
+        trial=trial,
+        cores_allowed=len(cores) if cores else available_cores(),
+        server=ServerFigures(
+            pid=server.pid,
+            **cpu_window(before, after),
+            peak_rss_bytes=after.peak_rss_bytes,
+            threads=after.threads,
+            processes=after.processes,
+        ),
+        loadgen=result,
         # The generator could not produce the load: a core of its own used up, or (open loop)
         # the target rate not reached. A late tail of sends alone is reported, not flagged here.
-        "generator_limited": bool(
-            generator["saturated"]
-            or (result["rate"] and generator["achieved_send_rps"] < 0.95 * result["rate"])
+        generator_limited=bool(
+            generator.saturated
+            or (result.rate and (generator.achieved_send_rps or 0) < 0.95 * result.rate)
         ),
-    }
+        machine=MachineWindow.from_dict(machine, "machine") if machine else None,
+        **sweep,
+    )
 
 
 class Bench:
@@ -132,8 +149,11 @@ class Bench:
         for server in servers.values():
             self.servers.remove(server)
             stopped = server.stop_or_none()
-            results.add_server({"kind": kind, "model": server.model, "work": server.work,
-                                "ready": server.ready, "stopped": stopped})  # fmt: skip
+            results.add_server(ServerRecord(
+                kind=kind, model=server.model, work=server.work,
+                ready=Ready.from_dict(server.ready, "ready"),
+                stopped=Stopped.from_dict(stopped, "stopped") if stopped else None,
+            ))  # fmt: skip
 
     def stop_all(self) -> None:
         for server in self.servers:
@@ -150,16 +170,16 @@ class Bench:
         )  # fmt: skip
         return replace(base, **changes)
 
-    def print_run(self, run: dict[str, Any], label: str) -> None:
+    def print_run(self, run: Run, label: str) -> None:
         self.done += 1
-        loadgen, server = run["loadgen"], run["server"]
-        flag = "  (generator-limited)" if run["generator_limited"] else ""
-        p50 = loadgen["latency_us"]["p50"]
+        loadgen, server = run.loadgen, run.server
+        flag = "  (generator-limited)" if run.generator_limited else ""
+        p50 = loadgen.latency_us.p50
         print(
-            f"[{self.done:3}] {run['model']:{NAME_WIDTH}} {run['work']:13} {label:10} "
-            f"{loadgen['throughput_rps']:9,.0f} replies/s  p50 {p50 or 0:7,} us  "
-            f"lost {loadgen['lost']:4}  server {server['cores_used'] or 0:.2f} cores  "
-            f"generator {loadgen['generator']['cpu_cores']:.2f}{flag}",
+            f"[{self.done:3}] {run.model:{NAME_WIDTH}} {run.work:13} {label:10} "
+            f"{loadgen.throughput_rps:9,.0f} replies/s  p50 {p50 or 0:7,} us  "
+            f"lost {loadgen.lost:4}  server {server.cores_used or 0:.2f} cores  "
+            f"generator {loadgen.generator.cpu_cores:.2f}{flag}",
             flush=True,
         )
 
@@ -187,7 +207,7 @@ class Bench:
                     settings = self.loadgen_settings(server, concurrency=level)
                     run = measure(server, settings, "matrix", trial, None)
                     results.add_run(run)
-                    rates.setdefault((model, level), []).append(run["loadgen"]["throughput_rps"])
+                    rates.setdefault((model, level), []).append(run.loadgen.throughput_rps)
                     self.print_run(run, f"c={level} t{trial + 1}")
         return {
             model: max(statistics.median(rates[(model, level)])
@@ -205,9 +225,8 @@ class Bench:
                 settings = self.loadgen_settings(
                     server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
                 )
-                run = measure(server, settings, "load_sweep", 0, None)
-                run["offered_percent"] = percent
-                run["capacity_rps"] = capacity[model]
+                run = measure(server, settings, "load_sweep", 0, None, offered_percent=percent,
+                              capacity_rps=capacity[model])  # fmt: skip
                 results.add_run(run)
                 self.print_run(run, f"{percent}% load")
 
@@ -241,7 +260,7 @@ def run_bench(settings: BenchSettings) -> Path:
     folder = settings.out / "latest"
     folder.mkdir(parents=True, exist_ok=True)
     about = metadata(asdict(settings), calibration.measured, server_python, skipped)
-    results = ResultsFile(folder, about)
+    results = ResultsFile(folder, Metadata.from_dict(about, "metadata"))
     if archived:
         print(f"previous results moved to {archived}", flush=True)
     for spec, figures in calibration.measured.items():
@@ -254,15 +273,15 @@ def run_bench(settings: BenchSettings) -> Path:
             bench.core_sweep(exact, results)
     except KeyboardInterrupt:
         bench.stop_all()
-        runs = len(results.data["runs"])
+        runs = len(results.results.runs)
         print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
         raise
     finally:
         bench.stop_all()
-    print(f"\n{len(results.data['runs'])} runs written to {results.path}", flush=True)
+    print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
         record_timeline(folder, models=settings.models, works=settings.timeline_works,
-                        metadata=results.data["metadata"], exact=exact,
-                        repeat=settings.timeline_repeat, python=settings.python)  # fmt: skip
+                        metadata=about, exact=exact, repeat=settings.timeline_repeat,
+                        python=settings.python)  # fmt: skip
     return folder

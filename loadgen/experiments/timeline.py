@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import write_json_atomically
+from loadgen.analysis.results import TIMELINE_SCHEMA, write_json_atomically
 from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.machine import metadata as machine_metadata
 from loadgen.harness.pythons import runnable
@@ -145,5 +145,5 @@ def record_timeline(
     if metadata is None:
         metadata = machine_metadata({"workers": WORKERS}, {}, server_python, skipped)
     data["metadata"] = metadata
-    write_json_atomically(out / "timeline.json", data)
+    write_json_atomically(out / "timeline.json", {"schema": TIMELINE_SCHEMA, **data})
     return out / "timeline.json"

@@ -1,4 +1,5 @@
-"""What a result was measured on: the machine, both interpreters, the commit, the settings."""
+"""What a result was measured on: the machine, both interpreters, the commit, the settings;
+and how busy the machine was over each run's window (load average, CPU steal, CPU used)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from servers import available_cores
 
@@ -72,4 +74,55 @@ def metadata(
         "skipped": skipped,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()},
         "calibration": calibration,
+    }
+
+
+class MachineSample(NamedTuple):
+    """The whole machine's counters at one moment, from /proc (Linux)."""
+
+    time: float  # time.monotonic()
+    load_1m: float
+    ticks: tuple[int, ...]  # /proc/stat's cpu line: user nice system idle iowait irq softirq steal
+    cpus: int
+
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_sample() -> MachineSample | None:
+    """Load average and the CPU time counters of all CPUs, now; None where /proc is missing.
+
+    Two small reads (tens of microseconds): cheap enough to take at each edge of a run's
+    window, next to the server's own sample.
+    """
+    try:
+        load_1m = float(Path("/proc/loadavg").read_text().split()[0])
+        lines = Path("/proc/stat").read_text().splitlines()
+    except (OSError, ValueError, IndexError):
+        return None
+    columns = lines[0].split()
+    if columns[0] != "cpu" or len(columns) < 9:
+        return None  # a kernel without the steal column (before 2.6.11)
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu"))
+    return MachineSample(time.monotonic(), load_1m, tuple(int(v) for v in columns[1:9]), cpus)
+
+
+def machine_window(before: MachineSample | None, after: MachineSample | None) -> dict | None:
+    """The machine between two samples: the cores busy (all CPU time but idle, iowait and
+    steal: user, nice, system, and the interrupts, which a process's own CPU time includes
+    when they ran in its context), the share of CPU time stolen by the hypervisor, the load
+    average at each end. None without both samples."""
+    if before is None or after is None or after.time <= before.time:
+        return None
+    delta = [b - a for a, b in zip(before.ticks, after.ticks, strict=True)]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = delta
+    total = sum(delta)
+    seconds = after.time - before.time
+    return {
+        "seconds": round(seconds, 4),
+        "cpus": after.cpus,
+        "busy_cores": round((user + nice + system + irq + softirq) / TICKS_PER_S / seconds, 3),
+        "steal_share": round(steal / total, 4) if total > 0 else None,
+        "load_1m_start": before.load_1m,
+        "load_1m_end": after.load_1m,
     }

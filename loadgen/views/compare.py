@@ -47,22 +47,22 @@ import math
 import statistics
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import load, write_json_atomically
-from loadgen.views.figures import ordered, work_label
-from loadgen.views.report import Summary
+from loadgen.analysis.results import Results, Run, load, write_json_atomically
+from loadgen.analysis.summary import Summary, ordered
 
 DEFAULT_THRESHOLD = 0.05
 SEPARATION_CHANCE = 0.10  # the most luck we accept for a complete separation of the trials
 
-# (key, what the table calls it, where it is in a run, scale for display, higher is better)
-METRICS = (
-    ("throughput_rps", "replies/s", ("loadgen", "throughput_rps"), 1.0, True),
-    ("p50_ms", "p50 ms", ("loadgen", "latency_us", "p50"), 1e-3, False),
-    ("p99_ms", "p99 ms", ("loadgen", "latency_us", "p99"), 1e-3, False),
+# (key, what the table calls it, the figure read from a run, scale for display, higher is better)
+METRICS: tuple[tuple[str, str, Callable[[Run], float | None], float, bool], ...] = (
+    ("throughput_rps", "replies/s", lambda run: run.loadgen.throughput_rps, 1.0, True),
+    ("p50_ms", "p50 ms", lambda run: run.loadgen.latency_us.p50, 1e-3, False),
+    ("p99_ms", "p99 ms", lambda run: run.loadgen.latency_us.p99, 1e-3, False),
 )
 
 # Verdicts, from B's point of view.
@@ -166,47 +166,40 @@ class Comparison:
     only_b: list[str]
 
 
-def _figure(run: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = run
-    for key in path:
-        value = value[key]
-    return value
-
-
-def _side(runs: list[dict[str, Any]], path: tuple[str, ...]) -> Spread:
+def _side(runs: list[Run], figure: Callable[[Run], float | None]) -> Spread:
     # A latency of None means no reply came back in that trial: it is no sample, not a zero.
-    values = [v for v in (_figure(run, path) for run in runs) if v is not None]
-    return Spread.of(values, any(run["generator_limited"] for run in runs))
+    values = [v for v in map(figure, runs) if v is not None]
+    return Spread.of(values, any(run.generator_limited for run in runs))
 
 
 def _labels(summary: Summary) -> dict[str, str]:
     """Label -> exact spec of every matrix workload, in the order the file measured them."""
     found: dict[str, str] = {}
     for spec in summary.works("matrix"):
-        found.setdefault(work_label(spec, summary.metadata), spec)
+        found.setdefault(summary.metadata.work_label(spec), spec)
     return found
 
 
-def header(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+def header(path: Path, data: Results) -> dict[str, Any]:
     """What identifies a results file in the comparison's header."""
-    metadata = data["metadata"]
-    commit = metadata.get("git_commit") or "unknown"
-    server = metadata.get("server_python")  # recorded once the servers may run another Python
+    metadata = data.metadata
+    commit = metadata.git_commit or "unknown"
+    server = metadata.server_python  # recorded once the servers may run another Python
     return {
         "path": str(path),
-        "python": metadata.get("python"),
-        "server_python": server.get("version") if isinstance(server, dict) else server,
-        "cpu_model": metadata.get("cpu_model"),
-        "cores": metadata.get("cores"),
-        "date": metadata.get("date"),
-        "commit": commit[:10] + (" (with local changes)" if metadata.get("git_dirty") else ""),
-        "trials": (metadata.get("settings") or {}).get("trials"),
+        "python": metadata.python,
+        "server_python": server.version if server else None,
+        "cpu_model": metadata.cpu_model,
+        "cores": metadata.cores,
+        "date": metadata.date,
+        "commit": commit[:10] + (" (with local changes)" if metadata.git_dirty else ""),
+        "trials": metadata.settings.get("trials"),
     }
 
 
 def compare(
-    data_a: dict[str, Any],
-    data_b: dict[str, Any],
+    data_a: Results,
+    data_b: Results,
     threshold: float = DEFAULT_THRESHOLD,
     all_levels: bool = False,
     paths: tuple[Path, Path] = (Path("A"), Path("B")),
@@ -233,8 +226,8 @@ def compare(
                 runs_a = summary_a.groups[("matrix", model, spec_a, level)]
                 runs_b = summary_b.groups[("matrix", model, spec_b, level)]
                 figures = {
-                    key: judge(_side(runs_a, path), _side(runs_b, path), higher, threshold)
-                    for key, _, path, _, higher in METRICS
+                    key: judge(_side(runs_a, figure), _side(runs_b, figure), higher, threshold)
+                    for key, _, figure, _, higher in METRICS
                 }
                 workload.rows.append(Row(label, model, level, level == common[-1], figures))
         workloads.append(workload)

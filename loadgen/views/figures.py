@@ -10,6 +10,7 @@ from.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -21,8 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loadgen.analysis.results import gil_enabled, load, packages, server_version  # noqa: E402
-from loadgen.analysis.summary import knee, ordered, runs_of, spread, work_label  # noqa: E402
+from loadgen.analysis.expectations import EXPECTED  # noqa: E402
+from loadgen.analysis.results import Metadata, Results, Run, load  # noqa: E402
+from loadgen.analysis.summary import knee, ordered, spread  # noqa: E402
 from loadgen.generator import stats  # noqa: E402
 from servers import MODELS  # noqa: E402
 
@@ -37,14 +39,14 @@ def style(model: str) -> tuple[str, str]:
     return (known.colour, known.marker) if known else FALLBACK
 
 
-def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
-    settings = metadata.get("settings", {})
+def footnote(figure: Figure, metadata: Metadata, note: str = "") -> None:
+    settings = metadata.settings
     parts = [
-        f"{metadata.get('cpu_model', '?')}, {metadata.get('cores', '?')} cores",
-        f"servers on Python {server_version(metadata)}"
-        + ("" if gil_enabled(metadata) else " without the GIL")
-        + "".join(f", {name} {version}" for name, version in packages(metadata).items()),
-        str(metadata.get("date", "?"))[:16].replace("T", " "),
+        f"{metadata.cpu_model}, {metadata.cores or '?'} cores",
+        f"servers on Python {metadata.server_version}"
+        + ("" if metadata.gil_enabled else " without the GIL")
+        + "".join(f", {name} {version}" for name, version in metadata.packages.items()),
+        metadata.date[:16].replace("T", " "),
     ]
     if "trials" in settings:
         parts.append(f"{settings['trials']} trial(s) of {settings.get('duration', '?')} s")
@@ -57,13 +59,13 @@ def stamp(figure: Figure, metadata: dict[str, Any], note: str = "") -> None:
 
 
 def finish(
-    figure: Figure, data: dict[str, Any], legend_axis: Any, title: str, note: str,
+    figure: Figure, data: Results, legend_axis: Any, title: str, note: str,
     bottom: float = 0.04,
 ) -> Figure:  # fmt: skip
-    """Legend outside the last panel, title, footer stamp, layout."""
+    """Legend outside the last panel, title, footnote (machine, Python, settings), layout."""
     outside_legend(legend_axis)
     figure.suptitle(title)
-    stamp(figure, data["metadata"], note)
+    footnote(figure, data.metadata, note)
     figure.tight_layout(rect=(0, bottom, 1, 1))
     return figure
 
@@ -85,35 +87,35 @@ def _limited_legend(axis: Any) -> None:
               markeredgecolor="#333333", label="hollow: generator-limited")  # fmt: skip
 
 
-def throughput_figure(data: dict[str, Any]) -> Figure | None:
-    runs = runs_of(data, "matrix")
+def throughput_figure(data: Results) -> Figure | None:
+    runs = data.runs_of("matrix")
     if not runs:
         return None
-    works = list(dict.fromkeys(run["work"] for run in runs))
+    works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
     for axis, work in zip(axes[0], works, strict=True):
-        by_model: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        by_model: dict[str, dict[int, list[Run]]] = defaultdict(lambda: defaultdict(list))
         for run in runs:
-            if run["work"] == work:
-                by_model[run["model"]][run["loadgen"]["concurrency"]].append(run)
+            if run.work == work:
+                by_model[run.model][run.loadgen.concurrency].append(run)
         for model in ordered(by_model):
             colour, marker = style(model)
             levels = sorted(by_model[model])
-            figures = [spread([r["loadgen"]["throughput_rps"] for r in by_model[model][c]])
+            figures = [spread([r.loadgen.throughput_rps for r in by_model[model][c]])
                        for c in levels]  # fmt: skip
             medians = [f[0] for f in figures]
             axis.plot(levels, medians, color=colour, marker=marker, label=model)
             axis.fill_between(levels, [f[1] for f in figures], [f[2] for f in figures],
                               color=colour, alpha=0.15, linewidth=0)  # fmt: skip
             for level, median in zip(levels, medians, strict=True):
-                if any(r["generator_limited"] for r in by_model[model][level]):
+                if any(r.generator_limited for r in by_model[model][level]):
                     axis.plot(level, median, marker=marker, markersize=9, color="white",
                               markeredgecolor=colour, zorder=3)  # fmt: skip
         axis.set_xscale("log", base=2)
-        axis.set_xticks(sorted({r["loadgen"]["concurrency"] for r in runs if r["work"] == work}))
+        axis.set_xticks(sorted({r.loadgen.concurrency for r in runs if r.work == work}))
         axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.set_ylim(bottom=0)
-        axis.set_title(work_label(work, data["metadata"]))
+        axis.set_title(data.metadata.work_label(work))
         axis.set_xlabel("clients in flight (closed loop)")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("verified replies per second")
@@ -123,34 +125,34 @@ def throughput_figure(data: dict[str, Any]) -> Figure | None:
                   "line: median of trials, band: min-max")  # fmt: skip
 
 
-def cores_figure(data: dict[str, Any]) -> Figure | None:
-    runs = runs_of(data, "matrix")
+def cores_figure(data: Results) -> Figure | None:
+    runs = data.runs_of("matrix")
     if not runs:
         return None
-    works = list(dict.fromkeys(run["work"] for run in runs))
-    models = ordered({run["model"] for run in runs})
+    works = list(dict.fromkeys(run.work for run in runs))
+    models = ordered({run.model for run in runs})
     # Wide enough for a readable bar per model in every group, the legend to the right.
     figure, axis = plt.subplots(figsize=(3.6 + 0.42 * len(models) * len(works), 4.8))
     width = 0.8 / len(models)
     for i, model in enumerate(models):
         colour, _ = style(model)
         for j, work in enumerate(works):
-            mine = [r for r in runs if r["model"] == model and r["work"] == work]
+            mine = [r for r in runs if r.model == model and r.work == work]
             if not mine:
                 continue
-            top = max(r["loadgen"]["concurrency"] for r in mine)
-            values = [r["server"]["cores_used"] for r in mine if r["loadgen"]["concurrency"] == top]
+            top = max(r.loadgen.concurrency for r in mine)
+            values = [r.server.cores_used for r in mine if r.loadgen.concurrency == top]
             median, low, high = spread(values)
             x = j + (i - (len(models) - 1) / 2) * width
             axis.bar(x, median, width * 0.92, color=colour, label=model if j == 0 else None)
             axis.errorbar(x, median, yerr=[[median - low], [high - median]], color="#333333",
                           capsize=2, linewidth=1)  # fmt: skip
-    cores = data["metadata"].get("cores_available") or data["metadata"].get("cores") or 1
+    cores = data.metadata.cores_available or data.metadata.cores or 1
     axis.axhline(1, color="#333333", linestyle="--", linewidth=1,
                  label="1 core: one thread of\nPython at a time")  # fmt: skip
     axis.axhline(cores, color="#333333", linestyle=":", linewidth=1,
                  label=f"{cores} cores: the whole machine")  # fmt: skip
-    axis.set_xticks(range(len(works)), [work_label(w, data["metadata"]) for w in works])
+    axis.set_xticks(range(len(works)), [data.metadata.work_label(w) for w in works])
     axis.set_xlim(-0.5, len(works) - 0.5)
     axis.set_ylabel("server CPU, in cores (at the highest concurrency)")
     axis.set_ylim(0, cores * 1.15)
@@ -160,33 +162,38 @@ def cores_figure(data: dict[str, Any]) -> Figure | None:
                   "bar: median, whisker: min-max")  # fmt: skip
 
 
-def latency_load_figure(data: dict[str, Any]) -> Figure | None:
-    runs = runs_of(data, "load_sweep")
+def _ms(microseconds: float | None) -> float:
+    """Milliseconds; NaN (a gap in the line) for a run in which no reply came back."""
+    return math.nan if microseconds is None else microseconds / 1000
+
+
+def latency_load_figure(data: Results) -> Figure | None:
+    runs = data.runs_of("load_sweep")
     if not runs:
         return None
-    works = list(dict.fromkeys(run["work"] for run in runs))
+    works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(
         2, len(works), figsize=(2.6 + 4.6 * len(works), 7.4), squeeze=False, sharex="col"
     )
     for column, work in enumerate(works):
-        for model in ordered({r["model"] for r in runs if r["work"] == work}):
+        for model in ordered({r.model for r in runs if r.work == work}):
             colour, marker = style(model)
-            mine = sorted((r for r in runs if r["work"] == work and r["model"] == model),
-                          key=lambda r: r["offered_percent"])  # fmt: skip
-            rates = [r["loadgen"]["throughput_rps"] for r in mine]
+            mine = sorted((r for r in runs if r.work == work and r.model == model),
+                          key=lambda r: r.offered_percent or 0)  # fmt: skip
+            rates = [r.loadgen.throughput_rps for r in mine]
             for row, key in enumerate(("p50", "p99")):
                 axis = axes[row][column]
-                values = [r["loadgen"]["latency_us"][key] / 1000 for r in mine]
+                values = [_ms(getattr(r.loadgen.latency_us, key)) for r in mine]
                 axis.plot(rates, values, color=colour, marker=marker, label=model)
                 for run, rate, value in zip(mine, rates, values, strict=True):
-                    if run["generator_limited"]:
+                    if run.generator_limited:
                         axis.plot(rate, value, marker=marker, markersize=9, color="white",
                                   markeredgecolor=colour, zorder=3)  # fmt: skip
                 found = knee(list(zip(rates, values, strict=True))) if key == "p99" else None
                 if found:
                     axis.plot(*found, marker="*", markersize=15, color=colour,
                               markeredgecolor="black", zorder=4)  # fmt: skip
-        spread_of_rates = [r["loadgen"]["throughput_rps"] for r in runs if r["work"] == work]
+        spread_of_rates = [r.loadgen.throughput_rps for r in runs if r.work == work]
         for row, key in enumerate(("p50", "p99")):
             axis = axes[row][column]
             axis.set_yscale("log")
@@ -196,7 +203,7 @@ def latency_load_figure(data: dict[str, Any]) -> Figure | None:
             plain_ticks(axis)
             if column == 0:
                 axis.set_ylabel(f"{key} latency, ms (log)")
-        axes[0][column].set_title(work_label(work, data["metadata"]))
+        axes[0][column].set_title(data.metadata.work_label(work))
         axes[1][column].set_xlabel("achieved replies per second (open loop)")
     axis = axes[0][-1]
     axis.plot(
@@ -206,7 +213,8 @@ def latency_load_figure(data: dict[str, Any]) -> Figure | None:
         marker="*",
         markersize=12,
         color="#333333",
-        label="star (p99): knee, last load\nbefore p99 > 3x its light-load value",
+        label=f"star (p99): knee, last load\nbefore p99 > {EXPECTED.knee_factor:g}x its "
+        "light-load value",
     )
     _limited_legend(axis)
     return finish(figure, data, axis,
@@ -216,20 +224,20 @@ def latency_load_figure(data: dict[str, Any]) -> Figure | None:
                   bottom=0.03)  # fmt: skip
 
 
-def spectrum_figure(data: dict[str, Any]) -> Figure | None:
-    runs = runs_of(data, "matrix")
+def spectrum_figure(data: Results) -> Figure | None:
+    runs = data.runs_of("matrix")
     if not runs:
         return None
-    works = list(dict.fromkeys(run["work"] for run in runs))
+    works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
     for axis, work in zip(axes[0], works, strict=True):
-        mine = [r for r in runs if r["work"] == work]
-        level = max(r["loadgen"]["concurrency"] for r in mine)
-        for model in ordered({r["model"] for r in mine}):
+        mine = [r for r in runs if r.work == work]
+        level = max(r.loadgen.concurrency for r in mine)
+        for model in ordered({r.model for r in mine}):
             colour, marker = style(model)
-            histogram = stats.merge([r["loadgen"]["histogram"] for r in mine
-                                     if r["model"] == model
-                                     and r["loadgen"]["concurrency"] == level])  # fmt: skip
+            histogram = stats.merge([r.loadgen.histogram for r in mine
+                                     if r.model == model
+                                     and r.loadgen.concurrency == level])  # fmt: skip
             if histogram.get_total_count() == 0:
                 continue
             values = histogram.get_percentile_to_value_dict(SPECTRUM_PERCENTILES)
@@ -243,7 +251,7 @@ def spectrum_figure(data: dict[str, Any]) -> Figure | None:
         axis.set_yscale("log")
         axis.set_xlabel("percentile")
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_title(f"{work_label(work, data['metadata'])}, {level} clients in flight")
+        axis.set_title(f"{data.metadata.work_label(work)}, {level} clients in flight")
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("latency, ms (log scale)")
     return finish(figure, data, axes[0][-1],
@@ -251,31 +259,31 @@ def spectrum_figure(data: dict[str, Any]) -> Figure | None:
                   "all trials' HdrHistograms merged")  # fmt: skip
 
 
-def scaling_figure(data: dict[str, Any]) -> Figure | None:
-    runs = runs_of(data, "core_sweep")
+def scaling_figure(data: Results) -> Figure | None:
+    runs = data.runs_of("core_sweep")
     if not runs:
         return None
     figure, axis = plt.subplots(figsize=(8.0, 4.8))
-    for model in ordered({r["model"] for r in runs}):
+    for model in ordered({r.model for r in runs}):
         colour, marker = style(model)
-        counts = sorted({r["cores_allowed"] for r in runs if r["model"] == model})
-        figures = [spread([r["loadgen"]["throughput_rps"] for r in runs
-                           if r["model"] == model and r["cores_allowed"] == c])
+        counts = sorted({r.cores_allowed for r in runs if r.model == model})
+        figures = [spread([r.loadgen.throughput_rps for r in runs
+                           if r.model == model and r.cores_allowed == c])
                    for c in counts]  # fmt: skip
         axis.errorbar(counts, [f[0] for f in figures],
                       yerr=[[f[0] - f[1] for f in figures], [f[2] - f[0] for f in figures]],
                       color=colour, marker=marker, capsize=3, label=model)  # fmt: skip
-    counts = sorted({r["cores_allowed"] for r in runs})
+    counts = sorted({r.cores_allowed for r in runs})
     axis.set_xticks(counts)
     axis.set_xlabel("cores the server may use (sched_setaffinity)")
     axis.set_ylabel("verified replies per second")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
-    work = work_label(runs[0]["work"], data["metadata"])
-    concurrency = runs[0]["loadgen"]["concurrency"]
+    work = data.metadata.work_label(runs[0].work)
+    concurrency = runs[0].loadgen.concurrency
     axis.set_title(f"Throughput against cores ({work}): a model that runs in parallel climbs")
     outside_legend(axis)
-    stamp(figure, data["metadata"], f"closed loop, {concurrency} clients")
+    footnote(figure, data.metadata, f"closed loop, {concurrency} clients")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
 

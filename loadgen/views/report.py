@@ -4,16 +4,18 @@
 
 Every sentence under "What this shows" is computed from the data, numbers included. Each
 textbook expectation is checked against the measurements; where they disagree, the report says
-so instead of repeating the textbook.
+so instead of repeating the textbook. The thresholds those checks use are one table,
+``loadgen.analysis.expectations``; so are the ones that flag a figure to read with care: a p99
+drawn from too few samples, a run taken while the machine was busy.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import gil_enabled, load, packages
+from loadgen.analysis.expectations import EXPECTED, busy_reasons, other_cores
+from loadgen.analysis.results import Metadata, Results, Run, load, load_timeline
 from loadgen.analysis.summary import (
     Summary,
     baseline_of,
@@ -22,7 +24,6 @@ from loadgen.analysis.summary import (
     knee,
     median,
     ordered,
-    work_label,
 )
 from loadgen.views.figures import FIGURES
 from servers import MODELS, WAIT_KINDS
@@ -36,108 +37,134 @@ CAPTIONS = {
     "timeline": "One traced burst per model: a bar per request (dark: computing, pale: waiting "
     "for the GIL, a core or I/O), a row per worker, and the cores busy underneath.",
 }
+LISTED = 6  # points or runs named in one sentence; the rest are counted
+
+
+# ---- the closed-loop matrix, one workload at a time -----------------------------------------
 
 
 def _ratio_clause(summary: Summary, model: str, work: str, base: float) -> str:
-    level, rate = summary.best(model, work)
-    cores = summary.figure(model, work, level, "server.cores_used")
-    unit = "core" if round(cores, 1) == 1.0 else "cores"
-    return f"{model} {rate / base:.2f}x using {cores:.1f} {unit}"
+    point = summary.compared(model, work)
+    unit = "core" if round(point.server_cores, 1) == 1.0 else "cores"
+    return f"{model} {point.rate / base:.2f}x using {point.server_cores:.1f} {unit}"
 
 
 def workload_findings(summary: Summary, work: str) -> list[str]:
     """Sentences about one workload, each with its numbers, checked against what the registry
     expects of each model on the interpreter the servers ran on."""
-    label = work_label(work, summary.metadata)
+    label = summary.metadata.work_label(work)
     models = summary.models("matrix", work)
     base_model = baseline_of(models)
     if base_model is None:
         return [f"With {label}, no baseline model was measured, so no ratios are given."]
-    base_level, base = summary.best(base_model, work)
-    base_cores = summary.figure(base_model, work, base_level, "server.cores_used")
+    base = summary.compared(base_model, work)
     others = [m for m in models if m != base_model]
     lines = [
-        f"With {label} and {base_level} clients in flight, the {base_model} loop answered "
-        f"{base:,.0f} replies/s using {base_cores:.1f} cores; against it, "
-        + "; ".join(_ratio_clause(summary, m, work, base) for m in others)
+        f"With {label} and {base.level} clients in flight, the {base_model} loop answered "
+        f"{base.rate:,.0f} replies/s using {base.server_cores:.1f} cores; against it, "
+        + "; ".join(_ratio_clause(summary, m, work, base.rate) for m in others)
         + "."
     ]
-    ratio = {m: summary.best(m, work)[1] / base for m in others}
-    cores = {m: summary.figure(m, work, summary.best(m, work)[0], "server.cores_used")
-             for m in others}  # fmt: skip
-    processes = {m: summary.figure(m, work, summary.best(m, work)[0], "server.processes")
-                 for m in others}  # fmt: skip
     kind = work.split("=")[0] if "=" in work else "echo"
-    no_gil = "" if gil_enabled(summary.metadata) else " on this free-threaded build (no GIL)"
     if kind == "cpu" and "," not in work:
-        for m in others:
-            expected = expects_parallel(m, summary.metadata)
-            where = f"on {cores[m]:.1f} cores in {_processes(processes[m])}"
-            if expected and ratio[m] >= 1.3:
-                lines.append(f"{m} ran the CPU work in parallel{no_gil}: {ratio[m]:.2f}x the "
-                             f"{base_model} loop {where}.")  # fmt: skip
-            elif expected:
-                lines.append(f"Unlike the expectation that {m} runs CPU work in parallel"
-                             f"{no_gil}, it reached only {ratio[m]:.2f}x the {base_model} loop "
-                             f"here ({where}).")  # fmt: skip
-            elif expected is False and ratio[m] <= 1.15 and cores[m] <= 1.2:
-                lines.append(
-                    f"{m} did not speed up the CPU work ({ratio[m]:.2f}x, "
-                    f"{cores[m]:.1f} cores): its requests took turns on one core."
-                )
-            elif expected is False:
-                lines.append(
-                    f"Unlike the expectation that the requests of {m} take turns on one "
-                    f"core, it reached {ratio[m]:.2f}x the {base_model} loop {where}."
-                )
+        lines += cpu_findings(summary, work, base_model, others)
     elif kind in WAIT_KINDS and "," not in work:
-        for m in others:
-            high = [level for level in summary.levels("matrix", m, work) if level >= 16]
-            expected = expects_overlap(m, kind)
-            if not high or expected is None:
-                continue
-            level = max(high)
-            times = summary.rate("matrix", m, work, level) / max(
-                summary.rate("matrix", base_model, work, level), 1e-9
-            )
-            at = f"{times:.1f}x the {base_model} loop at {level} clients"
-            if expected and times >= 5:
-                while_ = "While waiting" if kind == "io" else "While blocked in a call"
-                lines.append(f"{while_}, {m} overlapped requests: {at}.")
-            elif expected:
-                lines.append(f"Unlike the expectation that {m} overlaps these waits, it "
-                             f"reached only {at}.")  # fmt: skip
-            elif times <= 1.5:
-                lines.append(f"{m} did not overlap these waits ({at}): a call that blocks "
-                             f"its one thread stalls every request in progress.")  # fmt: skip
-            else:
-                lines.append(f"Unlike the expectation that a blocking call stalls {m}, it "
-                             f"reached {at}.")  # fmt: skip
+        lines += wait_findings(summary, work, kind, base_model, others)
     elif kind == "echo":
-        for m in others:
-            if m in MODELS and MODELS[m].hands_off:
-                verdict = ("as expected, each request pays for pickling and two hops between "
-                           "processes" if ratio[m] < 1 else
-                           "unexpectedly, the hops between processes did not cost it")  # fmt: skip
-                lines.append(f"With no work to share out, {m} answered {ratio[m]:.2f}x the "
-                             f"{base_model} loop: {verdict}.")  # fmt: skip
-            original = MODELS[m].variant_of if m in MODELS else None
-            if original in ratio:
-                lines.append(
-                    f"{m} is the {original} server with one part swapped: "
-                    + " against ".join(f"{name} {summary.best(name, work)[1]:,.0f} replies/s at "
-                                       f"{cpu_per_reply(summary, name, work):.1f} µs of server "
-                                       f"CPU per reply" for name in (m, original))
-                    + f" ({ratio[m] / ratio[original]:.2f}x).")  # fmt: skip
-    limited = [m for m in models if summary.limited(m, work, summary.best(m, work)[0])]
-    if limited:
-        lines.append(
-            f"At that concurrency, the generator was the limit for "
-            f"{', '.join(limited)} (it used a whole core or fell short of its rate): "
-            f"those figures are how fast the generator could ask, a lower bound for "
-            f"the server."
-        )
+        lines += echo_findings(summary, work, base_model, others)
+    return lines + limited_findings(summary, work, models)
+
+
+def cpu_findings(summary: Summary, work: str, base_model: str, others: list[str]) -> list[str]:
+    """CPU work: did each model compute in parallel, or take turns, as expected of it here?"""
+    base = max(summary.compared(base_model, work).rate, 1e-9)
+    no_gil = "" if summary.metadata.gil_enabled else " on this free-threaded build (no GIL)"
+    turns = EXPECTED.turns_speedup, EXPECTED.turns_cores
+    lines = []
+    for m in others:
+        point = summary.compared(m, work)
+        ratio, cores = point.rate / base, point.server_cores
+        expected = expects_parallel(m, summary.metadata)
+        where = f"on {cores:.1f} cores in {_processes(point.processes)}"
+        if expected and ratio >= EXPECTED.parallel_speedup:
+            lines.append(f"{m} ran the CPU work in parallel{no_gil}: {ratio:.2f}x the "
+                         f"{base_model} loop {where}.")  # fmt: skip
+        elif expected:
+            lines.append(f"Unlike the expectation that {m} runs CPU work in parallel"
+                         f"{no_gil}, it reached only {ratio:.2f}x the {base_model} loop "
+                         f"here ({where}).")  # fmt: skip
+        elif expected is False and ratio <= turns[0] and cores <= turns[1]:
+            lines.append(f"{m} did not speed up the CPU work ({ratio:.2f}x, {cores:.1f} cores): "
+                         f"its requests took turns on one core.")  # fmt: skip
+        elif expected is False:
+            lines.append(f"Unlike the expectation that the requests of {m} take turns on one "
+                         f"core, it reached {ratio:.2f}x the {base_model} loop "
+                         f"{where}.")  # fmt: skip
     return lines
+
+
+def wait_findings(
+    summary: Summary, work: str, kind: str, base_model: str, others: list[str]
+) -> list[str]:
+    """Waiting work (io=, block=): did each model overlap the waits, as expected of it?"""
+    lines = []
+    for m in others:
+        high = [level for level in summary.levels("matrix", m, work)
+                if level >= EXPECTED.overlap_clients]  # fmt: skip
+        expected = expects_overlap(m, kind)
+        if not high or expected is None:
+            continue
+        level = max(high)
+        times = summary.rate("matrix", m, work, level) / max(
+            summary.rate("matrix", base_model, work, level), 1e-9
+        )
+        at = f"{times:.1f}x the {base_model} loop at {level} clients"
+        if expected and times >= EXPECTED.overlap_speedup:
+            while_ = "While waiting" if kind == "io" else "While blocked in a call"
+            lines.append(f"{while_}, {m} overlapped requests: {at}.")
+        elif expected:
+            lines.append(f"Unlike the expectation that {m} overlaps these waits, it "
+                         f"reached only {at}.")  # fmt: skip
+        elif times <= EXPECTED.stall_speedup:
+            lines.append(f"{m} did not overlap these waits ({at}): a call that blocks "
+                         f"its one thread stalls every request in progress.")  # fmt: skip
+        else:
+            lines.append(f"Unlike the expectation that a blocking call stalls {m}, it "
+                         f"reached {at}.")  # fmt: skip
+    return lines
+
+
+def echo_findings(summary: Summary, work: str, base_model: str, others: list[str]) -> list[str]:
+    """No work: what handing requests to other processes costs, and each variant's swap."""
+    base = max(summary.compared(base_model, work).rate, 1e-9)
+    ratio = {m: summary.compared(m, work).rate / base for m in others}
+    lines = []
+    for m in others:
+        known = MODELS.get(m)
+        if known and known.hands_off:
+            verdict = ("as expected, each request pays for pickling and two hops between "
+                       "processes" if ratio[m] < 1 else
+                       "unexpectedly, the hops between processes did not cost it")  # fmt: skip
+            lines.append(f"With no work to share out, {m} answered {ratio[m]:.2f}x the "
+                         f"{base_model} loop: {verdict}.")  # fmt: skip
+        original = known.variant_of if known else None
+        if original in ratio:
+            lines.append(
+                f"{m} is the {original} server with one part swapped: "
+                + " against ".join(f"{name} {summary.compared(name, work).rate:,.0f} replies/s "
+                                   f"at {cpu_per_reply(summary, name, work):.1f} µs of server "
+                                   f"CPU per reply" for name in (m, original))
+                + f" ({ratio[m] / ratio[original]:.2f}x).")  # fmt: skip
+    return lines
+
+
+def limited_findings(summary: Summary, work: str, models: list[str]) -> list[str]:
+    limited = [m for m in models if summary.compared(m, work).limited]
+    if not limited:
+        return []
+    return [f"At that concurrency, the generator was the limit for {', '.join(limited)} (it "
+            f"used a whole core or fell short of its rate): those figures are how fast the "
+            f"generator could ask, a lower bound for the server."]  # fmt: skip
 
 
 def _processes(count: float) -> str:
@@ -146,77 +173,74 @@ def _processes(count: float) -> str:
 
 def cpu_per_reply(summary: Summary, model: str, work: str) -> float:
     """Microseconds of server CPU per reply, at the level compared (cores / replies per s)."""
-    level, rate = summary.best(model, work)
-    return summary.figure(model, work, level, "server.cores_used") / max(rate, 1e-9) * 1e6
+    point = summary.compared(model, work)
+    return point.server_cores / max(point.rate, 1e-9) * 1e6
+
+
+# ---- the sweeps ------------------------------------------------------------------------------
 
 
 def sweep_findings(summary: Summary) -> list[str]:
+    return load_sweep_findings(summary) + core_sweep_findings(summary)
+
+
+def _knee_clause(summary: Summary, model: str, work: str) -> str:
+    """How far ``model``'s p99 stayed near its light-load value as the open-loop load grew."""
+    points = [(point.rate, point.p99_us) for point in
+              (summary.point("load_sweep", model, work, percent)
+               for percent in summary.levels("load_sweep", model, work))]  # fmt: skip
+    found = knee(points)
+    if found:
+        return f"{model} up to {found[0]:,.0f} replies/s"
+    if points and points[-1][1] <= EXPECTED.knee_factor * points[0][1]:
+        return f"{model} {'at every load' if len(points) > 1 else 'untested'}"
+    return f"{model} not even at the lightest load measured"
+
+
+def load_sweep_findings(summary: Summary) -> list[str]:
     lines = []
     for work in summary.works("load_sweep"):
-        label = work_label(work, summary.metadata)
-        parts = []
-        for model in summary.models("load_sweep", work):
-            points = []
-            for percent in summary.levels("load_sweep", model, work):
-                runs = summary.groups[("load_sweep", model, work, percent)]
-                points.append(
-                    (
-                        median([r["loadgen"]["throughput_rps"] for r in runs]),
-                        median([r["loadgen"]["latency_us"]["p99"] for r in runs]),
-                    )
-                )
-            found = knee(points)
-            if found:
-                parts.append(f"{model} up to {found[0]:,.0f} replies/s")
-            else:
-                parts.append(f"{model} {'at every load' if len(points) > 1 else 'untested'}"
-                             if points and points[-1][1] <= 3 * points[0][1] else
-                             f"{model} not even at the lightest load measured")  # fmt: skip
+        parts = [_knee_clause(summary, model, work)
+                 for model in summary.models("load_sweep", work)]  # fmt: skip
         if parts:
-            lines.append(
-                f"With {label} in open loop, p99 latency stayed within 3x of its "
-                f"light-load value for " + "; ".join(parts) + "."
-            )
-    work = next(iter(summary.works("core_sweep")), None)
-    if work:
-        label = work_label(work, summary.metadata)
-        changes = []
-        for model in summary.models("core_sweep", work):
-            counts = summary.levels("core_sweep", model, work)
-            if len(counts) < 2:
-                continue
-            low = median(
-                [
-                    r["loadgen"]["throughput_rps"]
-                    for r in summary.groups[("core_sweep", model, work, counts[0])]
-                ]
-            )
-            high = median(
-                [
-                    r["loadgen"]["throughput_rps"]
-                    for r in summary.groups[("core_sweep", model, work, counts[-1])]
-                ]
-            )
-            changes.append((model, counts[0], counts[-1], low, high))  # fmt: skip
-        if changes:
-            lines.append(f"With {label}, going from {changes[0][1]} to {changes[0][2]} cores "
-                         "took " + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
-                                             f"({hi / lo:.2f}x)" for m, _, _, lo, hi in changes)
-                         + ".")  # fmt: skip
-            for model, _, _, low, high in changes:
-                gain = high / low if low else 0
-                expected = expects_parallel(model, summary.metadata)
-                if expected and gain < 1.3:
-                    lines.append(
-                        f"Unlike the expectation, {model} did not scale with "
-                        f"cores here ({gain:.2f}x)."
-                    )
-                if expected is False and gain > 1.3:
-                    lines.append(
-                        f"Unlike the expectation of a flat line for requests that take "
-                        f"turns on one core, {model} gained {gain:.2f}x with more cores here."
-                    )
+            lines.append(f"With {summary.metadata.work_label(work)} in open loop, p99 latency "
+                         f"stayed within {EXPECTED.knee_factor:g}x of its light-load value for "
+                         + "; ".join(parts) + ".")  # fmt: skip
     return lines
+
+
+def core_sweep_findings(summary: Summary) -> list[str]:
+    """Replies/s from the fewest to the most cores, against what each model is expected to do."""
+    work = next(iter(summary.works("core_sweep")), None)
+    if not work:
+        return []
+    changes = []
+    for model in summary.models("core_sweep", work):
+        counts = summary.levels("core_sweep", model, work)
+        if len(counts) >= 2:
+            low = summary.rate("core_sweep", model, work, counts[0])
+            high = summary.rate("core_sweep", model, work, counts[-1])
+            changes.append((model, counts[0], counts[-1], low, high))
+    if not changes:
+        return []
+    lines = [f"With {summary.metadata.work_label(work)}, going from {changes[0][1]} to "
+             f"{changes[0][2]} cores took "
+             + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
+                         f"({f'{hi / lo:.2f}x' if lo else 'no reply on the fewest cores'})"
+                         for m, _, _, lo, hi in changes) + "."]  # fmt: skip
+    for model, _, _, low, high in changes:
+        gain = high / low if low else 0
+        expected = expects_parallel(model, summary.metadata)
+        if expected and gain < EXPECTED.core_gain:
+            lines.append(f"Unlike the expectation, {model} did not scale with cores here "
+                         f"({gain:.2f}x).")  # fmt: skip
+        if expected is False and gain > EXPECTED.core_gain:
+            lines.append(f"Unlike the expectation of a flat line for requests that take turns on "
+                         f"one core, {model} gained {gain:.2f}x with more cores here.")  # fmt: skip
+    return lines
+
+
+# ---- the traced bursts -----------------------------------------------------------------------
 
 
 def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
@@ -248,11 +272,14 @@ def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+# ---- how far to trust the figures -------------------------------------------------------------
+
+
 def noise_finding(summary: Summary) -> list[str]:
     spreads = []
-    for (kind, *_), runs in summary.groups.items():
-        rates = [r["loadgen"]["throughput_rps"] for r in runs]
-        if kind == "matrix" and len(rates) > 1 and median(rates) > 0:
+    for point in summary.points():
+        rates = [run.loadgen.throughput_rps for run in point.runs]
+        if point.kind == "matrix" and len(rates) > 1 and median(rates) > 0:
             spreads.append((max(rates) - min(rates)) / median(rates))
     if not spreads:
         return [
@@ -266,46 +293,112 @@ def noise_finding(summary: Summary) -> list[str]:
     ]
 
 
+KIND_NAMES = {"matrix": "closed loop", "load_sweep": "load sweep", "core_sweep": "core sweep"}
+
+
+def _where(metadata: Metadata, kind: str, model: str, work: str, level: Any) -> str:
+    """A point named for a reader: 'threads, cpu=2ms, 64 clients'."""
+    at = {"matrix": f"{level} client{'' if level == 1 else 's'}", "load_sweep": f"{level:g}% load",
+          "core_sweep": f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
+    return f"{model}, {metadata.work_label(work)}, {at}"
+
+
+def _listed(names: list[str]) -> str:
+    shown = "; ".join(names[:LISTED])
+    return shown + (f"; and {len(names) - LISTED} more" if len(names) > LISTED else "")
+
+
+def sample_findings(summary: Summary) -> list[str]:
+    """Where a p99 rests on too few samples to trust, counted per kind and workload (files
+    without sample counts: nothing)."""
+    points = summary.points()
+    few = [point for point in points if point.fewest_samples is not None]
+    if not few:
+        return []
+    fewest = min(point.fewest_samples or 0 for point in few)
+    groups = list(dict.fromkeys((point.kind, point.work) for point in points))
+    counts = [(f"{KIND_NAMES[kind]} with {summary.metadata.work_label(work)}",
+               sum((p.kind, p.work) == (kind, work) for p in few),
+               sum((p.kind, p.work) == (kind, work) for p in points))
+              for kind, work in groups]  # fmt: skip
+    where = "; ".join(f"{name}: {n} of {total}" for name, n, total in counts if n)
+    return [f"The p99 of {len(few)} of {len(points)} points was drawn from fewer than "
+            f"{EXPECTED.p99_samples:,} samples in a trial (as few as {fewest:,}), so its slowest "
+            f"1% is fewer than {EXPECTED.p99_samples // 100} requests ({where}). Read those p99 "
+            f"figures as rough; a longer --duration gives more samples."]  # fmt: skip
+
+
+def _busy_run(metadata: Metadata, run: Run) -> str:
+    machine = run.machine
+    assert machine is not None
+    return (f"{_where(metadata, run.kind, run.model, run.work, run.level)}, trial "
+            f"{run.trial + 1}: {', '.join(busy_reasons(run))}, load average "
+            f"{machine.load_1m_end:.1f} on {machine.cpus} CPUs")  # fmt: skip
+
+
+def busy_findings(summary: Summary) -> list[str]:
+    """Runs taken while the machine was busy; nothing at all for a file that cannot tell."""
+    measured = [run for run in summary.results.runs if run.machine is not None]
+    if not measured:
+        return []
+    rule = (f"CPU steal above {EXPECTED.steal_share:.0%} of the run's window, or processes "
+            f"outside the bench using more than {EXPECTED.other_cores:g} cores")  # fmt: skip
+    busy = [run for run in measured if busy_reasons(run)]
+    if not busy:
+        steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
+        others = max(0.0, *(other_cores(run) or 0 for run in measured))
+        return [f"No run was taken while the machine was busy ({rule}): steal reached at most "
+                f"{steal:.1%} of a window, other processes at most {others:.1f} "
+                f"cores."]  # fmt: skip
+    were = "was" if len(busy) == 1 else "were"
+    return [f"{len(busy)} of {len(measured)} runs {were} taken while the machine was busy "
+            f"({rule}): {_listed([_busy_run(summary.metadata, run) for run in busy])}. Their "
+            f"figures tell about the neighbours as much as about the model: measure them "
+            f"again on a quiet machine."]  # fmt: skip
+
+
+# ---- the document ----------------------------------------------------------------------------
+
+
 def table(summary: Summary, work: str) -> list[str]:
     rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
             "per reply | processes | memory MB | generator cores | lost |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for model in summary.models("matrix", work):
-        level, rate = summary.best(model, work)
-        lost = sum(r["loadgen"]["lost"] for r in summary.groups[("matrix", model, work, level)])
-        mark = " (generator-limited)" if summary.limited(model, work, level) else ""
+    points = [summary.compared(model, work) for model in summary.models("matrix", work)]
+    for p in points:
+        mark = (" (generator-limited)" if p.limited else "") + (" (busy)" if p.busy else "")
+        few = f" ({p.fewest_samples:,} samples)" if p.fewest_samples is not None else ""
         rows.append(
-            f"| {model} | {rate:,.0f}{mark} | {level} "
-            f"| {summary.figure(model, work, level, 'loadgen.latency_us.p50') / 1000:.2f} "
-            f"| {summary.figure(model, work, level, 'loadgen.latency_us.p99') / 1000:.2f} "
-            f"| {summary.figure(model, work, level, 'server.cores_used'):.2f} "
-            f"| {cpu_per_reply(summary, model, work):,.1f} "
-            f"| {summary.figure(model, work, level, 'server.processes'):.0f} "
-            f"| {summary.figure(model, work, level, 'server.peak_rss_bytes') / 2**20:,.0f} "
-            f"| {summary.figure(model, work, level, 'loadgen.generator.cpu_cores'):.2f} "
-            f"| {lost} |"
+            f"| {p.model} | {p.rate:,.0f}{mark} | {p.level} | {p.p50_us / 1000:.2f} "
+            f"| {p.p99_us / 1000:.2f}{few} | {p.server_cores:.2f} "
+            f"| {cpu_per_reply(summary, p.model, work):,.1f} | {p.processes:.0f} "
+            f"| {p.peak_rss_bytes / 2**20:,.0f} | {p.generator_cores:.2f} | {p.lost} |"
         )
+    if any(p.fewest_samples is not None for p in points):
+        rows += ["", f"A p99 with a count of samples was drawn from fewer than "
+                 f"{EXPECTED.p99_samples:,} in at least one trial (the fewest is shown): its "
+                 f"slowest 1% is fewer than {EXPECTED.p99_samples // 100} requests."]  # fmt: skip
+    if any(p.busy for p in points):
+        rows += ["", "(busy): at least one trial ran while the machine was busy (see above)."]
     return rows
 
 
-def interpreter_sentence(metadata: dict[str, Any]) -> str:
+def interpreter_sentence(metadata: Metadata) -> str:
     """Which interpreter ran the servers, when the bench recorded it (``--python``)."""
-    server = metadata.get("server_python")
+    server = metadata.server_python
     if not server:
-        return f"The servers ran on the generator's Python {metadata.get('python')}."
-    gil = "with the GIL" if server.get("gil_enabled", True) else "with the GIL disabled"
-    build = "free-threaded build" if server.get("free_threaded_build") else "GIL build"
-    optimized = "PGO/LTO-optimised" if server.get("optimized") else "not PGO/LTO-optimised"
-    return (f"The servers ran on {server.get('implementation', '?')} {server.get('version')} "
-            f"(`{server.get('executable')}`: {build}, {gil}, {optimized}); the generator on "
-            f"Python {metadata.get('python')}.")  # fmt: skip
+        return f"The servers ran on the generator's Python {metadata.python}."
+    gil = "with the GIL" if server.gil_enabled else "with the GIL disabled"
+    build = "free-threaded build" if server.free_threaded_build else "GIL build"
+    optimized = "PGO/LTO-optimised" if server.optimized else "not PGO/LTO-optimised"
+    return (f"The servers ran on {server.implementation or '?'} {server.version} "
+            f"(`{server.executable}`: {build}, {gil}, {optimized}); the generator on "
+            f"Python {metadata.python}.")  # fmt: skip
 
 
-def render(data: dict[str, Any], figures: list[str]) -> str:
-    summary = Summary(data)
-    metadata = data["metadata"]
-    settings = metadata.get("settings", {})
-    measured = summary.models()
+def preamble(metadata: Metadata, measured: list[str]) -> list[str]:
+    """Where, when, on what and how the file was measured."""
+    settings = metadata.settings
     capped = [m for m in measured if m in MODELS and MODELS[m].workers_meaning == "cap"]
     limits = sorted({MODELS[m].default_workers for m in capped})
     own = (f"; {', '.join(capped)} keep their own cap of "
@@ -313,34 +406,37 @@ def render(data: dict[str, Any], figures: list[str]) -> str:
     lines = [
         f"# UDP echo server: {len(measured)} concurrency models compared",
         "",
-        f"Measured {str(metadata.get('date', '?')).replace('T', ' ')} "
-        f"on {metadata.get('cpu_model')} ({metadata.get('cores')} cores), {metadata.get('os')}; "
-        f"Python {metadata.get('python')}; "
-        + "".join(f"{name} {version}, " for name, version in packages(metadata).items())
-        + "commit "
-        f"{(metadata.get('git_commit') or 'unknown')[:10]}"
-        f"{' (with local changes)' if metadata.get('git_dirty') else ''}.",
+        f"Measured {metadata.date.replace('T', ' ')} on {metadata.cpu_model} ({metadata.cores} "
+        f"cores), {metadata.os}; Python {metadata.python}; "
+        + "".join(f"{name} {version}, " for name, version in metadata.packages.items())
+        + f"commit {(metadata.git_commit or 'unknown')[:10]}"
+        f"{' (with local changes)' if metadata.git_dirty else ''}.",
         "",
         interpreter_sentence(metadata),
         "",
-        f"Command: `{metadata.get('command')}`. {settings.get('trials')} trial(s) of "
+        f"Command: `{metadata.command}`. {settings.get('trials')} trial(s) of "
         f"{settings.get('duration')} s after {settings.get('warmup')} s of warm-up per point; "
         f"`--workers {settings.get('workers')}` for every model with workers{own}.",
     ]
-    for model, reason in metadata.get("skipped", {}).items():
+    for model, reason in (metadata.skipped or {}).items():
         lines.append(f"Not measured: {model}, because {reason}.")
-    for spec, figures_ in metadata.get("calibration", {}).items():
-        lines.append(f"`{spec}` is {figures_['iterations']:,} iterations of pure Python for every "
-                     f"model (calibrated once: {figures_['ms']:g} ms at this machine's best "
+    for spec, calibrated in metadata.calibration.items():
+        lines.append(f"`{spec}` is {calibrated.iterations:,} iterations of pure Python for every "
+                     f"model (calibrated once: {calibrated.ms:g} ms at this machine's best "
                      f"speed).")  # fmt: skip
-    lines += ["", "## What this shows", ""]
+    return lines
+
+
+def render(results: Results, figures: list[str], timeline: dict[str, Any] | None = None) -> str:
+    summary = Summary(results)
+    lines = [*preamble(results.metadata, summary.models()), "", "## What this shows", ""]
+    findings = [sentence for work in summary.works()
+                for sentence in workload_findings(summary, work)]  # fmt: skip
+    findings += sweep_findings(summary) + timeline_findings(timeline) + noise_finding(summary)
+    findings += sample_findings(summary) + busy_findings(summary)
+    lines += [f"- {sentence}" for sentence in findings]
     for work in summary.works():
-        lines += [f"- {sentence}" for sentence in workload_findings(summary, work)]
-    lines += [f"- {sentence}" for sentence in sweep_findings(summary)]
-    lines += [f"- {sentence}" for sentence in timeline_findings(data.get("timeline"))]
-    lines += [f"- {sentence}" for sentence in noise_finding(summary)]
-    for work in summary.works():
-        lines += ["", f"## {work_label(work, metadata)}", "", *table(summary, work)]
+        lines += ["", f"## {results.metadata.work_label(work)}", "", *table(summary, work)]
     if figures:
         lines += ["", "## Figures", ""]
         for name in figures:
@@ -350,13 +446,12 @@ def render(data: dict[str, Any], figures: list[str]) -> str:
 
 
 def write_report(results_path: Path, out: Path | None = None) -> Path:
-    data = load(results_path)
+    results = load(results_path)
     out = out or Path(results_path).parent
     out.mkdir(parents=True, exist_ok=True)
     figures = [name for name in (*FIGURES, "timeline") if (out / f"{name}.png").exists()]
-    timeline = out / "timeline.json"
-    if timeline.exists():
-        data = {**data, "timeline": json.loads(timeline.read_text(encoding="utf-8"))}
+    saved = out / "timeline.json"
+    timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.md"
-    path.write_text(render(data, figures), encoding="utf-8")
+    path.write_text(render(results, figures, timeline), encoding="utf-8")
     return path

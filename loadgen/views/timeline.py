@@ -10,13 +10,12 @@ busy.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import gil_enabled
-from loadgen.analysis.summary import ordered, work_label
-from loadgen.views.figures import stamp, style
+from loadgen.analysis.results import Metadata, load_timeline, timeline_metadata
+from loadgen.analysis.summary import ordered
+from loadgen.views.figures import footnote, style
 from servers.tracing import task_of
 from servers.work import parse
 
@@ -75,14 +74,15 @@ READING = (
 )
 
 
-def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | None) -> str:
+def column_title(spec: str, data: dict[str, Any], metadata: Metadata | None) -> str:
     """The workload, the burst, and how the computation compares with one turn on the GIL."""
     work = parse(spec)
     turn = data.get("gil_switch_interval_s", 0.005)
-    title = f"{work_label(spec, metadata or {})}: a burst of {data['burst']} requests"
+    label = metadata.work_label(spec) if metadata else spec
+    title = f"{label}: a burst of {data['burst']} requests"
     if data.get("repeat", 1) > 1:
         title += f" (the median of {data['repeat']})"
-    if work.cpu_seconds and not gil_enabled(metadata or {}):
+    if work.cpu_seconds and metadata and not metadata.gil_enabled:
         return f"{title}\n(computing; no GIL on this build: threads need not take turns)"
     if work.cpu_seconds:
         longer = "longer" if work.cpu_seconds > turn else "shorter"
@@ -94,7 +94,7 @@ def column_title(spec: str, data: dict[str, Any], metadata: dict[str, Any] | Non
     return title
 
 
-def draw(data: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:
+def draw(data: dict[str, Any], metadata: Metadata | None = None) -> Any:
     """The whole figure: a column per workload, two rows (bars, cores strip) per model."""
     import matplotlib
 
@@ -172,8 +172,8 @@ def draw_cores(strip: Any, model: str, trace: dict[str, Any], span: float, cores
     strip.tick_params(labelsize=7)
 
 
-def explain(figure: Any, metadata: dict[str, Any] | None, cores: int) -> None:
-    """Legend, title, how to read it and the stamp, in fixed heights whatever the figure's."""
+def explain(figure: Any, metadata: Metadata | None, cores: int) -> None:
+    """Legend, title, how to read it and the footnote, in fixed heights whatever the figure's."""
     from matplotlib.patches import Patch
 
     legend = [
@@ -190,7 +190,7 @@ def explain(figure: Any, metadata: dict[str, Any] | None, cores: int) -> None:
     inch = 1 / figure.get_figheight()
     figure.text(0.01, 0.62 * inch, READING, fontsize=9, ha="left", va="top", wrap=True)
     if metadata:
-        stamp(figure, metadata, f"cores available: {cores}")
+        footnote(figure, metadata, f"cores available: {cores}")
     figure.tight_layout(rect=(0, 0.75 * inch, 1, 1 - 0.45 * inch))
 
 
@@ -198,16 +198,12 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
     """Draw a saved timeline.json again (into its own folder unless ``out`` is given)."""
     import matplotlib.pyplot as plt
 
-    try:
-        data = json.loads(Path(saved).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{saved} is not a timeline.json: not JSON ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("traces"), dict):
-        raise ValueError(f"{saved} is not a timeline.json: no traces")
+    data = load_timeline(saved)
+    metadata = timeline_metadata(data, saved)
     out = out or Path(saved).parent
     out.mkdir(parents=True, exist_ok=True)
     try:
-        figure = draw(data, data.get("metadata"))
+        figure = draw(data, metadata)
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{saved} is not a timeline.json this version can draw: "
                          f"{type(error).__name__} {error}") from None  # fmt: skip
