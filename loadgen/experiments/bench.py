@@ -75,7 +75,7 @@ class BenchSettings:
 PRESETS: dict[str, dict[str, Any]] = {
     # quick: every workload and figure, few points, the timeline's two lessons; under a minute
     "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
-              "duration": 0.3, "warmup": 0.1, "load_sweep": [50, 120],
+              "duration": 0.25, "warmup": 0.05, "load_sweep": [50, 120],
               "sweep_works": ["cpu=2ms", "io=5ms"],
               "timeline_works": ["cpu=20ms", "io=5ms"], "timeline_repeat": 3},
     "default": {},
