@@ -57,6 +57,16 @@ def baseline_of(models: list[str]) -> str | None:
     return next((m for m in models if m in MODELS and MODELS[m].baseline), None)
 
 
+class _Median:
+    """A figure of a Point: the median over its trials (a read-only attribute)."""
+
+    def __init__(self, figure: Callable[[Run], float | None]) -> None:
+        self.figure = figure
+
+    def __get__(self, point: Point, owner: type | None = None) -> float:
+        return point.median(self.figure)
+
+
 @dataclass(frozen=True)
 class Point:
     """The trials of one (kind, model, work, level), each figure as the median over them."""
@@ -71,33 +81,14 @@ class Point:
         """The median of ``figure`` over the trials that have it (0 if none has)."""
         return median([v for v in map(figure, self.runs) if v is not None])
 
-    @property
-    def rate(self) -> float:
-        return self.median(lambda run: run.loadgen.throughput_rps)
-
-    @property
-    def p50_us(self) -> float:
-        return self.median(lambda run: run.loadgen.latency_us.p50)
-
-    @property
-    def p99_us(self) -> float:
-        return self.median(lambda run: run.loadgen.latency_us.p99)
-
-    @property
-    def server_cores(self) -> float:
-        return self.median(lambda run: run.server.cores_used)
-
-    @property
-    def processes(self) -> float:
-        return self.median(lambda run: run.server.processes)
-
-    @property
-    def peak_rss_bytes(self) -> float:
-        return self.median(lambda run: run.server.peak_rss_bytes)
-
-    @property
-    def generator_cores(self) -> float:
-        return self.median(lambda run: run.loadgen.generator.cpu_cores)
+    # Each figure of a point: the median over its trials of what ``figure`` reads from a run.
+    rate = _Median(lambda run: run.loadgen.throughput_rps)
+    p50_us = _Median(lambda run: run.loadgen.latency_us.p50)
+    p99_us = _Median(lambda run: run.loadgen.latency_us.p99)
+    server_cores = _Median(lambda run: run.server.cores_used)
+    processes = _Median(lambda run: run.server.processes)
+    peak_rss_bytes = _Median(lambda run: run.server.peak_rss_bytes)
+    generator_cores = _Median(lambda run: run.loadgen.generator.cpu_cores)
 
     @property
     def lost(self) -> int:

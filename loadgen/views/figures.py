@@ -60,9 +60,12 @@ def footnote(figure: Figure, metadata: Metadata, note: str = "") -> None:
 
 def finish(
     figure: Figure, data: Results, legend_axis: Any, title: str, note: str,
-    bottom: float = 0.04,
+    bottom: float = 0.04, ylabel: tuple[Any, str] | None = None,
 ) -> Figure:  # fmt: skip
-    """Legend outside the last panel, title, footnote (machine, Python, settings), layout."""
+    """Legend outside the last panel, title, footnote (machine, Python, settings), layout;
+    ``ylabel``: (the axis, its label) where the figure's panels share one."""
+    if ylabel:
+        ylabel[0].set_ylabel(ylabel[1])
     outside_legend(legend_axis)
     figure.suptitle(title)
     footnote(figure, data.metadata, note)
@@ -87,10 +90,7 @@ def _limited_legend(axis: Any) -> None:
               markeredgecolor="#333333", label="hollow: generator-limited")  # fmt: skip
 
 
-def throughput_figure(data: Results) -> Figure | None:
-    runs = data.runs_of("matrix")
-    if not runs:
-        return None
+def throughput_figure(data: Results, runs: list[Run]) -> Figure:
     works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
     for axis, work in zip(axes[0], works, strict=True):
@@ -118,17 +118,14 @@ def throughput_figure(data: Results) -> Figure | None:
         axis.set_title(data.metadata.work_label(work))
         axis.set_xlabel("clients in flight (closed loop)")
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("verified replies per second")
     _limited_legend(axes[0][-1])
     return finish(figure, data, axes[0][-1],
                   "Throughput against concurrency: who keeps up as clients are added",
-                  "line: median of trials, band: min-max")  # fmt: skip
+                  "line: median of trials, band: min-max",
+                  ylabel=(axes[0][0], "verified replies per second"))  # fmt: skip
 
 
-def cores_figure(data: Results) -> Figure | None:
-    runs = data.runs_of("matrix")
-    if not runs:
-        return None
+def cores_figure(data: Results, runs: list[Run]) -> Figure:
     works = list(dict.fromkeys(run.work for run in runs))
     models = ordered({run.model for run in runs})
     # Wide enough for a readable bar per model in every group, the legend to the right.
@@ -167,10 +164,7 @@ def _ms(microseconds: float | None) -> float:
     return math.nan if microseconds is None else microseconds / 1000
 
 
-def latency_load_figure(data: Results) -> Figure | None:
-    runs = data.runs_of("load_sweep")
-    if not runs:
-        return None
+def latency_load_figure(data: Results, runs: list[Run]) -> Figure:
     works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(
         2, len(works), figsize=(2.6 + 4.6 * len(works), 7.4), squeeze=False, sharex="col"
@@ -224,10 +218,7 @@ def latency_load_figure(data: Results) -> Figure | None:
                   bottom=0.03)  # fmt: skip
 
 
-def spectrum_figure(data: Results) -> Figure | None:
-    runs = data.runs_of("matrix")
-    if not runs:
-        return None
+def spectrum_figure(data: Results, runs: list[Run]) -> Figure:
     works = list(dict.fromkeys(run.work for run in runs))
     figure, axes = plt.subplots(1, len(works), figsize=(1.8 + 4.6 * len(works), 4.4), squeeze=False)
     for axis, work in zip(axes[0], works, strict=True):
@@ -253,16 +244,13 @@ def spectrum_figure(data: Results) -> Figure | None:
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_title(f"{data.metadata.work_label(work)}, {level} clients in flight")
         axis.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("latency, ms (log scale)")
     return finish(figure, data, axes[0][-1],
                   "Latency by percentile: the typical request and the unlucky one",
-                  "all trials' HdrHistograms merged")  # fmt: skip
+                  "all trials' HdrHistograms merged",
+                  ylabel=(axes[0][0], "latency, ms (log scale)"))  # fmt: skip
 
 
-def scaling_figure(data: Results) -> Figure | None:
-    runs = data.runs_of("core_sweep")
-    if not runs:
-        return None
+def scaling_figure(data: Results, runs: list[Run]) -> Figure:
     figure, axis = plt.subplots(figsize=(8.0, 4.8))
     for model in ordered({r.model for r in runs}):
         colour, marker = style(model)
@@ -288,12 +276,13 @@ def scaling_figure(data: Results) -> Figure | None:
     return figure
 
 
+# Each figure, the kind of runs it draws, and what draws it (given those runs, never none).
 BUILDERS = {
-    "throughput": throughput_figure,
-    "cores": cores_figure,
-    "latency_load": latency_load_figure,
-    "spectrum": spectrum_figure,
-    "scaling": scaling_figure,
+    "throughput": ("matrix", throughput_figure),
+    "cores": ("matrix", cores_figure),
+    "latency_load": ("load_sweep", latency_load_figure),
+    "spectrum": ("matrix", spectrum_figure),
+    "scaling": ("core_sweep", scaling_figure),
 }
 
 
@@ -303,10 +292,11 @@ def plot_all(results_path: Path, out: Path | None = None) -> list[Path]:
     out = out or Path(results_path).parent
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, build in BUILDERS.items():
-        figure = build(data)
-        if figure is None:
+    for name, (kind, build) in BUILDERS.items():
+        runs = data.runs_of(kind)
+        if not runs:
             continue
+        figure = build(data, runs)
         for suffix in ("png", "svg"):
             figure.savefig(out / f"{name}.{suffix}", dpi=130)
         plt.close(figure)

@@ -450,7 +450,7 @@ def write_report(results_path: Path, out: Path | None = None) -> Path:
     out = out or Path(results_path).parent
     out.mkdir(parents=True, exist_ok=True)
     figures = [name for name in (*FIGURES, "timeline") if (out / f"{name}.png").exists()]
-    saved = out / "timeline.json"
+    saved = Path(results_path).parent / "timeline.json"  # the bench saves it beside the results
     timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.md"
     path.write_text(render(results, figures, timeline), encoding="utf-8")
