@@ -151,7 +151,7 @@ class Counters:
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] -= 1
         self.record_failure(worker)
 
-    def summary(self) -> dict[str, Any]:
+    def totals(self) -> dict[str, Any]:
         width = len(FIELDS)
         rows = {
             label: dict(zip(FIELDS, self._cells[i * width : (i + 1) * width], strict=True))
@@ -436,7 +436,7 @@ class Server:
         extra = {key: value for key, value in (("died", self.died), ("restarts", self.restarts))
                  if value is not None}  # fmt: skip
         emit("stopped", model=self.config.model, forced=self.forced, **extra,
-             **self.counters.summary())  # fmt: skip
+             **self.counters.totals())  # fmt: skip
         self.sock.close()
 
 

@@ -10,8 +10,9 @@ counts a reply missing after 1 s as lost. The servers of one workload are all st
 the load visits them in turn, in short segments, round after round (see ``measure``). The client
 shares this machine's cores with the server, so its own CPU use is printed beside the server's.
 
-The CPU workload is calibrated by five server starts and every model gets the identical
-iteration count, their median (``cpu=Nit``). The models whose ``--workers`` is a cap on
+The CPU workload is calibrated once, by the harness, and every model gets the identical
+iteration count (``cpu=Nit``); five server starts check how well a server's own calibration
+agrees with itself. The models whose ``--workers`` is a cap on
 requests in progress (gevent, asyncio, uvloop: a greenlet or task per request) keep their default
 of 1000: ``--workers 8`` would cap them at 8 in flight, the threads model's limit. Expectations
 come from the registry's traits (computes in parallel on this interpreter, overlaps which waits).
@@ -34,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadgen.harness.calibration import calibrate_works  # noqa: E402
 from loadgen.harness.server import ServerProcess, model_args  # noqa: E402
 from servers import MODELS  # noqa: E402
 from servers.protocol import DEFAULT_PREFIX  # noqa: E402
@@ -258,9 +260,10 @@ def main() -> int:
         flush=True,
     )
     counts, spread = calibration_spread(5)
-    print(f"calibration of cpu=2ms over 5 starts: {counts} iterations, spread {spread:.1%}")
-    cpu_work = f"cpu={int(statistics.median(counts))}it"
-    print(f"every model gets the same CPU work: cpu=2ms, the median of those, {cpu_work}\n")
+    print(f"the servers' own calibration of cpu=2ms over 5 starts: {counts} iterations, "
+          f"spread {spread:.1%}")  # fmt: skip
+    cpu_work = calibrate_works(["cpu=2ms"]).exact["cpu=2ms"]
+    print(f"every model gets the same CPU work: cpu=2ms calibrated here once, {cpu_work}\n")
 
     available = [m for m in MODELS if MODELS[m].unavailable_reason() is None]
     for m in MODELS:

@@ -359,7 +359,7 @@ def test_tally_gives_the_same_histogram_as_recording_each_sample():
     for value in samples:
         direct.record_value(min(max(value, 1), stats.HIGHEST_US))
         tally.counts[value] = tally.counts.get(value, 0) + 1
-    assert stats.summary(tally.flush()) == stats.summary(direct)
+    assert stats.percentiles(tally.flush()) == stats.percentiles(direct)
     merged = stats.merge([stats.encode(direct), stats.encode(direct)])
     assert merged.get_total_count() == 2 * len(samples)
 

@@ -163,7 +163,7 @@ def merge(
     cpu = sum(part["cpu_s"] for part in parts) + coordinator_cpu
     lag = stats.merge([part["lag"] for part in parts]) if open_loop else None
     achieved = counts["sent"] / duration
-    lag_figures = stats.summary(lag) if lag is not None else None
+    lag_figures = stats.percentiles(lag) if lag is not None else None
     behind = open_loop and (
         achieved < BEHIND_RATE * settings.rate or (lag_figures["p99"] or 0) > BEHIND_LAG_US
     )
@@ -187,9 +187,9 @@ def merge(
         "accounting_ok": counts["sent"]
         == counts["received"] + counts["lost"] + counts["in_flight"],
         "throughput_rps": round(counts["in_window"] / duration, 1),
-        "latency_us": stats.summary(latency),
+        "latency_us": stats.percentiles(latency),
         "latency_uncorrected_us": (
-            stats.summary(stats.merge([part["uncorrected"] for part in parts]))
+            stats.percentiles(stats.merge([part["uncorrected"] for part in parts]))
             if open_loop
             else None
         ),
@@ -212,7 +212,7 @@ def _merge_series(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for second in range(seconds):
         rows = [part["series"][second] for part in parts if second < len(part["series"])]
         histogram = stats.merge([row["histogram"] for row in rows])
-        figures = stats.summary(histogram)
+        figures = stats.percentiles(histogram)
         merged.append(
             {
                 "second": second,

@@ -52,7 +52,7 @@ class Tally:
         return histogram
 
 
-def summary(histogram: HdrHistogram) -> dict[str, Any]:
+def percentiles(histogram: HdrHistogram) -> dict[str, Any]:
     """min, mean, p50, p90, p99, p999, max in microseconds (None when nothing was recorded)."""
     if histogram.get_total_count() == 0:
         return {key: None for key in ("min", "mean", *PERCENTILES, "max")} | {"count": 0}
