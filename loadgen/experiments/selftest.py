@@ -141,7 +141,8 @@ def main(duration: float = 3.0, rounds: int = 3) -> int:
               f"{server.address[1]}", flush=True)  # fmt: skip
         rows = measure_rounds(server.address, duration, rounds)
         server.stop_or_none()
+    met = checks(rows)
     print("\nexpectations:")
-    for text, value, ok in checks(rows):
+    for text, value, ok in met:
         print(f"  {'ok  ' if ok else 'MISS'} {text:50} measured {value}")
     return 0
