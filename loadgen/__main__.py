@@ -288,19 +288,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from loadgen.experiments.bench import run_bench
 
     folder = run_bench(bench_settings(args))
-    return _render(folder / "results.json")
+    for path in _render(folder / "results.json"):
+        print(f"wrote {path}", flush=True)
+    return 0
 
 
-def _render(results: Path, out: Path | None = None) -> int:
+def _render(results: Path, out: Path | None = None) -> list[Path]:
     from loadgen.views.render import render_all
 
     try:
-        written = render_all(results, out)
+        return render_all(results, out)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    for path in written:
-        print(f"wrote {path}", flush=True)
-    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -315,7 +314,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    return _render(args.file, args.out)
+    """The report, with every figure it embeds drawn afresh; prints the report's path."""
+    print(_render(args.file, args.out)[-1])
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

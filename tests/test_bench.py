@@ -67,8 +67,9 @@ def test_each_run_records_the_machine_over_its_window(tiny_bench):
         assert machine.seconds == pytest.approx(run.loadgen.duration_s, abs=0.05)
         assert machine.cpus == os.cpu_count() and machine.load_1m_start >= 0
         assert 0 <= machine.steal_share <= 1  # type: ignore[operator]
-        # everything busy on the machine includes the server and the generator (ticks: 10 ms)
-        assert machine.busy_cores >= run.server.cores_used - 0.1  # type: ignore[operator]
+        # everything busy on the machine includes the server and the generator; /proc/stat
+        # counts in ticks (10 ms), so a light 0.2 s window can show a tenth of a core as none
+        assert machine.busy_cores >= run.server.cores_used - 0.25  # type: ignore[operator]
 
 
 def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
