@@ -35,12 +35,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadgen.analysis.bounds import bound  # noqa: E402
 from loadgen.harness.calibration import calibrate_works  # noqa: E402
 from loadgen.harness.server import ServerProcess, model_args  # noqa: E402
-from servers import MODELS  # noqa: E402
+from servers import MODELS, available_cores  # noqa: E402
 from servers.protocol import DEFAULT_PREFIX  # noqa: E402
 
 REPLY_TIMEOUT_S = 1.0
+CPU_SECONDS = 0.002  # the CPU work is cpu=2ms, calibrated to an iteration count
 CLIENT_BOUND_CORES = 0.85  # the client near one full core: it, not the server, sets the pace
 BARE_LOOP = """
 import socket
@@ -64,15 +66,16 @@ class Figure:
     server_cores: float
     client_cores: float
     processes: int
+    p50_us: float
 
 
 def closed_loop(
     server: ServerProcess, prefix: bytes, in_flight: int, duration: float, warmup: float
-) -> tuple[int, int, float, float, float]:
+) -> tuple[int, int, float, float, float, float]:
     """Keep ``in_flight`` requests outstanding (one per socket); verify every reply.
 
-    Returns (verified replies, lost, measured seconds, server CPU s, client CPU s), all counted
-    after the warm-up only.
+    Returns (verified replies, lost, measured seconds, server CPU s, client CPU s, p50 latency
+    in us), all counted after the warm-up only.
     """
     selector = selectors.DefaultSelector()
     sockets = []
@@ -96,6 +99,7 @@ def closed_loop(
         selector.register(sock, selectors.EVENT_READ)
         send(sock)
     replies = lost = 0
+    latencies: list[float] = []
     start = time.monotonic()
     measure_from = start + warmup
     end = measure_from + duration
@@ -105,6 +109,7 @@ def closed_loop(
     while (now := time.monotonic()) < end:
         if not measuring and now >= measure_from:
             measuring, replies, lost = True, 0, 0
+            latencies.clear()
             measure_from = now
             server_cpu, client_cpu = cpu_seconds(server), time.process_time()
         for key, _ in selector.select(timeout=0.1):
@@ -116,6 +121,7 @@ def closed_loop(
                     break
                 if reply == expected.get(sock):
                     replies += 1
+                    latencies.append(time.monotonic() - sent_at[sock])
                     send(sock)
                 # anything else is a late reply to a request already counted as lost
         if now >= next_timeout_scan:
@@ -140,7 +146,8 @@ def closed_loop(
         selector.unregister(sock)
         sock.close()
     selector.close()
-    return replies, lost, elapsed, server_cpu, client_cpu
+    p50_us = statistics.median(latencies) * 1e6 if latencies else float("nan")
+    return replies, lost, elapsed, server_cpu, client_cpu, p50_us
 
 
 def measure(
@@ -161,7 +168,7 @@ def measure(
             servers[label] = start(command)
         for _ in range(args.rounds):
             for label, _, prefix in contenders:
-                replies, lost, elapsed, server_cpu, client_cpu = closed_loop(
+                replies, lost, elapsed, server_cpu, client_cpu, p50_us = closed_loop(
                     servers[label], prefix, in_flight, args.segment, args.warmup
                 )
                 figures[label].append(
@@ -174,6 +181,7 @@ def measure(
                         server_cpu / elapsed,
                         client_cpu / elapsed,
                         servers[label].sample().processes,
+                        p50_us,
                     )
                 )
     finally:
@@ -186,6 +194,7 @@ def measure(
         client_bound = " (client-bound)" if middle.client_cores > CLIENT_BOUND_CORES else ""
         print(
             f"  {label:16} {middle.replies_per_s:9.0f} replies/s (min {low:.0f}, max {high:.0f})"
+            f"  p50 {statistics.median(f.p50_us for f in rounds):7.0f} us"
             f"  lost {sum(f.lost for f in rounds)}"
             f"  server {middle.server_cores:.2f} cores, {cpu_per_reply * 1e6:.1f} us CPU/reply;"
             f"  client {middle.client_cores:.2f} cores{client_bound}",
@@ -243,6 +252,38 @@ def calibration_spread(starts: int) -> tuple[list[int], float]:
     return counts, (max(counts) - min(counts)) / min(counts)
 
 
+def against_bounds(
+    groups: list[tuple[dict[str, list[Figure]], str, int]], gil: bool
+) -> list[tuple[str, float, bool]]:
+    """Print every model's median against its bound (loadgen.analysis.bounds: what the model
+    could give by what it is); echo against the bare loop measured in the same rounds. Returns
+    the checks of the models-at-their-bound issue."""
+    print(f"\nagainst the bound (--workers 8; gevent, asyncio, uvloop keep their cap):\n"
+          f"  {'model':16} {'workload':12} {'in flight':>9} {'replies/s':>10} {'bound':>9} "
+          f"{'ratio':>6}")  # fmt: skip
+    checks, ratios = [], {}
+    for figures, work, clients in groups:
+        floor = median(figures["bare loop"]).replies_per_s if "bare loop" in figures else None
+        for model, rounds in figures.items():
+            if model not in MODELS:
+                continue
+            rate = median(rounds).replies_per_s
+            most = bound(model, work, clients, 8, available_cores(), gil, CPU_SECONDS) or floor
+            label = "cpu=2ms" if work.startswith("cpu=") else work
+            ratios[(model, label, clients)] = rate / most if most else float("nan")
+            print(f"  {model:16} {label:12} {clients:9} {rate:10,.0f} {most or 0:9,.0f} "
+                  f"{ratios[(model, label, clients)]:6.2f}", flush=True)  # fmt: skip
+    for (model, label, clients), ratio in ratios.items():
+        if (
+            label == "io=5ms"
+            and "io" in MODELS[model].overlaps
+            and (MODELS[model].workers_meaning == "cap" or clients == 32)
+        ):
+            checks.append((f"io: {model}, {clients} in flight >= 0.9 of its bound", ratio,
+                           ratio >= 0.9))  # fmt: skip
+    return checks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--segment", type=float, default=0.6, help="measured s per turn")
@@ -288,7 +329,7 @@ def main() -> int:
         *((m, model_args(m, "echo", None), prefix) for m in available),
     ]
     echo = measure(
-        "\nEcho, 8 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 8, args
+        "\nEcho, 32 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 32, args
     )
 
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -310,17 +351,29 @@ def main() -> int:
     if "subinterpreters" in cpu:
         processes = max(f.processes for f in cpu["subinterpreters"])
         checks.append(("cpu: subinterpreters in ONE process", processes, processes == 1))
-    for clients, figures in io_caps.items():
-        for m in caps:
-            value = median(figures[m]).replies_per_s
-            floor = 0.9 * clients * 200
-            checks.append((f"io: {m}, {clients} in flight >= {floor:.0f}/s", value,
-                           value >= floor))  # fmt: skip
+    echo_rate = {m: median(echo[m]).replies_per_s for m in echo}
+    for m, floor in (("procpool", 15_000), ("gevent", 45_000)):
+        if m in echo_rate:
+            checks.append((f"echo: {m}, 32 in flight >= {floor:,}/s", echo_rate[m],
+                           echo_rate[m] >= floor))  # fmt: skip
+    if {"uvloop", "asyncio"} <= set(echo_rate):
+        value = paired_ratio(echo, "uvloop", "asyncio")
+        checks.append(("echo: uvloop >= asyncio", value, value >= 1.0))
+    if "procpool" in cpu:
+        value = paired_ratio(cpu, "procpool", "blocking")
+        checks.append(("cpu: procpool >= 1.6x blocking", value, value >= 1.6))
+        p50 = statistics.median(f.p50_us for f in cpu["procpool"]) / statistics.median(
+            f.p50_us for f in cpu["processes"]
+        )
+        checks.append(("cpu: procpool p50 <= 1.3x processes'", p50, p50 <= 1.3))
     value = paired_ratio(echo, "blocking", "bare loop")
     checks.append(("echo: blocking >= 0.5x bare loop, replies/s", value, value >= 0.5))
     value = paired_capacity_ratio(echo, "blocking", "bare loop")
     checks.append(("echo: same, capacity from CPU per reply", value, value >= 0.5))
     checks.append(("calibration: 5 starts within 10%", spread, spread <= 0.10))
+    groups = [(cpu, cpu_work, 8), (io, "io=5ms", 32), *((f, "io=5ms", c) for c, f in
+              io_caps.items()), (block, "block=5ms", 16), (echo, "echo", 32)]  # fmt: skip
+    checks += against_bounds(groups, gil)
     print("\nexpectations:")
     for text, value, ok in checks:
         print(f"  {'ok  ' if ok else 'MISS'} {text:44} measured {value:.2f}")
