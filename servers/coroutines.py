@@ -13,6 +13,11 @@ so the kernel's buffer holds (or drops) the rest, as in every other model. The s
 watched with ``loop.add_reader``, not a datagram transport: uvloop's UDP transport cannot
 pause reading (no ``pause_reading``) and would pile the datagrams up in memory. A second stop
 signal skips the grace period (``mark_stop``). Not named asyncio.py: it would shadow the library.
+
+Its bound, measured: 64 clients with ``io=5ms`` get about 0.8 of 64 x 200 here (p50 6.3 ms);
+a 20-line asyncio server gets the same. The one thread answers each wave of wake-ups in turn
+(a task step each, ~15 us) while the next wave's datagrams wait, and the default epoll
+selector rounds every timeout up to a whole millisecond (a select() loop: 0.86, p50 5.9 ms).
 """
 
 from __future__ import annotations
