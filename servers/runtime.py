@@ -143,8 +143,8 @@ class Counters:
     def record(self, worker: int, kind: ErrorKind | None) -> None:
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] += 1
 
-    def record_failure(self, worker: int) -> None:
-        self._cells[worker * len(FIELDS) + _FAILED] += 1
+    def record_failure(self, worker: int, count: int = 1) -> None:
+        self._cells[worker * len(FIELDS) + _FAILED] += count
 
     def record_unsent(self, worker: int, kind: ErrorKind | None) -> None:
         """A request recorded as ``kind`` whose reply could not be sent: it failed instead."""
@@ -386,6 +386,22 @@ class Server:
                 time.sleep(JOIN_POLL_S)
 
         threading.Thread(target=watch, name="watcher", daemon=True).start()
+
+    def queued(self, slots: Any, most: int) -> list[tuple[bytes, Address]]:
+        """What the socket already holds, without waiting: non-blocking recvfroms until EAGAIN,
+        at most ``most``, each taking a slot of the semaphore ``slots`` (none left: stop).
+        A loop that hands datagrams on in batches calls it after its blocking recvfrom."""
+        batch: list[tuple[bytes, Address]] = []
+        while len(batch) < most and slots.acquire(blocking=False):
+            try:
+                datagram, address = self.sock.recvfrom(self.bufsize, socket.MSG_DONTWAIT)
+            except OSError:  # EAGAIN: nothing more queued (after a stop too, on Linux)
+                address = None
+            if address is None:  # the stop: the blocking recvfrom after this one sees it
+                slots.release()
+                break
+            batch.append((datagram, address))
+        return batch
 
     def drain(self, slots: Any, count: int) -> bool:
         """Take back ``count`` slots of a semaphore (every request in progress done) within
