@@ -1,100 +1,100 @@
 """procpool: one receive loop hands datagrams, in batches, to a pool of N worker processes.
 
-The loop never waits for a request: it takes what the socket holds (a blocking recvfrom, then
-non-blocking ones until EAGAIN, at most BATCH_MAX), splits it into one part per idle worker,
-submits each part to a ProcessPoolExecutor and goes back to recvfrom; a part's replies are sent
-from a callback as soon as it is back. The workers compute in parallel like ``processes``, but
-each part pays two hops between processes (pickled, through pipes, and the executor's threads).
-At most PENDING_PER_WORKER requests per worker are in the pool; the kernel's buffer holds the
-rest. A dying worker breaks the pool: its requests count as failed; a watcher replaces it.
+The loop takes what the socket holds (a blocking recvfrom, then non-blocking ones until EAGAIN,
+at most BATCH_MAX), writes a part down each idle worker's pipe (or all to the least busy one)
+and goes back to recvfrom; a worker sends back its replies every FLUSH_S, a reply thread sends
+them. A hop there and back costs ~20 µs (~10 in the main process): pickling (~2 µs), a write
+and a read each way, two wake-ups. A ProcessPoolExecutor adds its manager and feeder threads:
+~85 µs (70 in the main process). Echo, 32 in flight: ~65,000 replies/s at ~12 µs server CPU
+each (executor, one task a datagram: ~10,000 at ~100 µs). A dead worker's requests count as
+failed, and it is replaced at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-import os
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
+from collections import deque
 from functools import partial
+from multiprocessing.connection import wait
 
-from servers.runtime import SHUT_DOWN, Server, become_worker_process, kill_processes
+from servers.runtime import JOIN_POLL_S, SHUT_DOWN, Server, become_worker_process
 
 PENDING_PER_WORKER = 16
 BATCH_MAX = 64  # datagrams taken from the socket per turn of the loop
-START_TIMEOUT_S = 30
-_in_worker: dict = {}  # in each pool worker: the server, the start barrier, its number
+FLUSH_S = 0.0005  # a worker sends back the replies it has once the first waited this long
 
 
 def serve(server: Server) -> None:
     server.count_per_worker([f"pool-{i}" for i in range(server.workers)])
-    pool, pids = _start_pool(server)
+    restart = partial(_start, multiprocessing.get_context("fork"), server)  # inherits the work
+    pool = [restart(i) for i in range(server.workers)]  # (process, pipe) each
+    held = [deque() for _ in pool]  # what each worker holds, in order: (datagram, address)
     pending = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
-    lock = threading.RLock()  # callbacks run in the pool's thread; the watcher swaps the pool
-    busy = 0  # parts in the pool, under the lock
+    lock, done = threading.Lock(), threading.Event()  # the lock: a hand-off, or a replacement
 
-    def send_replies(part: list, future: Future) -> None:
-        nonlocal busy
-        with lock:  # in the pool's thread, once the worker's replies are back
-            busy -= 1
-            try:
-                worker, replies = future.result()
-            except Exception:  # its worker died: the requests are lost, counted, the loop goes on
-                server.counters.record_failure(0, len(part))
-            else:
-                for (datagram, address), (reply, kind, timing) in zip(part, replies, strict=True):
-                    server.count(worker, kind, timing)
+    def send_replies() -> None:  # a thread: each worker's replies, as they come back
+        while not done.is_set():
+            pipes = {entry[1]: i for i, entry in enumerate(pool) if entry}
+            for pipe in wait(list(pipes), JOIN_POLL_S):
+                i = pipes[pipe]
+                try:
+                    replies = pipe.recv()
+                except (EOFError, OSError):  # it died: what it held is lost, counted
+                    with lock:
+                        lost, _ = len(held[i]), held[i].clear()
+                        server.counters.record_failure(i, lost)
+                        pending.release(lost) if lost else None
+                        pool[i] = server.replace_ended(i, pool[i][0], restart)
+                    continue
+                for reply, kind, timing in replies:
+                    datagram, address = held[i].popleft()
+                    server.count(i, kind, timing)
                     try:
                         server.sock.sendto(reply, address)
                     except OSError as error:
-                        server.unsent(datagram, address, error, worker)
-        pending.release(len(part))
+                        server.unsent(datagram, address, error, i)
+                pending.release(len(replies))
 
-    def replace() -> None:
-        nonlocal pool, pids
-        with lock:
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool, pids = _start_pool(server)
-
-    server.keep_replacing(lambda: bool(getattr(pool, "_broken", False)), replace)  # no public API
-    server.ready(worker_pids=pids)
+    (replier := threading.Thread(target=send_replies, name="replies", daemon=True)).start()
+    server.ready(worker_pids=[process.pid for process, _ in pool])
     for datagram, address in iter(partial(server.sock.recvfrom, server.bufsize), SHUT_DOWN):
-        pending.acquire()  # a slot per request in the pool: at most PENDING_PER_WORKER a worker
+        pending.acquire()  # a slot per request out: at most PENDING_PER_WORKER a worker
         batch = [(datagram, address), *server.queued(pending, BATCH_MAX - 1)]  # and the rest
         with lock:
-            parts = max(1, min(len(batch), server.workers - busy))  # one per idle worker
-            for part in (batch[i::parts] for i in range(parts)):
-                busy += 1
-                try:  # the hand-off: pickled, to whichever worker is free; the loop goes on
-                    future = pool.submit(_respond, [datagram for datagram, _ in part])
-                except RuntimeError as error:  # BrokenProcessPool since the watcher looked: lost
-                    (future := Future()).set_exception(error)
-                future.add_done_callback(partial(send_replies, part))
-
-    if not server.drain(pending, server.workers * PENDING_PER_WORKER):  # every reply sent?
-        server.forced = server.workers
-        kill_processes(pids)  # still computing after the grace period
-    with lock:  # not held while shutting down: the last callbacks take it
-        final = pool
-    final.shutdown(wait=True, cancel_futures=True)
+            if not (live := [i for i, entry in enumerate(pool) if entry]):
+                break  # every worker died, too often: the server is stopping
+            idle = [i for i in live if not held[i]] or [min(live, key=lambda i: len(held[i]))]
+            for k, i in enumerate(idle := idle[: len(batch)]):  # a part per idle worker
+                held[i].extend(part := batch[k :: len(idle)])
+                with contextlib.suppress(OSError):  # it died: the reply thread counts its part
+                    pool[i][1].send([datagram for datagram, _ in part])  # the hand-off
+    server.drain(pending, server.workers * PENDING_PER_WORKER)  # every reply sent, or grace over
+    done.set()
+    replier.join()
+    for entry in filter(None, pool):
+        with contextlib.suppress(OSError):  # one that just died
+            entry[1].send([])  # nothing more: the worker returns
+    server.join([entry[0] for entry in pool if entry])  # past the grace period: killed
     server.stopped()
 
 
-def _start_pool(server: Server) -> tuple[ProcessPoolExecutor, list[int]]:
-    """A pool of ``server.workers`` forked workers, each up and numbered; their pids."""
-    context = multiprocessing.get_context("fork")  # workers inherit the calibrated work
-    inherited = {"server": server, "all_started": context.Barrier(server.workers)}
-    pool = ProcessPoolExecutor(server.workers, context, initializer=_in_worker.update,
-                               initargs=(inherited,))  # fmt: skip
-    return pool, list(pool.map(_check_in, range(server.workers)))  # all up, one task each
+def _start(context, server: Server, i: int) -> tuple:
+    mine, its = context.Pipe()  # a forked worker, and the main process's end of its pipe
+    (process := context.Process(target=_work, args=(server, its), name=f"pool-{i}")).start()
+    its.close()  # the worker holds the only copy: its death is this end's EOF
+    return process, mine
 
 
-def _check_in(worker: int) -> int:
+def _work(server: Server, pipe) -> None:
+    """A pool worker: answer each part in order; the main process counts and sends."""
     become_worker_process()
-    _in_worker["worker"] = worker
-    _in_worker["all_started"].wait(START_TIMEOUT_S)  # each worker takes one task, then waits
-    return os.getpid()
-
-
-def _respond(datagrams: list[bytes]) -> tuple[int, list]:
-    """In a pool worker: its number and each reply, uncounted; the main process counts them."""
-    return _in_worker["worker"], [_in_worker["server"].respond(d) for d in datagrams]
+    while datagrams := pipe.recv():
+        replies, since = [], time.monotonic()
+        for n, datagram in enumerate(datagrams, 1):
+            replies.append(server.respond(datagram))
+            if n == len(datagrams) or time.monotonic() - since > FLUSH_S:  # ready: send them
+                pipe.send(replies)
+                replies, since = [], time.monotonic()
