@@ -2,23 +2,23 @@
 
 The loop takes what the socket holds (a blocking recvfrom, then non-blocking ones until EAGAIN,
 at most BATCH_MAX), writes a part down each idle worker's pipe (or all to the least busy one)
-and goes back to recvfrom; a worker sends back its replies every FLUSH_S, a reply thread sends
-them. A hop there and back costs ~20 µs (~10 in the main process): pickling (~2 µs), a write
-and a read each way, two wake-ups. A ProcessPoolExecutor adds its manager and feeder threads:
-~85 µs (70 in the main process). Echo, 32 in flight: ~65,000 replies/s at ~12 µs server CPU
-each (executor, one task a datagram: ~10,000 at ~100 µs). A dead worker's requests count as
-failed, and it is replaced at once.
+and goes back to recvfrom; a worker sends its replies back every FLUSH_S, a thread sends them.
+A hop there and back costs ~20 µs (~10 in this process): pickling (~2 µs), a write and a read
+each way, two wake-ups; a ProcessPoolExecutor adds its manager and feeder threads: ~85 µs (70).
+Echo, 32 in flight: ~65,000 replies/s at ~11 µs of server CPU each, batched (the executor, a task
+a datagram: ~12,000 at ~90 µs); a lone request (io=5ms) ~85 µs, ``processes`` ~22. A worker that
+dies loses what it held (counted as failed) and is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import selectors
 import threading
 import time
 from collections import deque
 from functools import partial
-from multiprocessing.connection import wait
 
 from servers.runtime import JOIN_POLL_S, SHUT_DOWN, Server, become_worker_process
 
@@ -29,7 +29,8 @@ FLUSH_S = 0.0005  # a worker sends back the replies it has once the first waited
 
 def serve(server: Server) -> None:
     server.count_per_worker([f"pool-{i}" for i in range(server.workers)])
-    restart = partial(_start, multiprocessing.get_context("fork"), server)  # inherits the work
+    selector = selectors.DefaultSelector()  # the reply thread waits on every worker's pipe
+    restart = partial(_start, multiprocessing.get_context("fork"), server, selector)
     pool = [restart(i) for i in range(server.workers)]  # (process, pipe) each
     held = [deque() for _ in pool]  # what each worker holds, in order: (datagram, address)
     pending = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
@@ -37,17 +38,17 @@ def serve(server: Server) -> None:
 
     def send_replies() -> None:  # a thread: each worker's replies, as they come back
         while not done.is_set():
-            pipes = {entry[1]: i for i, entry in enumerate(pool) if entry}
-            for pipe in wait(list(pipes), JOIN_POLL_S):
-                i = pipes[pipe]
+            for key, _ in selector.select(JOIN_POLL_S):
+                pipe, i = key.fileobj, key.data
                 try:
                     replies = pipe.recv()
                 except (EOFError, OSError):  # it died: what it held is lost, counted
                     with lock:
+                        selector.unregister(pipe)
                         lost, _ = len(held[i]), held[i].clear()
                         server.counters.record_failure(i, lost)
                         pending.release(lost) if lost else None
-                        pool[i] = server.replace_ended(i, pool[i][0], restart)
+                        pool[i] = server.replace_ended(i, pool[i][0], restart) or pool[i]
                     continue
                 for reply, kind, timing in replies:
                     datagram, address = held[i].popleft()
@@ -64,8 +65,7 @@ def serve(server: Server) -> None:
         pending.acquire()  # a slot per request out: at most PENDING_PER_WORKER a worker
         batch = [(datagram, address), *server.queued(pending, BATCH_MAX - 1)]  # and the rest
         with lock:
-            if not (live := [i for i, entry in enumerate(pool) if entry]):
-                break  # every worker died, too often: the server is stopping
+            live = range(len(pool))  # (one not replaced, as the server gives up, holds its part)
             idle = [i for i in live if not held[i]] or [min(live, key=lambda i: len(held[i]))]
             for k, i in enumerate(idle := idle[: len(batch)]):  # a part per idle worker
                 held[i].extend(part := batch[k :: len(idle)])
@@ -74,22 +74,22 @@ def serve(server: Server) -> None:
     server.drain(pending, server.workers * PENDING_PER_WORKER)  # every reply sent, or grace over
     done.set()
     replier.join()
-    for entry in filter(None, pool):
+    for entry in pool:
         with contextlib.suppress(OSError):  # one that just died
             entry[1].send([])  # nothing more: the worker returns
-    server.join([entry[0] for entry in pool if entry])  # past the grace period: killed
+    server.join([entry[0] for entry in pool])  # past the grace period: killed
     server.stopped()
 
 
-def _start(context, server: Server, i: int) -> tuple:
+def _start(context, server: Server, selector: selectors.BaseSelector, i: int) -> tuple:
     mine, its = context.Pipe()  # a forked worker, and the main process's end of its pipe
     (process := context.Process(target=_work, args=(server, its), name=f"pool-{i}")).start()
     its.close()  # the worker holds the only copy: its death is this end's EOF
+    selector.register(mine, selectors.EVENT_READ, i)
     return process, mine
 
 
-def _work(server: Server, pipe) -> None:
-    """A pool worker: answer each part in order; the main process counts and sends."""
+def _work(server: Server, pipe) -> None:  # a pool worker: it answers, the main process counts
     become_worker_process()
     while datagrams := pipe.recv():
         replies, since = [], time.monotonic()
