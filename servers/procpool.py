@@ -5,8 +5,8 @@ at most BATCH_MAX), writes a part down each idle worker's pipe (or all to the le
 and goes back to recvfrom; a worker sends its replies back every FLUSH_S, a thread sends them.
 A hop there and back costs ~20 µs (~10 in this process): pickling (~2 µs), a write and a read
 each way, two wake-ups; a ProcessPoolExecutor adds its manager and feeder threads: ~85 µs (70).
-Echo, 32 in flight: ~65,000 replies/s at ~11 µs of server CPU each, batched (the executor, a task
-a datagram: ~12,000 at ~90 µs); a lone request (io=5ms) ~85 µs, ``processes`` ~22. A worker that
+Echo, 32 in flight: ~70,000 replies/s at ~13 µs of server CPU each, batched (the executor, a task
+a datagram: ~11,500 at ~100 µs); a lone request (io=5ms) ~90 µs, ``processes`` ~30. A worker that
 dies loses what it held (counted as failed) and is replaced.
 """
 
