@@ -17,8 +17,12 @@ REPLACED_WITHIN_S = 1.5
 
 
 def workers_of(server) -> set[int]:
-    return {p.pid for p in psutil.Process(server.proc.pid).children() if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE}  # fmt: skip
+    pids = set()
+    for child in psutil.Process(server.proc.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):  # reaped as we look
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+    return pids
 
 
 def wait_for_workers(server, count: int, gone: set[int]) -> set[int]:
