@@ -35,7 +35,6 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -143,8 +142,8 @@ class Counters:
     def record(self, worker: int, kind: ErrorKind | None) -> None:
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] += 1
 
-    def record_failure(self, worker: int) -> None:
-        self._cells[worker * len(FIELDS) + _FAILED] += 1
+    def record_failure(self, worker: int, count: int = 1) -> None:
+        self._cells[worker * len(FIELDS) + _FAILED] += count
 
     def record_unsent(self, worker: int, kind: ErrorKind | None) -> None:
         """A request recorded as ``kind`` whose reply could not be sent: it failed instead."""
@@ -364,28 +363,34 @@ class Server:
             for i, worker in enumerate(workers):
                 if worker.is_alive() or self.stop_requested_at is not None:
                     continue
-                worker.join(0)  # reap it
-                label = self.counters.labels[i]
-                if self.may_restart([label], f"exit code {getattr(worker, 'exitcode', None)}"):
-                    workers[i] = restart(i)
+                workers[i] = self.replace_ended(i, worker, restart) or worker
             time.sleep(JOIN_POLL_S)
         self.join(workers)
 
-    def keep_replacing(self, broken: Callable[[], bool], replace: Callable[[], None]) -> None:
-        """For workers that live and die together (a process pool): a thread checks
-        ``broken()`` every ``JOIN_POLL_S`` until a stop request and calls ``replace()``
-        (see ``may_restart``)."""
-        self.restarts = dict.fromkeys(self.counters.labels, 0)
+    def replace_ended(self, i: int, worker: Any, restart: Callable[[int], Any]) -> Any:
+        """Worker ``i`` ended unasked (killed, crashed): reap it and return ``restart(i)``, or
+        None after a stop request or when workers die too often (see ``may_restart``)."""
+        worker.join(1.0)  # it has ended: this reaps it
+        why = f"exit code {getattr(worker, 'exitcode', None)}"
+        if self.stop_requested_at is None and self.may_restart([self.counters.labels[i]], why):
+            return restart(i)
+        return None
 
-        def watch() -> None:
-            while self.stop_requested_at is None:
-                if broken() and self.stop_requested_at is None:
-                    if not self.may_restart(self.counters.labels, "their pool broke"):
-                        return
-                    replace()
-                time.sleep(JOIN_POLL_S)
-
-        threading.Thread(target=watch, name="watcher", daemon=True).start()
+    def queued(self, slots: Any, most: int) -> list[tuple[bytes, Address]]:
+        """What the socket already holds, without waiting: non-blocking recvfroms until EAGAIN,
+        at most ``most``, each taking a slot of the semaphore ``slots`` (none left: stop).
+        A loop that hands datagrams on in batches calls it after its blocking recvfrom."""
+        batch: list[tuple[bytes, Address]] = []
+        while len(batch) < most and slots.acquire(blocking=False):
+            try:
+                datagram, address = self.sock.recvfrom(self.bufsize, socket.MSG_DONTWAIT)
+            except OSError:  # EAGAIN: nothing more queued (after a stop too, on Linux)
+                address = None
+            if address is None:  # the stop: the blocking recvfrom after this one sees it
+                slots.release()
+                break
+            batch.append((datagram, address))
+        return batch
 
     def drain(self, slots: Any, count: int) -> bool:
         """Take back ``count`` slots of a semaphore (every request in progress done) within
