@@ -185,8 +185,8 @@ def measure(
                     )
                 )
     finally:
-        for server in servers.values():
-            server.stop_or_none()
+        for label, server in servers.items():  # the bare loop has no stop path: just end it
+            server.stop_or_none() if label in MODELS else server.close()
     for label, rounds in figures.items():
         middle = median(rounds)
         low, high = min(f.replies_per_s for f in rounds), max(f.replies_per_s for f in rounds)
