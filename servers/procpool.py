@@ -3,11 +3,10 @@
 The loop takes what the socket holds (a blocking recvfrom, then non-blocking ones until EAGAIN,
 at most BATCH_MAX), writes a part down each idle worker's pipe (or all to the least busy one)
 and goes back to recvfrom; a worker sends its replies back every FLUSH_S, a thread sends them.
-A hop there and back costs ~20 µs (~10 in this process): pickling (~2 µs), a write and a read
-each way, two wake-ups; a ProcessPoolExecutor adds its manager and feeder threads: ~85 µs (70).
-Echo, 32 in flight: ~70,000 replies/s at ~13 µs of server CPU each, batched (the executor, a task
-a datagram: ~11,500 at ~100 µs); a lone request (io=5ms) ~90 µs, ``processes`` ~30. A worker that
-dies loses what it held (counted as failed) and is replaced.
+A hop there and back: ~20 µs (~10 here): pickling (~2 µs), a write and a read each way, two
+wake-ups (a ProcessPoolExecutor's helper threads: ~85 µs). Echo, 32 in flight: ~70,000 replies/s
+at ~13 µs of CPU each, batched (the executor, a task a datagram: ~11,500 at ~100 µs); a lone
+request (io=5ms) ~90 µs, ``processes`` ~30. A dead worker's requests fail; it is replaced.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from functools import partial
 
 from servers.runtime import JOIN_POLL_S, SHUT_DOWN, Server, become_worker_process
 
-PENDING_PER_WORKER = 16
-BATCH_MAX = 64  # datagrams taken from the socket per turn of the loop
+PENDING_PER_WORKER, BATCH_MAX = 16, 64  # requests out per worker; datagrams taken per turn
 FLUSH_S = 0.0005  # a worker sends back the replies it has once the first waited this long
 
 
@@ -45,9 +43,11 @@ def serve(server: Server) -> None:
                 except (EOFError, OSError):  # it died: what it held is lost, counted
                     with lock:
                         selector.unregister(pipe)
-                        lost, _ = len(held[i]), held[i].clear()
+                        lost = len(held[i])
+                        held[i].clear()
                         server.counters.record_failure(i, lost)
-                        pending.release(lost) if lost else None
+                        if lost:
+                            pending.release(lost)
                         pool[i] = server.replace_ended(i, pool[i][0], restart) or pool[i]
                     continue
                 for reply, kind, timing in replies:
