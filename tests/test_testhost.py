@@ -52,20 +52,18 @@ def test_host(request):
         assert host.name not in namespaces()
 
 
-def serve_in(host: TestHost) -> ServerProcess:
-    server = start_model("blocking", "echo", 1, extra=("--host", host.address), wrap=host.wrap)
-    server.wait_ready()
-    return server
+def load_served(host: TestHost, rate: float, seconds: float) -> tuple[dict, dict]:
+    """A blocking server on the test host, open loop at ``rate`` from here: (result, stopped)."""
+    with start_model("blocking", "echo", 1, extra=("--host", host.address),
+                     wrap=host.wrap) as server:  # fmt: skip
+        server.wait_ready()
+        result = open_loop(host, server, rate, seconds)
+        return result, server.stop()
 
 
 def test_configured_loss_is_what_the_generator_measures(test_host):
     host = test_host(loss_percent=10)
-    server = serve_in(host)
-    try:
-        result = open_loop(host, server, 2000, 2.0)
-        stopped = server.stop()
-    finally:
-        server.close()
+    result, stopped = load_served(host, 2000, 2.0)
     sent, unanswered = result["sent"], result["lost"] + result["in_flight"]
     assert sent == result["received"] + unanswered  # the accounting identity
     bound = Z_999 * math.sqrt(0.1 * 0.9 / sent)
@@ -76,12 +74,7 @@ def test_configured_loss_is_what_the_generator_measures(test_host):
 
 def test_a_narrow_link_drops_before_the_server(test_host):
     host = test_host(rate="256kbit")  # about 300 requests a second of 106 bytes on the wire
-    server = serve_in(host)
-    try:
-        result = open_loop(host, server, 1000, 2.0)
-        stopped = server.stop()
-    finally:
-        server.close()
+    result, stopped = load_served(host, 1000, 2.0)
     unanswered = result["lost"] + result["in_flight"]
     assert result["sent"] == result["received"] + unanswered
     assert unanswered > result["sent"] / 3  # the link carries well under the 1,000/s offered

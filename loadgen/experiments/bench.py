@@ -271,8 +271,7 @@ def run_bench(settings: BenchSettings) -> Path:
             bench.workload(spec, exact[spec], results)
         if settings.core_sweep:
             bench.core_sweep(exact, results)
-    except KeyboardInterrupt:
-        bench.stop_all()
+    except KeyboardInterrupt:  # the servers are stopped below, then the run ends with 130
         runs = len(results.results.runs)
         print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
         raise
