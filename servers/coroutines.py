@@ -9,10 +9,9 @@ the loop for one on libuv; the server is the same.
 
 At most N (``--workers``) in progress: at N the loop stops watching the socket (add_reader,
 not a datagram transport: uvloop's cannot pause reading). Not named asyncio.py (it shadows).
-asyncio's loop waits with select(): epoll_wait takes whole milliseconds, so 5 ms sleeps woke
-up to 1 ms late; and tasks are eager (3.12+), running at once to their first await. With 64
-clients and io=5ms that took it from 0.79 to 0.91 of 64 x 200. uvloop's libuv rounds timers
-to milliseconds and cannot run eager tasks: it stays near 0.86 there.
+Tasks are eager (3.12+), run at once to their first await; asyncio's loop waits in select()
+(epoll_wait takes whole ms: 5 ms sleeps woke up to 1 ms late). libuv keeps whole ms too, so
+uvloop's 5 ms sleeps last 4.1-6.6 ms: 0.88-0.90 of 64 x 200 (asyncio 0.93; lesson 8).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from servers.runtime import JOIN_POLL_S, Address, Server, log
 
 
 def serve(server: Server) -> None:
-    _run(server, lambda: asyncio.SelectorEventLoop(selectors.SelectSelector()), eager=True)
+    _run(server, lambda: asyncio.SelectorEventLoop(selectors.SelectSelector()))
 
 
 def serve_uvloop(server: Server) -> None:
@@ -35,21 +34,25 @@ def serve_uvloop(server: Server) -> None:
     _run(server, uvloop.new_event_loop)
 
 
-def _run(
-    server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop], eager: bool = False
-) -> None:
+def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     server.count_per_worker(["loop"])  # every task runs on the one loop thread
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(server, eager))
+        runner.run(_serve(server))
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # the loop's handlers left with it
         signal.signal(stop_signal, lambda *_: server.mark_stop())
     server.stopped()  # the loop is closed: every task has ended
 
 
-async def _serve(server: Server, eager: bool) -> None:
+def _eager_task(loop: asyncio.AbstractEventLoop, coro, **options) -> asyncio.Task:
+    """A task that runs at once to its first await (3.12+). Not asyncio.eager_task_factory:
+    uvloop passes it ``eager_start``, which it refuses (every create_task raised)."""
+    return asyncio.Task(coro, loop=loop, **{**options, "eager_start": True})
+
+
+async def _serve(server: Server) -> None:
     loop, sock = asyncio.get_running_loop(), server.sock
-    if eager and hasattr(asyncio, "eager_task_factory"):  # 3.12+
-        loop.set_task_factory(asyncio.eager_task_factory)
+    if hasattr(asyncio, "eager_task_factory"):  # 3.12+
+        loop.set_task_factory(_eager_task)
     sock.setblocking(False)
     tasks: set[asyncio.Task] = set()  # strong references: the loop holds tasks weakly
     stop = asyncio.Event()
