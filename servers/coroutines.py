@@ -4,14 +4,12 @@ When the socket is readable, datagrams are read and each starts a task that hand
 sends the reply. ``io=5ms`` is ``await asyncio.sleep``: the task gives the loop back, so
 thousands of waits overlap in one thread, as with gevent but with every switch written as
 ``await``. Everything else stops the loop: ``cpu=2ms`` runs one task at a time, and a blocking
-call (``block=5ms``, a ``time.sleep`` that never awaits) stalls every request. uvloop swaps
-the loop for one on libuv; the server is the same.
+call (``block=5ms``, ``time.sleep``) stalls every request. uvloop: the same server on libuv.
 
-At most N (``--workers``) in progress: at N the loop stops watching the socket (add_reader,
-not a datagram transport: uvloop's cannot pause reading). Not named asyncio.py (it shadows).
-Tasks are eager (3.12+), run at once to their first await; asyncio's loop waits in select()
-(epoll_wait takes whole ms: 5 ms sleeps woke up to 1 ms late). libuv keeps whole ms too, so
-uvloop's 5 ms sleeps last 4.1-6.6 ms: 0.88-0.90 of 64 x 200 (asyncio 0.93; lesson 8).
+At most N (``--workers``) in progress: at N the loop stops watching the socket (add_reader:
+uvloop's datagram transport cannot pause). Tasks are eager (3.12+): run at once to their first
+await. asyncio waits in select(), as epoll takes whole ms; libuv keeps whole ms, so uvloop's
+5 ms sleeps last 4.1-6.6 ms (lesson 8). Not named asyncio.py (it shadows).
 """
 
 from __future__ import annotations
@@ -44,8 +42,7 @@ def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) 
 
 
 def _eager_task(loop: asyncio.AbstractEventLoop, coro, **options) -> asyncio.Task:
-    """A task that runs at once to its first await (3.12+). Not asyncio.eager_task_factory:
-    uvloop passes it ``eager_start``, which it refuses (every create_task raised)."""
+    """Not asyncio.eager_task_factory: it refuses the ``eager_start`` uvloop passes it."""
     return asyncio.Task(coro, loop=loop, **{**options, "eager_start": True})
 
 
