@@ -4,6 +4,7 @@ thread each) stands in for the hosts; tests/test_hosts.py runs the same across n
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,3 +103,20 @@ def test_no_scheduler_is_one_line_and_exit_2_within_seconds():
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: no Dask scheduler at tcp://127.0.0.1:1")
     assert time.monotonic() - began < cluster.CONNECT_TIMEOUT_S + 10
+
+
+def test_the_bench_takes_its_load_from_the_cluster(local_cluster, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "bench", "--models", "blocking", "--work", "echo",
+         "--concurrency", "4", "--trials", "1", "--duration", "0.3", "--warmup", "0.05",
+         "--no-load-sweep", "--no-core-sweep", "--no-timeline", "--out", str(tmp_path),
+         "--dask", local_cluster.scheduler_address],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert data["metadata"]["settings"]["dask"] == local_cluster.scheduler_address
+    [run] = data["runs"]
+    assert run["loadgen"]["procs"] == 2 and run["loadgen"]["received"] > 0
+    assert len(run["loadgen"]["cluster"]["parts"]) == 2
+    assert run["server"]["cores_used"] is not None

@@ -200,7 +200,10 @@ class _Run:
         deadline_s = total_s + settings.timeout + GRACE_S
         parts: dict[int, dict[str, Any]] = {}
         while len(parts) < len(self.futures):
-            time.sleep(0.1)  # a future's status follows the scheduler by itself: just look again
+            # A future's status follows the scheduler by itself: look again soon, and sooner
+            # when a window's edge is near, so the caller samples the server close to it.
+            elapsed = (time.time_ns() - self.start_wall_ns) / 1e9
+            time.sleep(min([0.1] + [max(0.0, at - elapsed) for _, at in edges[:1] if on_window]))
             self.read_progress()
             elapsed = (time.time_ns() - self.start_wall_ns) / 1e9
             while on_window and edges and elapsed >= edges[0][1]:
