@@ -109,9 +109,9 @@ def test_two_load_hosts_through_dask(network, tmp_path):
             stopped = server.stop()
             by_source = counted(server_host) if nft else {}
     finally:
-        for process in processes:
+        # The workers first: a worker whose scheduler went first keeps trying to reach it.
+        for process in reversed(processes):
             os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:

@@ -183,6 +183,9 @@ class _Run:
         self.topic = f"{EVENTS}-{time.time_ns()}"  # this run's events only
         self.start_wall_ns = time.time_ns() + int(LEAD_S * 1e9)
         self.last: dict[int, dict[str, int]] = {}
+        # Pushed to us as they come (get_events would fetch the whole log on every look); asked
+        # for before the tasks go, on the same ordered stream, so no event can come before it.
+        client.subscribe_topic(self.topic, self.on_event)
         self.futures = [
             client.submit(
                 run_part_task, settings, part, self.start_wall_ns, self.topic,
@@ -204,7 +207,6 @@ class _Run:
             # when a window's edge is near, so the caller samples the server close to it.
             elapsed = (time.time_ns() - self.start_wall_ns) / 1e9
             time.sleep(min([0.1] + [max(0.0, at - elapsed) for _, at in edges[:1] if on_window]))
-            self.read_progress()
             elapsed = (time.time_ns() - self.start_wall_ns) / 1e9
             while on_window and edges and elapsed >= edges[0][1]:
                 on_window(edges.pop(0)[0])  # sampled here, at the planned window's edges
@@ -219,7 +221,6 @@ class _Run:
                 on_progress(min(max(elapsed, 0.0), total_s), totals, elapsed > 0)
         while on_window and edges:
             on_window(edges.pop(0)[0])
-        self.read_progress()
         return [parts[part] for part in sorted(parts)]
 
     def outcome(self, part: int, future: Any, alive: set[str], overdue: bool) -> dict | None:
@@ -241,12 +242,13 @@ class _Run:
             return lost_part(part, worker, reason, self.last.get(part))
         return None
 
-    def read_progress(self) -> None:
-        """The newest published counts of each part."""
-        for _, event in self.client.get_events(self.topic):
-            self.last[event["part"]] = {k: event[k] for k in engine.PROGRESS_FIELDS}
+    def on_event(self, event: tuple[float, dict[str, int]]) -> None:
+        """A part's newest published counts (on the client's event loop: one assignment)."""
+        _, counts = event
+        self.last[counts["part"]] = {k: counts[k] for k in engine.PROGRESS_FIELDS}
 
     def cancel(self) -> None:
+        self.client.unsubscribe_topic(self.topic)
         self.client.cancel(self.futures, force=True)
 
     def summary(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
