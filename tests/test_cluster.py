@@ -120,3 +120,14 @@ def test_the_bench_takes_its_load_from_the_cluster(local_cluster, tmp_path):
     assert run["loadgen"]["procs"] == 2 and run["loadgen"]["received"] > 0
     assert len(run["loadgen"]["cluster"]["parts"]) == 2
     assert run["server"]["cores_used"] is not None
+
+
+def test_parts_go_to_as_many_hosts_as_there_are_first():
+    workers = ["tcp://10.0.0.2:4001", "tcp://10.0.0.2:4002", "tcp://10.0.0.3:4001"]
+    assert cluster._spread(workers) == [workers[0], workers[2], workers[1]]
+
+
+def test_a_lost_part_is_booked_from_its_last_report():
+    last = {"sent": 10, "received": 7, "lost": 1, "measuring": 1}
+    counts = cluster.lost_part(1, "tcp://10.0.0.3:4001", "gone", last)["counts"]
+    assert [counts[key] for key in COUNTED] == [10, 7, 3, 0]  # in flight then: lost now
