@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) \
 		>/dev/null 2>&1 || echo "nftables could not be installed: the lossy-link tests will skip"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,distributed]'
 	touch $(INSTALLED)
 
 test: $(INSTALLED)

@@ -114,6 +114,7 @@ def bench_settings(args: argparse.Namespace) -> Any:
         "load_sweep": [] if args.no_load_sweep else args.load_sweep,
         "out": args.out,
         "python": args.python,
+        "dask": args.dask,
     }
     for key, value in chosen.items():
         if value is not None:
@@ -137,6 +138,10 @@ def _models_out_python(command: Any, out: bool = True) -> None:
     command.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
 
 
+DASK_HELP = ("run the --procs generator parts on the workers of this Dask scheduler, one part "
+             "each (pip install -e '.[distributed]')")  # fmt: skip
+
+
 def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="drive one server and report what it did")
     run.set_defaults(handler=cmd_run, interrupted="no result written")
@@ -152,6 +157,7 @@ def add_run(commands: Any) -> None:
     run.add_argument("--encoding", choices=wire.ENCODINGS, default="utf-8")
     run.add_argument("--prefix", default=DEFAULT_PREFIX, help="the server's reply prefix")
     run.add_argument("--procs", type=_positive(int), default=1, help="generator processes")
+    run.add_argument("--dask", metavar="tcp://SCHEDULER:8786", help=DASK_HELP)
     run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals")
     run.add_argument("--json", type=Path, help="write the result object to this file")
     run.add_argument("--quiet", action="store_true", help="no progress, no table")
@@ -180,6 +186,7 @@ def add_bench(commands: Any) -> None:
     bench.add_argument("--no-timeline", action="store_true", help="skip the traced burst")
     bench.add_argument("--out", type=Path, help="results folder (default: results/)")
     bench.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
+    bench.add_argument("--dask", metavar="tcp://SCHEDULER:8786", help=DASK_HELP)
 
 
 def add_views(commands: Any) -> None:
@@ -276,12 +283,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     with display.progress(settings, enabled=not args.quiet) as on_progress:
-        result = run(settings, on_progress)
+        if args.dask:
+            from loadgen.generator import cluster
+
+            result = cluster.run(settings, args.dask, on_progress)
+        else:
+            result = run(settings, on_progress)
     if args.json:
         write_json_atomically(args.json, result)
     if not args.quiet:
         display.print_result(result)
-    return 0
+    for lost in result.get("lost_parts", []):
+        print(f"error: generator part {lost['part']} on {lost['worker']} was lost "
+              f"({lost['lost_reason']}): its requests sent and not answered are counted as lost, "
+              "and what it sent after its last report is unknown", file=sys.stderr)  # fmt: skip
+    return 1 if result.get("lost_parts") else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ JSON only; ``loadgen.views`` draws the figures and the report from it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
@@ -39,6 +40,7 @@ from loadgen.analysis.results import (
 from loadgen.experiments.timeline import DEFAULT_WORKS as TIMELINE_WORKS
 from loadgen.experiments.timeline import record_timeline
 from loadgen.generator import engine, runner
+from loadgen.generator.cluster import DaskRunner
 from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.machine import MachineSample, machine_sample, machine_window, metadata
 from loadgen.harness.pythons import runnable
@@ -70,6 +72,9 @@ class BenchSettings:
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
     out: Path = ROOT / "results"
     python: str = sys.executable  # the servers' interpreter (the generator stays on this one)
+    # tcp://SCHEDULER:8786: the generator's parts on that Dask cluster's workers, one each, as
+    # many as a run has clients (up to the workers); the servers then listen on every address
+    dask: str | None = None
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -86,16 +91,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def measure(
     server: ServerProcess, loadgen_settings: engine.Settings, kind: str, trial: int,
-    cores: list[int] | None, **sweep: float,
+    cores: list[int] | None, dask: DaskRunner | None = None, **sweep: float,
 ) -> Run:  # fmt: skip
     """One run against an already started server, its server-side figures and the whole
-    machine's over the window (``sweep``: a load sweep's offered_percent and capacity_rps)."""
+    machine's over the window (``sweep``: a load sweep's offered_percent and capacity_rps);
+    with ``dask``, the load comes from its workers, the window sampled at its planned edges."""
     window: dict[str, tuple[Sample, MachineSample | None]] = {}
 
     def sample(edge: str) -> None:
         window[edge] = (server.sample(), machine_sample())
 
-    result = LoadResult.from_dict(runner.run_here(loadgen_settings, on_window=sample), "loadgen")
+    if dask:
+        procs = min(loadgen_settings.concurrency, len(dask.workers()))
+        loaded = dask.run(replace(loadgen_settings, procs=procs), on_window=sample)
+        if loaded["lost_parts"]:
+            raise RuntimeError(f"a Dask worker was lost in the middle: {loaded['lost_parts']}")
+    else:
+        loaded = runner.run_here(loadgen_settings, on_window=sample)
+    result = LoadResult.from_dict(loaded, "loadgen")
     (before, machine_before), (after, machine_after) = window["start"], window["end"]
     generator = result.generator
     machine = machine_window(machine_before, machine_after)
@@ -125,16 +138,20 @@ def measure(
 
 
 class Bench:
-    def __init__(self, settings: BenchSettings):
-        self.settings = settings
+    def __init__(self, settings: BenchSettings, dask: DaskRunner | None = None):
+        self.settings, self.dask = settings, dask
         self.servers: list[ServerProcess] = []
         self.done = 0
+        # With Dask the load comes from other hosts: they reach the servers at this machine's
+        # address on the way to the scheduler, so the servers listen on every address.
+        self.target = dask.local_address() if dask else None
 
     def start(self, work: str, cores: list[int] | None = None) -> dict[str, ServerProcess]:
         """One fresh server per model, all starting at once (start-up is mostly imports)."""
         servers = {}
+        extra = ("--host", "0.0.0.0") if self.dask else ()
         for model in self.settings.models:
-            servers[model] = start_model(model, work, self.settings.workers, cores=cores,
+            servers[model] = start_model(model, work, self.settings.workers, extra, cores=cores,
                                          python=self.settings.python)  # fmt: skip
             self.servers.append(servers[model])
         for server in servers.values():
@@ -164,7 +181,7 @@ class Bench:
 
     def loadgen_settings(self, server: ServerProcess, **changes: Any) -> engine.Settings:
         base = engine.Settings(
-            host=server.ready["host"], port=server.ready["port"], concurrency=1,
+            host=self.target or server.ready["host"], port=server.ready["port"], concurrency=1,
             duration=self.settings.duration, warmup=self.settings.warmup,
             timeout=self.settings.timeout,
         )  # fmt: skip
@@ -205,7 +222,7 @@ class Bench:
             for level in self.settings.concurrency:
                 for model, server in servers.items():
                     settings = self.loadgen_settings(server, concurrency=level)
-                    run = measure(server, settings, "matrix", trial, None)
+                    run = measure(server, settings, "matrix", trial, None, self.dask)
                     results.add_run(run)
                     rates.setdefault((model, level), []).append(run.loadgen.throughput_rps)
                     self.print_run(run, f"c={level} t{trial + 1}")
@@ -225,8 +242,8 @@ class Bench:
                 settings = self.loadgen_settings(
                     server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
                 )
-                run = measure(server, settings, "load_sweep", 0, None, offered_percent=percent,
-                              capacity_rps=capacity[model])  # fmt: skip
+                run = measure(server, settings, "load_sweep", 0, None, self.dask,
+                              offered_percent=percent, capacity_rps=capacity[model])  # fmt: skip
                 results.add_run(run)
                 self.print_run(run, f"{percent}% load")
 
@@ -243,12 +260,27 @@ class Bench:
                     settings = self.loadgen_settings(
                         server, concurrency=self.settings.core_concurrency
                     )
-                    run = measure(server, settings, "core_sweep", trial, cores)
+                    run = measure(server, settings, "core_sweep", trial, cores, self.dask)
                     results.add_run(run)
                     self.print_run(run, f"{count} core(s)")
             self.stop(servers, "core_sweep", results)
         if allowed:
             os.sched_setaffinity(0, allowed)
+
+
+def _the_matrix(bench: Bench, exact: dict[str, str], results: ResultsFile) -> None:
+    """Every workload's matrix and sweeps, then the core sweep; the servers stopped after."""
+    try:
+        for spec in bench.settings.works:
+            bench.workload(spec, exact[spec], results)
+        if bench.settings.core_sweep:
+            bench.core_sweep(exact, results)
+    except KeyboardInterrupt:  # the servers are stopped below, then the run ends with 130
+        runs = len(results.results.runs)
+        print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
+        raise
+    finally:
+        bench.stop_all()
 
 
 def run_bench(settings: BenchSettings) -> Path:
@@ -265,18 +297,8 @@ def run_bench(settings: BenchSettings) -> Path:
         print(f"previous results moved to {archived}", flush=True)
     for spec, figures in calibration.measured.items():
         print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
-    bench = Bench(settings)
-    try:
-        for spec in settings.works:
-            bench.workload(spec, exact[spec], results)
-        if settings.core_sweep:
-            bench.core_sweep(exact, results)
-    except KeyboardInterrupt:  # the servers are stopped below, then the run ends with 130
-        runs = len(results.results.runs)
-        print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
-        raise
-    finally:
-        bench.stop_all()
+    with DaskRunner(settings.dask) if settings.dask else contextlib.nullcontext() as dask:
+        _the_matrix(Bench(settings, dask), exact, results)
     print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)

@@ -89,4 +89,8 @@ def print_result(result: dict[str, Any]) -> None:
         f"{generator['cpu_cores']:.2f} cores, {generator['achieved_send_rps']:,.0f} sends/s"
         + (f"  {'; '.join(state)}" if state else ""),
     )
+    for part in result.get("cluster", {}).get("parts", []):
+        where = f"part {part['part']} on {part['worker']}"
+        table.add_row(where, f"from {part['source']}  {_line(part)}" if part["source"] else
+                      f"LOST  {_line(part)} (from its last report)")  # fmt: skip
     console.print(table)

@@ -99,3 +99,66 @@ class TestHost:
         """Datagrams the loss rule dropped so far."""
         found = re.search(r"counter packets (\d+)", _run(*self.wrap, "nft", "list", "ruleset"))
         return int(found.group(1)) if found else 0
+
+
+class NetworkHost:
+    """One host of a TestNetwork: its namespace, its address, the prefix that runs in it."""
+
+    __test__ = False
+
+    def __init__(self, name: str, address: str, veth: str, peer: str) -> None:
+        self.name, self.address, self.veth, self.peer = name, address, veth, peer
+        self.wrap: tuple[str, ...] = ("ip", "netns", "exec", name)
+
+
+class TestNetwork:
+    """Several test hosts on one private subnet, as machines on one switch would be:
+
+        with TestNetwork(4) as network:
+            server_host, scheduler_host, *load_hosts = network.hosts
+
+    A bridge here (the switch, with ``network.local`` on it, so this namespace reaches every
+    host) and one namespace per host, joined to it by a veth and given ``host.address`` on the
+    same /24, so the hosts reach each other too. Leaving the block deletes the namespaces and
+    the bridge, also after an error or Ctrl-C.
+    """
+
+    __test__ = False
+
+    def __init__(self, count: int) -> None:
+        tag = os.getpid() % 100_000
+        self.bridge = f"ub{tag}"
+        prefix = f"10.204.{tag % 256}"  # a /24 apart from TestHost's 10.203/16
+        self.local = f"{prefix}.1"
+        self.hosts = [
+            NetworkHost(f"udplab-{tag}-{i}", f"{prefix}.{i + 2}", f"ub{tag}v{i}", f"ub{tag}p{i}")
+            for i in range(count)
+        ]
+
+    def __enter__(self) -> TestNetwork:
+        if reason := usable(loss=False):
+            raise HostError(reason)
+        try:
+            _run("ip", "link", "add", self.bridge, "type", "bridge")
+            _run("ip", "addr", "add", f"{self.local}/24", "dev", self.bridge)
+            _run("ip", "link", "set", self.bridge, "up")
+            for host in self.hosts:
+                _run("ip", "netns", "add", host.name)
+                _run("ip", "link", "add", host.veth, "type", "veth", "peer", "name", host.peer)
+                _run("ip", "link", "set", host.veth, "master", self.bridge)
+                _run("ip", "link", "set", host.veth, "up")
+                _run("ip", "link", "set", host.peer, "netns", host.name)
+                _run(*host.wrap, "ip", "addr", "add", f"{host.address}/24", "dev", host.peer)
+                _run(*host.wrap, "ip", "link", "set", host.peer, "up")
+                _run(*host.wrap, "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        # Each step on its own: what was never made fails quietly, the rest still goes.
+        for host in self.hosts:
+            subprocess.run(["ip", "netns", "del", host.name], capture_output=True, timeout=20)
+            subprocess.run(["ip", "link", "del", host.veth], capture_output=True, timeout=20)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=20)
