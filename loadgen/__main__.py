@@ -244,6 +244,11 @@ def add_stress(commands: Any) -> None:
     interop.add_argument("--seconds", type=_positive(float), default=2.0, help="per run (-t)")
     interop.add_argument("--mps", type=_positive(int), default=5000,
                          help="under-load: messages per second (default 5000)")  # fmt: skip
+    interop.add_argument("--trials", type=_positive(int), default=3,
+                         help="runs per side and shape, the median shown (default 3)")  # fmt: skip
+    interop.add_argument("--placement", choices=("cross", "same", "none"), default="cross",
+                         help="cross: server on the last core, clients on the first (default); "
+                         "same: all on the first; none: unpinned")  # fmt: skip
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.set_defaults(handler=cmd_selftest, interrupted="the servers stopped")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -379,7 +384,8 @@ def cmd_interop(args: argparse.Namespace) -> int:
     from loadgen.experiments.interop import main as interop
 
     try:
-        return interop(args.models, args.seconds, args.mps, args.out, args.python)
+        return interop(args.models, args.seconds, args.mps, args.out, args.python,
+                       args.placement, args.trials)  # fmt: skip
     except SockperfMissing as error:
         raise UsageError(str(error)) from None
 

@@ -19,7 +19,7 @@ from conftest import ROOT, exchange, runnable_models, udp_client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadgen.experiments.interop import SockperfServer, parse_sockperf
+from loadgen.experiments.interop import SockperfServer, median_of, parse_sockperf, ratios
 from loadgen.generator import wire
 from servers.protocol import (
     DEFAULT_MAX_SIZE,
@@ -306,3 +306,13 @@ def test_half_round_trips_are_doubled_and_a_missing_summary_is_an_error():
     assert parse_sockperf(half)["p50_us"] == 2 * 53.069
     with pytest.raises(ValueError):
         parse_sockperf("sockperf: ERROR: nothing")
+
+
+def test_trials_are_summed_up_by_each_figures_median_and_ratios_are_ours_over_theirs():
+    trials = [{"replies_per_s": r, "p50_us": p, "p99_us": None, "ok": ok}
+              for r, p, ok in ((100, 10, True), (300, 30, True), (200, 20, False))]  # fmt: skip
+    row = median_of(trials)
+    assert (row["replies_per_s"], row["p50_us"], row["p99_us"]) == (200, 20, None)
+    assert row["ok"] is False and row["trials"] == trials
+    theirs = {"replies_per_s": 400, "p50_us": 10, "p99_us": 0}
+    assert ratios(row, theirs) == {"replies_per_s": 0.5, "p50_us": 2.0, "p99_us": None}

@@ -14,7 +14,16 @@ default it reports half of one). The shapes:
   one. The same shape exactly is sockperf's ``--reply-every 1``, which is run too; the ratio
   column compares ours with that row, and with the reply-every-100 row below it.
 
-Ratios are ours / sockperf's: replies/s, p50 and p99 of the round trip. Then ``sockperf
+Where client and server run matters more than anything else here: on the development machine
+(a 2-vCPU VM) a round trip between two cores costs ~40 µs (each side wakes a halted vCPU) and
+~10 µs on one core, and an unpinned run lands on either. So every server and client is pinned
+(``--placement``): ``cross`` (default) the server on the last core, each client on the first;
+``same``: all on the first core; ``none``: the scheduler's choice.
+
+Latency is timed from when a message left, as sockperf does; our open loop's usual figure,
+from when it was due (coordinated omission corrected), is printed under it. Each side runs
+``--trials`` times (default 3), the sides in turns, and each figure is the median. Ratios are
+ours / sockperf's: replies/s, p50 and p99 of the round trip. Then ``sockperf
 ping-pong`` against every model started with ``--protocol sockperf``: it must run to its end
 without errors; its round trips/s are listed. Everything started here is ended on the way out,
 Ctrl-C included. A benchmark: it exits 0 whatever it measures (1 if sockperf failed a check).
@@ -23,10 +32,12 @@ Ctrl-C included. A benchmark: it exits 0 whatever it measures (1 if sockperf fai
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -52,6 +63,22 @@ EXTREME = re.compile(r"---> <(MAX|MIN)> observation =\s*([\d.]+)")
 OBSERVATIONS = re.compile(r"Total (\d+) observations")
 DROPPED = re.compile(r"# dropped messages = (\d+); # duplicated messages = (\d+); "
                      r"# out-of-order messages = (\d+)")  # fmt: skip
+
+
+PLACEMENTS = ("cross", "same", "none")
+
+
+def placement_cores(placement: str) -> tuple[list[int] | None, list[int] | None]:
+    """The cores (server's, client's) for ``placement``; None: unpinned (one core: no cross)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if placement == "none" or (placement == "cross" and len(cores) < 2):
+        return None, None
+    return [cores[-1] if placement == "cross" else cores[0]], [cores[0]]
+
+
+def _pinned(cores: list[int] | None) -> Any:
+    """A preexec_fn that pins the child to ``cores`` (None: leave it)."""
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
 
 
 class SockperfMissing(RuntimeError):
@@ -109,12 +136,13 @@ class SockperfServer:
     """``sockperf server`` on 127.0.0.1 and a free port, ready (it answered a pong) once
     entered; ended, its whole session, on the way out."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: list[int] | None = None) -> None:
         self.address = ("127.0.0.1", free_port())
         self.proc = subprocess.Popen(
             [sockperf_binary(), "server", "-i", self.address[0], "-p", str(self.address[1])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is ours: we end it, in order
+            preexec_fn=_pinned(cores),
         )  # fmt: skip
 
     def __enter__(self) -> SockperfServer:
@@ -156,16 +184,20 @@ class SockperfServer:
             self.proc.stderr.close()
 
 
-def run_sockperf(address: tuple[str, int], seconds: float, *shape: str) -> dict[str, Any]:
+def run_sockperf(
+    address: tuple[str, int], seconds: float, *shape: str, cores: list[int] | None = None
+) -> dict[str, Any]:
     """sockperf's client (``shape``: "ping-pong", or "under-load", "--mps", ...) for
-    ``seconds`` with ``--full-rtt``: its parsed summary, or why it failed, and its command."""
+    ``seconds`` with ``--full-rtt``, on ``cores``: its parsed summary, or why it failed, and
+    its command."""
     host, port = address
     command = [sockperf_binary(), *shape, "-i", host, "-p", str(port), "-t", f"{seconds:g}",
                "--full-rtt"]  # fmt: skip
     shown = " ".join(["sockperf", *command[1:]])
     # run() kills the client on any exception, KeyboardInterrupt included
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
-                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+                          stdin=subprocess.DEVNULL, check=False,
+                          preexec_fn=_pinned(cores))  # fmt: skip
     output = done.stdout + done.stderr
     errors = [line for line in ANSI.sub("", output).splitlines() if "ERROR" in line]
     row: dict[str, Any] = {"command": shown, "returncode": done.returncode, "errors": errors}
@@ -177,14 +209,26 @@ def run_sockperf(address: tuple[str, int], seconds: float, *shape: str) -> dict[
     return row
 
 
-def run_ours(address: tuple[str, int], seconds: float, rate: float | None) -> dict[str, Any]:
-    """Our generator with sockperf's messages, one client: closed loop, or open at ``rate``."""
+def run_ours(
+    address: tuple[str, int], seconds: float, rate: float | None, cores: list[int] | None = None
+) -> dict[str, Any]:
+    """Our generator with sockperf's messages, one client: closed loop, or open at ``rate``;
+    its engine process on ``cores`` (a spawned child inherits this process's affinity)."""
     mode = "closed" if rate is None else "open"
     settings = Settings(*address, mode=mode, rate=rate or 0.0, concurrency=1, duration=seconds,
                         warmup=OUR_WARMUP_S, timeout=1.0, payload_size=MESSAGE_SIZE,
                         protocol="sockperf")  # fmt: skip
-    result = runner.run(settings)
-    latency = result["latency_us"]
+    before = os.sched_getaffinity(0)
+    try:
+        if cores:
+            os.sched_setaffinity(0, cores)
+        result = runner.run(settings)
+    finally:
+        os.sched_setaffinity(0, before)
+    # sockperf times a message from when it left; so do these figures. In open loop our usual
+    # latency counts from when a message was due (no coordinated omission): kept beside them,
+    # its excess is the generator's own lateness in waking to send.
+    latency = result["latency_uncorrected_us"] or result["latency_us"]
     shape = "closed loop, 1 client" if rate is None else f"open loop {rate:g}/s uniform, 1 client"
     return {
         "command": f"python -m loadgen run --protocol sockperf --payload-size 14 {shape}",
@@ -197,6 +241,8 @@ def run_ours(address: tuple[str, int], seconds: float, rate: float | None) -> di
         "p50_us": latency["p50"],
         "p99_us": latency["p99"],
         "max_us": latency["max"],
+        "p50_from_schedule_us": result["latency_us"]["p50"],
+        "p99_from_schedule_us": result["latency_us"]["p99"],
         "generator_cores": result["generator"]["cpu_cores"],
         "behind": result["generator"]["behind"],
         "ok": result["accounting_ok"],
@@ -212,17 +258,43 @@ def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | No
     return out
 
 
-def compare_on(label: str, address: tuple[str, int], seconds: float, mps: int) -> list[dict]:
-    """Both clients against the server at ``address``, in every shape: rows for the table."""
+FIGURES = ("replies_per_s", "mean_us", "p50_us", "p99_us", "max_us", "p50_from_schedule_us",
+           "p99_from_schedule_us")  # fmt: skip
+
+
+def median_of(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for repeated runs of one side: each figure's median over the trials (a shared
+    machine drifts within seconds), every trial kept, ``ok`` only if each was."""
+    row = dict(trials[0])
+    for key in FIGURES:
+        values = [trial[key] for trial in trials if trial.get(key) is not None]
+        row[key] = statistics.median(values) if values else None
+    row["ok"] = all(trial["ok"] for trial in trials)
+    row["trials"] = trials
+    return row
+
+
+def compare_on(
+    label: str, address: tuple[str, int], seconds: float, mps: int, cores: list[int] | None,
+    trials: int = 1,
+) -> list[dict]:  # fmt: skip
+    """Both clients (on ``cores``) against the server at ``address``, in every shape, each run
+    ``trials`` times in turns (ours, then sockperf's, then ours...): rows for the table."""
     rows = []
-    ours = run_ours(address, seconds, None)
-    theirs = run_sockperf(address, seconds, "ping-pong")
+    runs: dict[str, list[dict]] = {"ours": [], "pp": [], "open": [], "same": [], "default": []}
+    under = ("under-load", "--mps", str(mps))
+    for _ in range(trials):
+        runs["ours"].append(run_ours(address, seconds, None, cores))
+        runs["pp"].append(run_sockperf(address, seconds, "ping-pong", cores=cores))
+        runs["open"].append(run_ours(address, seconds, float(mps), cores))
+        runs["same"].append(run_sockperf(address, seconds, *under, "--reply-every", "1",
+                                         cores=cores))  # fmt: skip
+        runs["default"].append(run_sockperf(address, seconds, *under, cores=cores))
+    ours, theirs = median_of(runs["ours"]), median_of(runs["pp"])
     rows += [{"server": label, "shape": "ping-pong", "side": "sockperf", **theirs},
              {"server": label, "shape": "ping-pong", "side": "ours", **ours,
               "ratio": ratios(ours, theirs)}]  # fmt: skip
-    ours = run_ours(address, seconds, float(mps))
-    same = run_sockperf(address, seconds, "under-load", "--mps", str(mps), "--reply-every", "1")
-    default = run_sockperf(address, seconds, "under-load", "--mps", str(mps))
+    ours, same, default = (median_of(runs[key]) for key in ("open", "same", "default"))
     shape = f"under-load {mps}/s"
     ours.update(ratio=ratios(ours, same), ratio_reply_every_100=ratios(ours, default))
     rows += [{"server": label, "shape": shape, "side": "sockperf, reply-every 1", **same},
@@ -231,13 +303,17 @@ def compare_on(label: str, address: tuple[str, int], seconds: float, mps: int) -
     return rows
 
 
-def check_models(models: list[str], seconds: float, python: str | None) -> list[dict]:
-    """``sockperf ping-pong`` against every model started with ``--protocol sockperf``."""
+def check_models(
+    models: list[str], seconds: float, python: str | None, cores: tuple[Any, Any] = (None, None)
+) -> list[dict]:
+    """``sockperf ping-pong`` against every model started with ``--protocol sockperf``;
+    ``cores``: the server's and the client's (None: unpinned)."""
     rows = []
     for model in models:
-        with start_model(model, extra=("--protocol", "sockperf"), python=python) as server:
+        extra = ("--protocol", "sockperf")
+        with start_model(model, extra=extra, python=python, cores=cores[0]) as server:
             server.wait_ready()
-            row = run_sockperf(server.address, seconds, "ping-pong")
+            row = run_sockperf(server.address, seconds, "ping-pong", cores=cores[1])
             stopped = server.stop_or_none()
         row.update(model=model, server_failed=None if stopped is None else stopped["failed"])
         row["ok"] = row["ok"] and stopped is not None and stopped["failed"] == 0
@@ -269,31 +345,44 @@ def table(rows: list[dict]) -> str:
                 _figure(other[k], 2) for k in ("replies_per_s", "p50_us", "p99_us")
             )
             lines.append(f"{'':<73}   against reply-every 100: {figures}")
+            lines.append(f"{'':<45} timed from its schedule, not its send: p50 "
+                         f"{_figure(row['p50_from_schedule_us'], 1)}, p99 "
+                         f"{_figure(row['p99_from_schedule_us'], 1)} µs")  # fmt: skip
     return "\n".join(lines)
 
 
 def main(models: list[str] | None, seconds: float, mps: int, out: Path,
-         python: str | None = None) -> int:  # fmt: skip
+         python: str | None = None, placement: str = "cross", trials: int = 3) -> int:  # fmt: skip
     sockperf_binary()  # up front: one line if it is missing
     about, models, skipped = runnable(python, models)
+    server_cores, client_cores = placement_cores(placement)
+    where = f"server on cores {server_cores}, clients on {client_cores}" if server_cores else (
+        "unpinned")  # fmt: skip
+    print(
+        f"placement {placement}: {where}; {MESSAGE_SIZE}-byte messages; each figure the "
+        f"median of {trials} trial(s) of {seconds:g} s, the sides taking turns",
+        flush=True,
+    )
     rows = []
     ours = baseline().name
-    print(f"our {ours} model, --protocol sockperf:", flush=True)
-    with start_model(ours, extra=("--protocol", "sockperf"), python=python) as server:
+    extra = ("--protocol", "sockperf")
+    with start_model(ours, extra=extra, python=python, cores=server_cores) as server:
         server.wait_ready()
-        rows += compare_on(f"{ours} (ours)", server.address, seconds, mps)
+        rows += compare_on(f"{ours} (ours)", server.address, seconds, mps, client_cores, trials)
         server.stop_or_none()
-    print("sockperf server:", flush=True)
-    with SockperfServer() as sockperf_server:
-        rows += compare_on("sockperf server", sockperf_server.address, seconds, mps)
+    with SockperfServer(server_cores) as sockperf_server:
+        rows += compare_on("sockperf server", sockperf_server.address, seconds, mps,
+                           client_cores, trials)  # fmt: skip
     print(table(rows), flush=True)
     print(f"\nsockperf ping-pong -t {seconds:g} against every model, --protocol sockperf:")
-    checks = check_models(models, seconds, python)
+    checks = check_models(models, seconds, python, (server_cores, client_cores))
     path = Path(out) / "interop.json"
     write_json_atomically(path, {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.node(), "server_python": about, "skipped": skipped,
-        "seconds": seconds, "mps": mps, "message_size": MESSAGE_SIZE,
+        "seconds": seconds, "trials": trials, "mps": mps, "message_size": MESSAGE_SIZE,
+        "placement": placement,
+        "server_cores": server_cores, "client_cores": client_cores,
         "rows": rows, "model_checks": checks})  # fmt: skip
     print(f"wrote {path}")
     return 0 if all(check["ok"] for check in checks) else 1
