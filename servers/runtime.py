@@ -2,8 +2,10 @@
 
 Each model module writes its own loop, in its own words: it receives (``recvfrom``), calls
 ``Server.handle`` (decode, do the work, build the reply, count it: one call, no socket), and
-sends the reply (``sendto``), or hands the datagram to someone who does. Everything the models
-share is here, once: the bound socket, the counters, the events, the stop, the supervision.
+sends the reply (``sendto``), or hands the datagram to someone who does. A reply of None (a
+sockperf message that asks none, see ``servers.protocol``) is not sent: it is counted ignored.
+Everything the models share is here, once: the bound socket, the counters, the events, the
+stop, the supervision.
 
 Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down for reading. On
 Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every

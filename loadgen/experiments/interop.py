@@ -65,9 +65,6 @@ DROPPED = re.compile(r"# dropped messages = (\d+); # duplicated messages = (\d+)
                      r"# out-of-order messages = (\d+)")  # fmt: skip
 
 
-PLACEMENTS = ("cross", "same", "none")
-
-
 def placement_cores(placement: str) -> tuple[list[int] | None, list[int] | None]:
     """The cores (server's, client's) for ``placement``; None: unpinned (one core: no cross)."""
     cores = sorted(os.sched_getaffinity(0))
