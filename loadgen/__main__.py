@@ -241,7 +241,8 @@ def add_stress(commands: Any) -> None:
     )
     interop.set_defaults(handler=cmd_interop, interrupted="every server and client ended")
     _models_out_python(interop)
-    interop.add_argument("--seconds", type=_positive(float), default=2.0, help="per run (-t)")
+    interop.add_argument("--seconds", type=_positive(int), default=2,
+                         help="per run: sockperf's -t, whole seconds (default 2)")  # fmt: skip
     interop.add_argument("--mps", type=_positive(int), default=5000,
                          help="under-load: messages per second (default 5000)")  # fmt: skip
     interop.add_argument("--trials", type=_positive(int), default=3,

@@ -316,3 +316,20 @@ def test_trials_are_summed_up_by_each_figures_median_and_ratios_are_ours_over_th
     assert row["ok"] is False and row["trials"] == trials
     theirs = {"replies_per_s": 400, "p50_us": 10, "p99_us": 0}
     assert ratios(row, theirs) == {"replies_per_s": 0.5, "p50_us": 2.0, "p99_us": None}
+
+
+@needs_sockperf
+@pytest.mark.timeout(150)  # ten runs of about 1.5 s, three servers started and stopped
+def test_the_interop_command_runs_both_clients_on_both_servers_and_ends_them(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "interop", "--models", "blocking", "--seconds", "1",
+         "--trials", "1", "--mps", "1000", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = json.loads((tmp_path / "interop.json").read_text())
+    sides = {(row["server"], row["shape"], row["side"]) for row in saved["rows"]}
+    assert len(sides) == len(saved["rows"]) == 10  # 2 servers x (2 ping-pong + 3 under-load)
+    assert all(row["ok"] and row["replies_per_s"] for row in saved["rows"]), saved["rows"]
+    assert [check["model"] for check in saved["model_checks"]] == ["blocking"]
+    assert "ours/sockperf" in done.stdout and "closed loop, 1 client" in json.dumps(saved)

@@ -348,7 +348,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(models: list[str] | None, seconds: float, mps: int, out: Path,
+def main(models: list[str] | None, seconds: int, mps: int, out: Path,
          python: str | None = None, placement: str = "cross", trials: int = 3) -> int:  # fmt: skip
     sockperf_binary()  # up front: one line if it is missing
     about, models, skipped = runnable(python, models)
