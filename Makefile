@@ -9,7 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy demo clean
+.PHONY: test lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy bench-interop \
+	demo clean
 
 $(INSTALLED): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
@@ -18,6 +19,11 @@ $(INSTALLED): pyproject.toml
 	@command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables) \
 		>/dev/null 2>&1 || echo "nftables could not be installed: the lossy-link tests will skip"
+	@# sockperf (Mellanox's C++ client and server) cross-checks our generator and servers;
+	@# without root or the package registry its tests skip, saying why.
+	@command -v sockperf >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sockperf) \
+		>/dev/null 2>&1 || echo "sockperf could not be installed: the sockperf tests will skip"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,distributed]'
 	touch $(INSTALLED)
@@ -51,6 +57,11 @@ bench-soak: $(INSTALLED)
 # Every model on a test host of our own behind a lossy, then a narrow link (root, namespaces).
 bench-lossy: $(INSTALLED)
 	$(PY) -m loadgen lossy
+
+# Our generator against sockperf's C++ client, on our blocking server and on sockperf's own;
+# then sockperf ping-pong against every model (needs the sockperf binary).
+bench-interop: $(INSTALLED)
+	$(PY) -m loadgen interop
 
 bench-loadgen: $(INSTALLED)
 	$(PY) -m loadgen selftest

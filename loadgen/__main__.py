@@ -25,7 +25,7 @@ from loadgen.generator.runner import TargetError, parse_target
 from loadgen.harness.pythons import InterpreterError
 from loadgen.harness.testhost import HostError
 from servers import MODELS
-from servers.protocol import DEFAULT_PREFIX
+from servers.protocol import DEFAULT_PREFIX, PROTOCOLS
 from servers.work import parse as parse_work
 
 
@@ -154,8 +154,11 @@ def add_run(commands: Any) -> None:
     run.add_argument("--warmup", type=float, default=1.0, help="seconds measured, then dropped")
     run.add_argument("--timeout", type=_positive(float), default=1.0, help="seconds to a loss")
     run.add_argument("--payload-size", type=_positive(int), default=64, help="bytes of text")
-    run.add_argument("--encoding", choices=wire.ENCODINGS, default="utf-8")
-    run.add_argument("--prefix", default=DEFAULT_PREFIX, help="the server's reply prefix")
+    run.add_argument("--protocol", choices=PROTOCOLS, default="echo",
+                     help="echo (default) or sockperf: sockperf 3.7's messages, for `sockperf "
+                     "server` or a server started with --protocol sockperf")  # fmt: skip
+    run.add_argument("--encoding", choices=wire.ENCODINGS, default="utf-8", help="echo only")
+    run.add_argument("--prefix", default=DEFAULT_PREFIX, help="the server's reply prefix (echo)")
     run.add_argument("--procs", type=_positive(int), default=1, help="generator processes")
     run.add_argument("--dask", metavar="tcp://SCHEDULER:8786", help=DASK_HELP)
     run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals")
@@ -240,6 +243,20 @@ def add_stress(commands: Any) -> None:
     lossy.add_argument("--rate", default="256kbit", help="the narrow link's rate (tc syntax)")
     lossy.add_argument("--clients", type=_positive(int), default=16)
     lossy.add_argument("--seconds", type=_positive(float), default=3.0)
+    interop = commands.add_parser(
+        "interop", help="our generator against sockperf's client, on our server and sockperf's"
+    )
+    interop.set_defaults(handler=cmd_interop, interrupted="every server and client ended")
+    _models_out_python(interop)
+    interop.add_argument("--seconds", type=_positive(int), default=2,
+                         help="per run: sockperf's -t, whole seconds (default 2)")  # fmt: skip
+    interop.add_argument("--mps", type=_positive(int), default=5000,
+                         help="under-load: messages per second (default 5000)")  # fmt: skip
+    interop.add_argument("--trials", type=_positive(int), default=3,
+                         help="runs per side and shape, the median shown (default 3)")  # fmt: skip
+    interop.add_argument("--placement", choices=("cross", "same", "none"), default="cross",
+                         help="cross: server on the last core, clients on the first (default); "
+                         "same: all on the first; none: unpinned")  # fmt: skip
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.set_defaults(handler=cmd_selftest, interrupted="the servers stopped")
     selftest.add_argument("--duration", type=_positive(float), default=3.0)
@@ -265,13 +282,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError(f"--concurrency must be below {wire.MAX_CLIENTS}")
     if args.procs > args.concurrency:
         raise UsageError("--procs cannot exceed --concurrency (each process drives its own)")
+    if args.protocol == "sockperf" and (args.encoding, args.prefix) != ("utf-8", DEFAULT_PREFIX):
+        raise UsageError("--encoding and --prefix are for --protocol echo; sockperf's are binary")
     try:
-        wire.check_payload(args.payload_size, args.encoding)
+        wire.check_payload(args.payload_size, args.encoding, protocol=args.protocol)
     except ValueError as error:
         raise UsageError(str(error)) from None
     host, port = args.target
     same = ("mode", "concurrency", "arrival", "duration", "warmup", "timeout", "payload_size",
-            "encoding", "prefix", "procs", "seed")  # fmt: skip
+            "encoding", "prefix", "procs", "seed", "protocol")  # fmt: skip
     return Settings(host=host, port=port, rate=args.rate or 0.0,
                     **{name: getattr(args, name) for name in same})  # fmt: skip
 
@@ -375,6 +394,17 @@ def cmd_lossy(args: argparse.Namespace) -> int:
 
     return lossy(args.models, args.loss, args.rate, args.clients, args.seconds, args.out,
                  args.python)  # fmt: skip
+
+
+def cmd_interop(args: argparse.Namespace) -> int:
+    from loadgen.experiments.interop import SockperfMissing
+    from loadgen.experiments.interop import main as interop
+
+    try:
+        return interop(args.models, args.seconds, args.mps, args.out, args.python,
+                       args.placement, args.trials)  # fmt: skip
+    except SockperfMissing as error:
+        raise UsageError(str(error)) from None
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import json
 import sys
 
 from servers import MODELS
-from servers.protocol import DEFAULT_MAX_SIZE, DEFAULT_PREFIX
+from servers.protocol import DEFAULT_MAX_SIZE, DEFAULT_PREFIX, PROTOCOLS
 
 MAX_UDP_PAYLOAD = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
 
@@ -71,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-request work: echo, cpu=2ms, cpu=150000it, io=5ms (a wait: awaited or yielding), "
         "block=5ms (a sleep that never yields), or terms joined by commas: cpu=1ms,io=5ms",
     )
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="reply prefix")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="echo",
+        help="echo: PREFIX + text (default); sockperf: answer sockperf 3.7's ping-pong and "
+        "under-load messages (their pong requests), ignore and count the rest",
+    )
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="reply prefix (echo)")
     parser.add_argument(
         "--max-size",
         type=_bounded_int(1, MAX_UDP_PAYLOAD),
@@ -116,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--interactive works with the blocking model only, as in the original")
     if args.interactive and args.trace:
         parser.error("--trace records served requests; --interactive replies by hand")
+    if args.interactive and args.protocol != "echo":
+        parser.error("--interactive shows text messages; --protocol sockperf does not apply")
     if args.interactive and args.work.spec != "echo":
         parser.error("--interactive replies by hand; --work does not apply")
     if len(args.prefix.encode("utf-8")) + args.max_size > MAX_UDP_PAYLOAD:
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         prefix=args.prefix,
+        protocol=args.protocol,
         max_size=args.max_size,
         trace=args.trace,
     )

@@ -20,8 +20,10 @@ def serve(server: Server) -> None:
     server.ready()
     # recvfrom until it returns SHUT_DOWN: a stop request shut the socket down for reading
     for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        if (reply := handle(datagram)) is None:
+            continue  # a message that asks no answer (sockperf's): counted as ignored
         try:
-            sock.sendto(handle(datagram), address)  # the next datagram waits for this reply
+            sock.sendto(reply, address)  # the next datagram waits for this reply
         except OSError as error:  # a vanished route, a full buffer: counted, and on to the next
             server.unsent(datagram, address, error)
 

@@ -87,7 +87,8 @@ def _work(server: Server, inbox: SimpleQueue, places: Semaphore) -> None:
     while True:
         datagram, address = inbox.get()  # holds nothing while it waits
         try:
-            server.sock.sendto(server.handle(datagram), address)
+            if (reply := server.handle(datagram)) is not None:  # None: no answer (sockperf's)
+                server.sock.sendto(reply, address)
         except OSError as error:
             server.unsent(datagram, address, error)
         finally:

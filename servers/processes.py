@@ -53,8 +53,10 @@ def _worker(server: Server, worker: int, all_started) -> None:
         all_started.wait(START_TIMEOUT_S)
     sock, handle = server.sock, server.handle
     for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        if (reply := handle(datagram, worker)) is None:
+            continue  # a message that asks no answer (sockperf's): counted as ignored
         try:
-            sock.sendto(handle(datagram, worker), address)
+            sock.sendto(reply, address)
         except OSError as error:
             server.unsent(datagram, address, error, worker)
     server.flush_trace()  # its trace records live in this process: leave them in a file

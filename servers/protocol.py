@@ -1,18 +1,28 @@
 """The echo-and-reply contract, as pure functions (no I/O).
 
-A request is one UDP datagram of text in UTF-8 or GBK. The reply is PREFIX + text, encoded in
-the codec the request used, so a GBK client can read its answer. Bad input is never dropped
-silently and never truncated: it gets a short ASCII ``error: ...`` reply and is counted by kind.
+Two protocols. ``echo`` (the default): a request is one UDP datagram of text in UTF-8 or GBK.
+The reply is PREFIX + text, encoded in the codec the request used, so a GBK client can read it.
+Bad input is never dropped silently and never truncated: it gets a short ASCII ``error: ...``
+reply and is counted by kind.
 
 The codec is guessed, not declared: UTF-8 is tried first, GBK second, both strictly. Some GBK
 byte strings are also valid UTF-8 (GBK "专业" is d7 a8 d2 b5, which UTF-8 reads as "רҵ"); such a
 datagram is taken as UTF-8 and answered in UTF-8. That ambiguity belongs to the original program's
 design (the wire carries no codec name); a client that must be sure sends text whose GBK bytes
 are not valid UTF-8, which is true of almost every real sentence.
+
+``sockperf``: the messages of Mellanox's sockperf 3.7 (src/message.h), so its C++ client can
+drive our servers and our generator its server: a 14-byte header in network byte order, ``!QHI``
+= sequence, flags, length (of the whole message, header included), then padding. A server
+answers only a client's message that asks for a pong, with the same bytes and CLIENT cleared;
+everything else (a warm-up, under-load's messages between pongs, a malformed message) gets no
+answer at all, since sockperf's client would take any answer as a reply. So nothing is dropped
+silently: each unanswered message is counted by why (``Ignored``).
 """
 
 from __future__ import annotations
 
+import struct
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -21,6 +31,9 @@ DEFAULT_PREFIX = "服务端:"
 DEFAULT_MAX_SIZE = 1024
 CODECS = ("utf-8", "gbk")
 ERROR_PREFIX = b"error: "
+PROTOCOLS = ("echo", "sockperf")
+SOCKPERF_HEADER = struct.Struct("!QHI")  # sequence, flags, length (whole message)
+SOCKPERF_CLIENT, SOCKPERF_PONG_REQUEST, SOCKPERF_WARMUP = 1, 2, 4
 
 
 class ErrorKind(StrEnum):
@@ -29,6 +42,18 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     UNDECODABLE = "undecodable"
     EMPTY = "empty"
+
+
+class Ignored(StrEnum):
+    """Why a sockperf message gets no answer; the names are counters' keys, so none may equal an
+    ``ErrorKind``'s (a StrEnum member equals its value: the two would share a counter)."""
+
+    NOT_CLIENT = "not_client"  # a server's message (CLIENT clear): answering could loop
+    WARMUP = "warmup"  # sockperf never answers its warm-up messages
+    NO_PONG = "no_pong"  # under-load: only every Nth message asks for an answer
+    SHORT = "short"  # shorter than the 14-byte header
+    OVERSIZED = "oversized"  # longer than the server's buffer (--max-size)
+    BAD_LENGTH = "bad_length"  # the length field disagrees with the datagram's size
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +116,53 @@ def respond(
     if isinstance(decoded, Rejected):
         return decoded.reply, decoded.kind
     return encode_reply(decoded, prefix), None
+
+
+@dataclass(frozen=True, slots=True)
+class SockperfHeader:
+    sequence: int
+    flags: int
+    length: int
+
+
+def sockperf_parse(datagram: bytes) -> SockperfHeader | None:
+    """The header of a sockperf message, or None if the datagram is shorter than one."""
+    if len(datagram) < SOCKPERF_HEADER.size:
+        return None
+    return SockperfHeader(*SOCKPERF_HEADER.unpack_from(datagram))
+
+
+def sockperf_message(sequence: int, flags: int, size: int) -> bytes:
+    """A sockperf message of ``size`` bytes (at least the header): the header, zero padding."""
+    return SOCKPERF_HEADER.pack(sequence, flags, size) + bytes(size - SOCKPERF_HEADER.size)
+
+
+def sockperf_respond(
+    datagram: bytes, max_size: int = DEFAULT_MAX_SIZE
+) -> tuple[bytes, None] | tuple[None, Ignored]:
+    """The answer to a sockperf message and None, or None and why it gets no answer.
+
+    ``datagram`` must come from a buffer of ``max_size + 1`` bytes (see ``decode``). The checks
+    go from the datagram to the header to the flags, so a malformed message is named as such
+    whatever its flags say; a warm-up is ignored even when it asks for a pong.
+    """
+    if len(datagram) > max_size:
+        return None, Ignored.OVERSIZED
+    header = sockperf_parse(datagram)
+    if header is None:
+        return None, Ignored.SHORT
+    if header.length != len(datagram):
+        return None, Ignored.BAD_LENGTH
+    if not header.flags & SOCKPERF_CLIENT:
+        return None, Ignored.NOT_CLIENT
+    if header.flags & SOCKPERF_WARMUP:
+        return None, Ignored.WARMUP
+    if not header.flags & SOCKPERF_PONG_REQUEST:
+        return None, Ignored.NO_PONG
+    flags = header.flags & ~SOCKPERF_CLIENT  # the answer is the server's: CLIENT cleared
+    return SOCKPERF_HEADER.pack(header.sequence, flags, header.length) + datagram[
+        SOCKPERF_HEADER.size :
+    ], None
 
 
 def printable(text: str) -> str:

@@ -2,8 +2,10 @@
 
 Each model module writes its own loop, in its own words: it receives (``recvfrom``), calls
 ``Server.handle`` (decode, do the work, build the reply, count it: one call, no socket), and
-sends the reply (``sendto``), or hands the datagram to someone who does. Everything the models
-share is here, once: the bound socket, the counters, the events, the stop, the supervision.
+sends the reply (``sendto``), or hands the datagram to someone who does. A reply of None (a
+sockperf message that asks none, see ``servers.protocol``) is not sent: it is counted ignored.
+Everything the models share is here, once: the bound socket, the counters, the events, the
+stop, the supervision.
 
 Stopping: SIGTERM or SIGINT calls ``request_stop``, which shuts the socket down for reading. On
 Linux that wakes every recvfrom blocked on it, in every thread, every forked process and every
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from servers import protocol, tracing
-from servers.protocol import ErrorKind
+from servers.protocol import ErrorKind, Ignored
 from servers.work import Work
 
 # After a stop request, workers get this long to answer what they hold; then they are ended.
@@ -52,13 +54,17 @@ JOIN_POLL_S = 0.1
 # fault is not a passing one and restarting would only hide it.
 RESTART_LIMIT = 5
 RESTART_WINDOW_S = 10.0
-# The field order of one worker's row of counters.
-FIELDS = ("handled", *(kind.value for kind in ErrorKind), "failed")
-_FIELD_INDEX = {None: 0, **{kind: i + 1 for i, kind in enumerate(ErrorKind)}}
+# The field order of one worker's row of counters: answered, answered with an error (echo),
+# ignored (sockperf: no answer, by why), failed.
+KINDS = (*ErrorKind, *Ignored)
+FIELDS = ("handled", *(kind.value for kind in KINDS), "failed")
+_FIELD_INDEX = {None: 0, **{kind: i + 1 for i, kind in enumerate(KINDS)}}
 _FAILED = len(FIELDS) - 1
 
 Address = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
-Handled = tuple[bytes, ErrorKind | None, dict | None]  # the reply, its error if any, its timing
+Kind = ErrorKind | Ignored | None  # how a request was counted: None is answered
+# The reply (None: the message gets no answer, sockperf's), its kind, its timing.
+Handled = tuple[bytes | None, Kind, dict | None]
 # What recvfrom returns once the socket is shut down for reading: the stop. The blocking loops
 # say ``for datagram, address in iter(partial(sock.recvfrom, size), SHUT_DOWN)``.
 SHUT_DOWN = (b"", None)
@@ -78,6 +84,8 @@ class Config:
     prefix: str = protocol.DEFAULT_PREFIX
     max_size: int = protocol.DEFAULT_MAX_SIZE
     trace: str | None = None  # a file to write per-request records to, at stop
+    # Last: from here on, in this class body, the name is this field's, not the module's.
+    protocol: str = "echo"  # or "sockperf" (servers.protocol.PROTOCOLS)
 
 
 class Joinable(Protocol):
@@ -139,13 +147,13 @@ class Counters:
         """The counters another interpreter of this process made with ``shared=True``."""
         return cls(labels, fd=fd)
 
-    def record(self, worker: int, kind: ErrorKind | None) -> None:
+    def record(self, worker: int, kind: Kind) -> None:
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] += 1
 
     def record_failure(self, worker: int, count: int = 1) -> None:
         self._cells[worker * len(FIELDS) + _FAILED] += count
 
-    def record_unsent(self, worker: int, kind: ErrorKind | None) -> None:
+    def record_unsent(self, worker: int, kind: Kind) -> None:
         """A request recorded as ``kind`` whose reply could not be sent: it failed instead."""
         self._cells[worker * len(FIELDS) + _FIELD_INDEX[kind]] -= 1
         self.record_failure(worker)
@@ -160,6 +168,7 @@ class Counters:
         return {
             "handled": total["handled"],
             "errors": {kind.value: total[kind.value] for kind in ErrorKind},
+            "ignored": {kind.value: total[kind.value] for kind in Ignored},
             "failed": total["failed"],
             "per_worker": {label: row["handled"] for label, row in rows.items()},
         }
@@ -191,11 +200,13 @@ class Server:
 
     # -- what a worker does between its recvfrom and its sendto ---------------------------
 
-    def handle(self, datagram: bytes, worker: int = 0) -> bytes:
+    def handle(self, datagram: bytes, worker: int = 0) -> bytes | None:
         """One request, all but the socket: decode it, do the work, build the reply, count it.
 
         The wait (``io=``) sleeps the thread (a greenlet yields, under gevent). The request is
         counted (``count``) as its reply is ready; if the reply cannot be sent, ``unsent``.
+        None: the message gets no answer (sockperf's warm-ups, under-load's messages between
+        pongs, malformed ones): nothing to send, and it is counted as ignored, by why.
         """
         for step in self._steps(datagram):
             if step is None:
@@ -204,7 +215,7 @@ class Server:
         self.count(worker, kind, timing)
         return reply
 
-    async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes:
+    async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes | None:
         """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""
         for step in self._steps(datagram):
             if step is None:
@@ -230,20 +241,25 @@ class Server:
         and the traced end of the work comes after the wait, however it was waited.
         """
         start_ns = time.monotonic_ns() if self.trace else 0
-        decoded = protocol.decode(datagram, self.config.max_size)
-        if isinstance(decoded, protocol.Rejected):
-            reply, kind, cpu_ns, checkpoints = decoded.reply, decoded.kind, 0, []
-        else:
+        reply, kind = self.decide(datagram)
+        cpu_ns, checkpoints = 0, []
+        if kind is None:  # a request to answer: the work runs (not for errors, nor ignored)
             cpu_ns, checkpoints = self.work.hold(measured=self.trace is not None)
             if self.work.io_seconds:
                 yield None
-            reply, kind = protocol.encode_reply(decoded, self.config.prefix), None
-        if self.trace is None:
+        if self.trace is None or reply is None:  # what gets no answer is counted, not traced
             yield reply, kind, None
         else:
             yield reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
 
-    def count(self, worker: int, kind: ErrorKind | None, timing: dict | None = None) -> None:
+    def decide(self, datagram: bytes) -> tuple[bytes | None, Kind]:
+        """The reply to ``datagram`` in this server's protocol (None: no answer) and its kind;
+        pure, so ``unsent`` can ask again how a request was counted."""
+        if self.config.protocol == "sockperf":
+            return protocol.sockperf_respond(datagram, self.config.max_size)
+        return protocol.respond(datagram, self.config.prefix, self.config.max_size)
+
+    def count(self, worker: int, kind: Kind, timing: dict | None = None) -> None:
         """Count a request whose reply is ready, in ``worker``'s row: handled, or its error.
         When tracing, record it too (``sent_ns``: now, as the reply goes to sendto)."""
         self.counters.record(worker, kind)
@@ -253,8 +269,7 @@ class Server:
     def unsent(self, datagram: bytes, address: Address, error: OSError, worker: int = 0) -> None:
         """The reply to ``datagram`` could not be sent (a vanished route, a full buffer): count
         the request as failed instead of as answered, say so, and serve on."""
-        decoded = protocol.decode(datagram, self.config.max_size)  # its kind, as counted
-        self.counters.record_unsent(worker, getattr(decoded, "kind", None))
+        self.counters.record_unsent(worker, self.decide(datagram)[1])  # its kind, as counted
         if self.trace is not None:
             self.trace.forget(getattr(datagram, "received_ns", None))
         log(f"{self.config.model}: reply to {address} failed: {error}")
@@ -323,6 +338,7 @@ class Server:
             work_exact=self.work.exact_spec,
             cpu_iterations=self.work.cpu_iterations,
             prefix=self.config.prefix,
+            protocol=self.config.protocol,
             max_size=self.config.max_size,
             **extra,
         )

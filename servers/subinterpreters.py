@@ -9,11 +9,11 @@ Python objects, so each imports the server code afresh, and C extensions that ke
 
 Each interpreter runs the whole recvfrom -> handle -> sendto loop itself (``_worker``), on a dup
 of the socket's fd: the same kernel socket, so the kernel hands each datagram to one waiting
-reader, and ``request_stop``'s shutdown wakes them all. Feeding them from one receiving loop
-through interpreter queues would add a hand-over to every request (the 3.12 backport's queues
-pickle) and put one loop, on the main GIL, in front of all the cores, as ``procpool`` does.
-Counts go to a shared mapping, so a worker that dies (raises) keeps its row; it is logged,
-listed as ``died`` in the stopped event, and replaced by a new interpreter, while others go on.
+reader, and ``request_stop``'s shutdown wakes them all. One receiving loop feeding them through
+interpreter queues would add a hand-over per request (the backport's queues pickle) and put one
+loop, on the main GIL, before all the cores, as ``procpool`` does. The protocol travels in the
+handoff. Counts go to a shared mapping, so a worker that dies (raises) keeps its row; it is
+logged, listed as ``died`` in the stopped event, and replaced, while the others go on.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ sys.path[:] = path
 from servers.subinterpreters import _worker
 _worker(handoff)
 """
-# Test-only: a datagram with exactly these bytes makes the interpreter that receives it raise.
-DIE_ON = "SERVERS_TEST_DIE_ON"
+DIE_ON = "SERVERS_TEST_DIE_ON"  # test-only: a datagram of these bytes makes its receiver raise
 
 
 def serve(server: Server) -> None:
@@ -92,8 +91,10 @@ def _worker(handoff: str) -> None:
         for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
             if die_on and datagram == die_on:
                 raise RuntimeError(f"{DIE_ON}: told to die on {datagram!r}")
+            if (reply := handle(datagram, worker)) is None:
+                continue  # a message that asks no answer (sockperf's): counted as ignored
             try:
-                sock.sendto(handle(datagram, worker), address)
+                sock.sendto(reply, address)
             except OSError as error:
                 server.unsent(datagram, address, error, worker)
         server.flush_trace()  # its records live in this interpreter: leave them in a file

@@ -33,7 +33,9 @@ def _thread(server: Server, worker: int) -> None:
     """What each thread does, all on the same socket: the blocking loop, N times over."""
     sock, handle = server.sock, server.handle
     for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
+        if (reply := handle(datagram, worker)) is None:
+            continue  # a message that asks no answer (sockperf's): counted as ignored
         try:  # recvfrom and sendto let go of the GIL; handle holds it while it computes
-            sock.sendto(handle(datagram, worker), address)
+            sock.sendto(reply, address)
         except OSError as error:
             server.unsent(datagram, address, error, worker)

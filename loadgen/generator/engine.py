@@ -64,6 +64,7 @@ class Settings:
     prefix: str = DEFAULT_PREFIX
     procs: int = 1
     seed: int = 1
+    protocol: str = "echo"  # or "sockperf": its messages, for its server or ours
 
     def clients_of(self, part: int) -> list[int]:
         """The client ids that generator process ``part`` drives."""
@@ -309,7 +310,9 @@ class _Clients:
     def __init__(self, settings: Settings, part: int, window: _Window, progress: Any):
         self.part, self.window, self.progress = part, window, progress
         self.closed = settings.mode == "closed"
-        self.codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
+        self.codec = wire.make_codec(
+            settings.protocol, settings.payload_size, settings.encoding, settings.prefix
+        )
         self.recv_size = self.codec.reply_size + 64  # room to see an oversized (corrupt) reply
         self.client_ids = settings.clients_of(part)
         n = self.n = len(self.client_ids)

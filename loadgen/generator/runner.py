@@ -13,10 +13,12 @@ import resource
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from loadgen.generator import engine, stats, wire
 from loadgen.generator.engine import Settings
+from servers.protocol import ERROR_PREFIX
 
 BEHIND_LAG_US = 10_000  # open loop: 1% of requests sent this late or later: it fell behind
 BEHIND_RATE = 0.95  # ... or an achieved send rate under 95% of the target
@@ -37,36 +39,77 @@ def parse_target(text: str) -> tuple[str, int]:
 
 
 def probe(settings: Settings) -> None:
-    """Send one request and check its reply, so a wrong target fails in one line, up front."""
-    codec = wire.Codec(settings.payload_size, settings.encoding, settings.prefix)
+    """Send one request and check its reply, so a wrong target fails in one line, up front.
+
+    A target that speaks the other protocol is named as such: an echo server answers a sockperf
+    message as text (or with ``error: ...``); a sockperf server ignores echo text (its flags
+    lack CLIENT), so when no reply comes, one sockperf message asks whether that is why.
+    """
+    codec = _codec(settings)
+    where = f"{settings.host}:{settings.port}"
+    request = codec.request(PROBE_CLIENT, 0)
+    reply = _exchange(settings, request)
+    if reply == codec.expected_reply(request):
+        return
+    other = "echo" if settings.protocol == "sockperf" else "sockperf"
+    if reply is None:
+        hint = ""
+        if other == "sockperf" and _answers(replace(settings, protocol=other, timeout=0.2)):
+            hint = ": it answers sockperf's messages, so it speaks sockperf (--protocol sockperf)"
+        raise TargetError(
+            f"no reply from {where} within {settings.timeout:g} s"
+            + (hint or ": is a server running there?")
+        )
+    if other == "echo" and (reply.startswith(ERROR_PREFIX) or reply.endswith(request)):
+        raise TargetError(
+            f"{where} answered as the echo server does ({reply[:40]!r}...), not as sockperf: "
+            "start it with --protocol sockperf, or drop --protocol sockperf here"
+        )
+    if wire.classify_unmatched(reply) is wire.Verdict.SERVER_ERROR:
+        raise TargetError(f"{where} refused the request: {reply.decode('ascii', 'replace')}")
+    expected = (
+        "sockperf's pong"
+        if other == "echo"
+        else f"the echo server's (--prefix {settings.prefix!r})"
+    )
+    raise TargetError(f"{where} answered {reply[:40]!r}..., not the expected reply: {expected}")
+
+
+def _codec(settings: Settings) -> wire.Codec | wire.SockperfCodec:
+    return wire.make_codec(
+        settings.protocol, settings.payload_size, settings.encoding, settings.prefix
+    )
+
+
+def _answers(settings: Settings) -> bool:
+    """Whether the target answers one request of ``settings.protocol`` as expected."""
+    codec = _codec(settings)
+    request = codec.request(PROBE_CLIENT, 1)
+    try:
+        return _exchange(settings, request) == codec.expected_reply(request)
+    except TargetError:
+        return False
+
+
+def _exchange(settings: Settings, request: bytes) -> bytes | None:
+    """One request, its reply (None: none within the timeout); a TargetError if unreachable."""
     where = f"{settings.host}:{settings.port}"
     try:
         family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_DGRAM)[0][0]
     except socket.gaierror as error:
         raise TargetError(f"cannot resolve {settings.host!r}: {error.strerror}") from None
-    request = codec.request(PROBE_CLIENT, 0)
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(max(settings.timeout, 0.1))
         try:
             sock.connect((settings.host, settings.port))
             sock.send(request)
-            reply = sock.recv(65535)
+            return sock.recv(65535)
         except ConnectionRefusedError:
             raise TargetError(f"nothing listens on UDP {where} (port unreachable)") from None
         except TimeoutError:
-            raise TargetError(
-                f"no reply from {where} within {settings.timeout:g} s: is a server running there?"
-            ) from None
+            return None
         except OSError as error:
             raise TargetError(f"cannot reach {where}: {error.strerror}") from None
-    if reply == codec.expected_reply(request):
-        return
-    if wire.classify_unmatched(reply) is wire.Verdict.SERVER_ERROR:
-        raise TargetError(f"{where} refused the request: {reply.decode('ascii', 'replace')}")
-    raise TargetError(
-        f"{where} answered {reply[:40]!r}..., not the expected reply: is it the echo server, "
-        f"and is its prefix {settings.prefix!r} (--prefix)?"
-    )
 
 
 def _engine_process(settings: Settings, part: int, progress: Any, conn: Any) -> None:
@@ -179,6 +222,7 @@ def merge(
         "timeout_s": settings.timeout,
         "payload_size": settings.payload_size,
         "encoding": settings.encoding,
+        "protocol": settings.protocol,
         "procs": settings.procs,
         "started_at": started_at,
         **{key: counts[key] for key in ("sent", "received", "lost", "in_flight")},
