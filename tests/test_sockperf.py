@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 
 from loadgen.experiments.interop import SockperfServer, median_of, parse_sockperf, ratios
 from loadgen.generator import wire
+from loadgen.harness.server import ServerProcess
+from servers import MODELS
 from servers.protocol import (
     DEFAULT_MAX_SIZE,
     SOCKPERF_CLIENT,
@@ -165,16 +168,38 @@ def run_sockperf(*args: str, timeout: float = 20) -> subprocess.CompletedProcess
     )
 
 
+@pytest.fixture(scope="module")
+def ping_pong_every_model() -> Iterator[dict[str, tuple[int, str, dict]]]:
+    """sockperf ping-pong against every model at once: each run is one second of traffic and
+    two of sockperf's own waiting, so eight in turn took 27 s; together, about four.
+    model -> (sockperf's exit status, its output, the server's stopped event)."""
+    servers = {model: ServerProcess([model, "--port", "0", "--protocol", "sockperf"])
+               for model in MODELS if MODELS[model].unavailable_reason() is None}  # fmt: skip
+    try:
+        clients = {}
+        for model, server in servers.items():
+            server.wait_ready()
+            host, port = server.address
+            clients[model] = subprocess.Popen(
+                [SOCKPERF, "ping-pong", "-i", host, "-p", str(port), "-t", "1"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        outputs = {model: client.communicate(timeout=30)[0] for model, client in clients.items()}
+        yield {
+            model: (clients[model].returncode, outputs[model], server.stop())
+            for model, server in servers.items()
+        }
+    finally:
+        for server in servers.values():
+            server.close()
+
+
 @needs_sockperf
 @ALL_MODELS
-def test_sockperf_ping_pong_runs_clean_against_every_model(start_server, model):
-    server = start_server(model, "--protocol", "sockperf")
-    host, port = server.address
-    done = run_sockperf("ping-pong", "-i", host, "-p", str(port), "-t", "1")
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
+def test_sockperf_ping_pong_runs_clean_against_every_model(ping_pong_every_model, model):
+    returncode, output, stopped = ping_pong_every_model[model]
+    assert returncode == 0, output
     assert "ERROR" not in output and "Summary:" in output, output
-    stopped = server.stop()
     assert stopped["handled"] > 0 and stopped["failed"] == 0
 
 
