@@ -1,12 +1,17 @@
-"""Typed results: schema 2 round-trips, schema 1 (the committed reference) still loads and
-renders, and a malformed file is one clear ValueError (one line and exit 2 on the command line)."""
+"""Typed results: schema 2 round-trips, schema 1 still loads and renders, and a malformed file
+is one clear ValueError (one line and exit 2 on the command line).
+
+Schema 1 is the reference run of 25 November 12:00 as it was committed (``tests/data``, gzipped:
+the reference in ``results/`` has since been replaced by a schema 2 run)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -24,20 +29,29 @@ from loadgen.analysis.results import (
 )
 from loadgen.harness.machine import TICKS_PER_S, MachineSample, machine_sample, machine_window
 
-REFERENCE = ROOT / "results" / "reference"
+SCHEMA_1 = ROOT / "tests" / "data"
 QUIET = {"seconds": 0.8, "cpus": 2, "busy_cores": 1.1, "steal_share": 0.0,
          "load_1m_start": 1.2, "load_1m_end": 1.3}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def old_reference(tmp_path_factory) -> Path:
+    """A folder holding the schema 1 reference's results.json and timeline.json."""
+    folder = tmp_path_factory.mktemp("schema1")
+    for name in ("results.json", "timeline.json"):
+        (folder / name).write_bytes(gzip.decompress((SCHEMA_1 / f"schema1-{name}.gz").read_bytes()))
+    return folder
 
 
 def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_schema_1_reference_loads_converted_and_is_never_rewritten():
-    before = digest(REFERENCE / "results.json")
-    raw = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+def test_the_schema_1_reference_loads_converted_and_is_never_rewritten(old_reference):
+    before = digest(old_reference / "results.json")
+    raw = json.loads((old_reference / "results.json").read_text(encoding="utf-8"))
     assert raw["schema"] == 1
-    data = load(REFERENCE / "results.json")
+    data = load(old_reference / "results.json")
     assert isinstance(data, Results) and data.schema == SCHEMA == 2
     assert len(data.runs) == len(raw["runs"]) and len(data.servers) == len(raw["servers"])
     first = data.runs[0]
@@ -46,11 +60,11 @@ def test_the_schema_1_reference_loads_converted_and_is_never_rewritten():
     assert first.loadgen.latency_us.p99 == raw["runs"][0]["loadgen"]["latency_us"]["p99"]
     assert data.metadata.server_python and data.metadata.server_python.version == "3.13.0"
     assert data.servers[0].stopped and data.servers[0].stopped.handled > 0
-    assert digest(REFERENCE / "results.json") == before
+    assert digest(old_reference / "results.json") == before
 
 
-def test_schema_1_without_sample_counts_gets_none_and_keeps_the_rest():
-    raw = json.loads((REFERENCE / "results.json").read_text(encoding="utf-8"))
+def test_schema_1_without_sample_counts_gets_none_and_keeps_the_rest(old_reference):
+    raw = json.loads((old_reference / "results.json").read_text(encoding="utf-8"))
     for run in raw["runs"]:
         del run["loadgen"]["latency_us"]["count"]
     upgraded = upgrade_schema_1(raw)
@@ -60,15 +74,15 @@ def test_schema_1_without_sample_counts_gets_none_and_keeps_the_rest():
     assert data.runs[5].loadgen.throughput_rps == raw["runs"][5]["loadgen"]["throughput_rps"]
 
 
-def test_the_schema_1_reference_renders_its_report_and_figures(tmp_path):
+def test_the_schema_1_reference_renders_its_report_and_figures(tmp_path, old_reference):
     from loadgen.views.figures import FIGURES, plot_all
     from loadgen.views.report import write_report
 
-    written = plot_all(REFERENCE / "results.json", tmp_path)
+    written = plot_all(old_reference / "results.json", tmp_path)
     assert sorted(path.stem for path in written) == sorted(FIGURES)
     assert all(path.stat().st_size > 10_000 for path in written)
     # the timeline.json beside the results file is read, wherever the report is written
-    report = write_report(REFERENCE / "results.json", tmp_path).read_text(encoding="utf-8")
+    report = write_report(old_reference / "results.json", tmp_path).read_text(encoding="utf-8")
     assert "## What this shows" in report and "In the traced burst of" in report
     assert "With cpu=2ms and 64 clients in flight, the blocking loop answered" in report
     # schema 1 measured no machine window: no verdict either way, no flag in a table
@@ -88,8 +102,8 @@ def test_a_schema_2_file_round_trips(tmp_path):
     assert load(path) == data
 
 
-def test_the_converted_reference_round_trips_as_schema_2():
-    data = load(REFERENCE / "results.json")
+def test_the_converted_reference_round_trips_as_schema_2(old_reference):
+    data = load(old_reference / "results.json")
     assert parse(data.to_dict()) == data
 
 
@@ -140,8 +154,10 @@ def test_a_malformed_file_on_the_command_line_is_one_line_and_exit_2(tmp_path, c
                            "results.runs[0].loadgen lacks histogram\n")  # fmt: skip
 
 
-def test_a_timeline_without_a_schema_still_loads_and_a_newer_one_is_refused(tmp_path):
-    old = load_timeline(REFERENCE / "timeline.json")  # written before timeline.json had one
+def test_a_timeline_without_a_schema_still_loads_and_a_newer_one_is_refused(
+    tmp_path, old_reference
+):
+    old = load_timeline(old_reference / "timeline.json")  # written before timeline.json had one
     assert "schema" not in old and old["traces"]
     metadata = timeline_metadata(old)
     assert metadata is not None and metadata.work_label("cpu=28337it") == "cpu=2ms"
