@@ -358,3 +358,4 @@ def test_the_interop_command_runs_both_clients_on_both_servers_and_ends_them(tmp
     assert all(row["ok"] and row["replies_per_s"] for row in saved["rows"]), saved["rows"]
     assert [check["model"] for check in saved["model_checks"]] == ["blocking"]
     assert "ours/sockperf" in done.stdout and "closed loop, 1 client" in json.dumps(saved)
+    assert saved["sockperf"].startswith("sockperf, version 3.")

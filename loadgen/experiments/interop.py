@@ -122,6 +122,14 @@ def sockperf_binary() -> str:
     return path
 
 
+def sockperf_version() -> str:
+    """What ``sockperf --version`` says first ("sockperf, version 3.7-no.git"), for the record:
+    its figures are its build's."""
+    done = subprocess.run([sockperf_binary(), "--version"], capture_output=True, text=True,
+                          timeout=10, check=False)  # fmt: skip
+    return (done.stdout + done.stderr).strip().partition("\n")[0]
+
+
 def free_port() -> int:
     """A UDP port free just now, for a server that cannot pick its own (sockperf's)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -379,6 +387,7 @@ def main(models: list[str] | None, seconds: int, mps: int, out: Path,
     write_json_atomically(path, {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.node(), "server_python": about, "skipped": skipped,
+        "sockperf": sockperf_version(),
         "seconds": seconds, "trials": trials, "mps": mps, "message_size": MESSAGE_SIZE,
         "placement": placement,
         "server_cores": server_cores, "client_cores": client_cores,
