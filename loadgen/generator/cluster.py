@@ -22,7 +22,6 @@ after its last publication are unknown: the totals are then a lower bound, and t
 from __future__ import annotations
 
 import datetime
-import resource
 import socket
 import time
 from collections.abc import Callable
@@ -64,18 +63,21 @@ def run_part_task(settings: Settings, part: int, start_wall_ns: int, topic: str)
     """On a worker: this part from the wall-clock start on; its result with where it ran."""
     from distributed import get_worker
 
-    needed = settings.concurrency // settings.procs + 64
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+    runner.allow_sockets(settings)
     start_ns = time.monotonic_ns() + (start_wall_ns - time.time_ns())
     late_ms = max(0.0, (time.monotonic_ns() - start_ns) / 1e6)
     progress = _Published(get_worker(), topic, part)
     result = engine.run_part(settings, part, start_ns, progress)
-    with socket.socket(socket.getaddrinfo(settings.host, None)[0][0], socket.SOCK_DGRAM) as s:
-        s.connect((settings.host, settings.port))  # no datagram: only the route is looked up
-        source = s.getsockname()[0]
+    source = source_toward(settings.host, settings.port)
     return result | {"host": socket.gethostname(), "source": source, "late_start_ms": late_ms}
+
+
+def source_toward(host: str, port: int) -> str:
+    """This machine's address on the route to ``host``: a UDP connect sends no datagram, it
+    only looks the route up."""
+    with socket.socket(socket.getaddrinfo(host, None)[0][0], socket.SOCK_DGRAM) as sock:
+        sock.connect((host, port))
+        return sock.getsockname()[0]
 
 
 def _spread(workers: list[str]) -> list[str]:
@@ -137,10 +139,7 @@ class DaskRunner:
     def local_address(self) -> str:
         """This machine's address on the route to the scheduler: where the workers reach it."""
         host = self.address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
-        family = socket.getaddrinfo(host, None)[0][0]
-        with socket.socket(family, socket.SOCK_DGRAM) as probe_socket:
-            probe_socket.connect((host, 9))
-            return probe_socket.getsockname()[0]
+        return source_toward(host, 9)  # any port: nothing is sent
 
     def run(
         self,

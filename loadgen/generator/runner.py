@@ -112,14 +112,20 @@ def _exchange(settings: Settings, request: bytes) -> bytes | None:
             raise TargetError(f"cannot reach {where}: {error.strerror}") from None
 
 
-def _engine_process(settings: Settings, part: int, progress: Any, conn: Any) -> None:
-    from servers.runtime import become_worker_process
-
-    become_worker_process()  # Ctrl-C is the coordinator's; die with it
+def allow_sockets(settings: Settings) -> None:
+    """Raise this process's open-file limit to fit one part's sockets (one a client), as far
+    as the hard limit allows, for a process that runs a part."""
     needed = settings.concurrency // settings.procs + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+
+
+def _engine_process(settings: Settings, part: int, progress: Any, conn: Any) -> None:
+    from servers.runtime import become_worker_process
+
+    become_worker_process()  # Ctrl-C is the coordinator's; die with it
+    allow_sockets(settings)
     conn.send("ready")
     start_ns = conn.recv()
     conn.send(engine.run_part(settings, part, start_ns, progress))
