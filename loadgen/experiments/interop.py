@@ -47,7 +47,7 @@ from loadgen.analysis.results import write_json_atomically
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.pythons import runnable
-from loadgen.harness.server import start_model
+from loadgen.harness.server import pinned, start_model
 from servers import NAME_WIDTH, baseline
 from servers.protocol import SOCKPERF_CLIENT, SOCKPERF_PONG_REQUEST, sockperf_message
 
@@ -71,11 +71,6 @@ def placement_cores(placement: str) -> tuple[list[int] | None, list[int] | None]
     if placement == "none" or (placement == "cross" and len(cores) < 2):
         return None, None
     return [cores[-1] if placement == "cross" else cores[0]], [cores[0]]
-
-
-def _pinned(cores: list[int] | None) -> Any:
-    """A preexec_fn that pins the child to ``cores`` (None: leave it)."""
-    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
 
 
 class SockperfMissing(RuntimeError):
@@ -147,7 +142,7 @@ class SockperfServer:
             [sockperf_binary(), "server", "-i", self.address[0], "-p", str(self.address[1])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C is ours: we end it, in order
-            preexec_fn=_pinned(cores),
+            preexec_fn=pinned(cores),
         )  # fmt: skip
 
     def __enter__(self) -> SockperfServer:
@@ -202,7 +197,7 @@ def run_sockperf(
     # run() kills the client on any exception, KeyboardInterrupt included
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
                           stdin=subprocess.DEVNULL, check=False,
-                          preexec_fn=_pinned(cores))  # fmt: skip
+                          preexec_fn=pinned(cores))  # fmt: skip
     output = done.stdout + done.stderr
     errors = [line for line in ANSI.sub("", output).splitlines() if "ERROR" in line]
     row: dict[str, Any] = {"command": shown, "returncode": done.returncode, "errors": errors}

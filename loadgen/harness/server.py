@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ def start_model(
     return ServerProcess([*model_args(model, work, workers), *extra], **options)
 
 
+def pinned(cores: list[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins a child process to ``cores`` (None: leave it unpinned)."""
+    return (lambda: os.sched_setaffinity(0, cores)) if cores else None
+
+
 class ServerProcess:
     """``[*wrap, python, "-m", "servers", *args]`` (or ``[*wrap, python, *script]``)."""
 
@@ -94,7 +100,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+            preexec_fn=pinned(cores),
         )
         self.ready: dict[str, Any] = {}
         self.stopped: dict[str, Any] | None = None
