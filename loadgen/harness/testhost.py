@@ -35,6 +35,25 @@ def _run(*command: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+def _namespace(name: str, veth: str, peer: str, address: str) -> None:
+    """Namespace ``name`` holding ``peer``, up at ``address`` (with its prefix length), the other
+    end of a veth pair whose ``veth`` end stays here, for the caller to wire up."""
+    inside = ("ip", "netns", "exec", name)
+    _run("ip", "netns", "add", name)
+    _run("ip", "link", "add", veth, "type", "veth", "peer", "name", peer)
+    _run("ip", "link", "set", peer, "netns", name)
+    _run(*inside, "ip", "addr", "add", address, "dev", peer)
+    _run(*inside, "ip", "link", "set", peer, "up")
+    _run(*inside, "ip", "link", "set", "lo", "up")
+
+
+def _remove(name: str, veth: str) -> None:
+    """Delete a namespace and our end of its veth, each on its own: what was never made fails
+    quietly, the rest still goes."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+    subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=20)
+
+
 def usable(loss: bool = True) -> str | None:
     """None if a test host can be made here, else why not."""
     if os.geteuid() != 0:
@@ -62,15 +81,10 @@ class TestHost:
     def __enter__(self) -> TestHost:
         if reason := usable(loss=self.loss_percent > 0):
             raise HostError(reason)
-        _run("ip", "netns", "add", self.name)
         try:
-            _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", self.peer)
-            _run("ip", "link", "set", self.peer, "netns", self.name)
+            _namespace(self.name, self.veth, self.peer, f"{self.address}/30")
             _run("ip", "addr", "add", f"{self.local}/30", "dev", self.veth)
             _run("ip", "link", "set", self.veth, "up")
-            _run(*self.wrap, "ip", "addr", "add", f"{self.address}/30", "dev", self.peer)
-            _run(*self.wrap, "ip", "link", "set", self.peer, "up")
-            _run(*self.wrap, "ip", "link", "set", "lo", "up")
             if self.loss_percent:
                 per_mille = round(self.loss_percent * 10)
                 _run(*self.wrap, "nft", "-f", "-", stdin=(
@@ -87,8 +101,7 @@ class TestHost:
         return self
 
     def __exit__(self, *_: Any) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
-        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, timeout=20)
+        _remove(self.name, self.veth)
 
     def qdisc_drops(self) -> int:
         """Datagrams the narrow link's queue dropped so far."""
@@ -143,14 +156,9 @@ class TestNetwork:
             _run("ip", "addr", "add", f"{self.local}/24", "dev", self.bridge)
             _run("ip", "link", "set", self.bridge, "up")
             for host in self.hosts:
-                _run("ip", "netns", "add", host.name)
-                _run("ip", "link", "add", host.veth, "type", "veth", "peer", "name", host.peer)
+                _namespace(host.name, host.veth, host.peer, f"{host.address}/24")
                 _run("ip", "link", "set", host.veth, "master", self.bridge)
                 _run("ip", "link", "set", host.veth, "up")
-                _run("ip", "link", "set", host.peer, "netns", host.name)
-                _run(*host.wrap, "ip", "addr", "add", f"{host.address}/24", "dev", host.peer)
-                _run(*host.wrap, "ip", "link", "set", host.peer, "up")
-                _run(*host.wrap, "ip", "link", "set", "lo", "up")
         except BaseException:
             self.__exit__()
             raise
@@ -159,6 +167,5 @@ class TestNetwork:
     def __exit__(self, *_: Any) -> None:
         # Each step on its own: what was never made fails quietly, the rest still goes.
         for host in self.hosts:
-            subprocess.run(["ip", "netns", "del", host.name], capture_output=True, timeout=20)
-            subprocess.run(["ip", "link", "del", host.veth], capture_output=True, timeout=20)
+            _remove(host.name, host.veth)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=20)
