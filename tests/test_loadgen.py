@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -261,7 +262,7 @@ def test_result_has_the_documented_keys_and_gbk_works(start_server, tmp_path):
 
 
 PART_KEYS = {
-    "part", "clients", "elapsed_s", "cpu_s", "counts", "latency", "uncorrected", "lag", "series",
+    "part", "clients", "elapsed_s", "warmup_s", "cpu_s", "counts", "latency", "uncorrected", "lag", "series",
 }  # fmt: skip
 COUNT_KEYS = {
     "sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors", "socket_errors",
@@ -382,3 +383,20 @@ def test_interactive_client_shows_replies_and_timeouts(start_server):
             input=b"anyone?\n", capture_output=True, cwd=ROOT, timeout=30,
         )  # fmt: skip
     assert done.returncode == 0 and "no reply within 0.2 s" in done.stdout.decode()
+
+
+def test_the_warm_up_ends_once_the_rate_settles_and_the_window_holds_the_replies_asked(
+    start_server,
+):
+    """Settling opens the window no sooner than the least warm-up and no later than the most;
+    min_replies keeps a window open past its duration until it holds that many replies."""
+    server = start_server("blocking", "--work", "io=5ms")
+    settings = engine.Settings(*server.address, concurrency=4, duration=0.1, warmup=0.05,
+                        warmup_max=0.5, min_replies=150, duration_max=2.0)  # fmt: skip
+    result = runner.run_here(settings)
+    assert 0.05 <= result["warmup_s"] <= 0.55
+    # io=5ms on one loop: ~190 replies/s, so 150 replies take ~0.8 s, far past the 0.1 s asked
+    assert result["received"] >= 150 and 0.5 < result["duration_s"] <= 2.1
+    assert result["sent"] == result["received"] + result["lost"] + result["in_flight"]
+    capped = runner.run_here(dataclasses.replace(settings, min_replies=10_000, duration_max=0.3))
+    assert capped["duration_s"] == pytest.approx(0.3, abs=0.05)

@@ -10,6 +10,13 @@ request it should have sent meanwhile carries the stall in its latency (coordina
 corrected, as wrk2 does); the latency from the actual send is kept beside it, and so is the
 lag between schedule and send, which says whether the generator kept up.
 
+The warm-up lasts ``warmup`` seconds, or, with ``warmup_max`` above it, until the reply rate has
+settled: two slices of ``SETTLE_SLICE_NS`` in a row that agree within ``SETTLE_SHARE`` (a level
+switch, a server's first requests or a queue still filling are a transient, not the model's rate),
+or ``warmup_max`` at most. The measured window lasts ``duration``, or with ``min_replies`` until it
+holds that many replies, ``duration_max`` at most: a short window that holds a few dozen replies
+measures the edges of the window as much as the server.
+
 Accounting covers the requests sent after the warm-up: each ends as received (a verified
 reply), lost (no verified reply within the timeout) or still in flight, so
 ``sent == received + lost + in_flight`` holds exactly. When the measured time is up, sending
@@ -41,6 +48,9 @@ PROGRESS_NS = 250_000_000
 LINGER_NS = 30_000_000  # after the last reply, how long stray duplicates are still counted
 PROGRESS_FIELDS = ("sent", "received", "lost", "measuring")
 NEVER = 1 << 62
+SETTLE_SLICE_NS = 25_000_000
+SETTLE_SHARE = 0.15  # two slices' reply counts within 15% (+2 replies for rounding): settled
+SETTLE_SLACK = 2
 # "in_window": verified replies that arrived within the measured window, whenever their
 # request was sent: the throughput. (Counting only requests sent in the window would miss the
 # replies to those in flight as it opens: a whole round trip's worth when latency is long.)
@@ -57,8 +67,11 @@ class Settings:
     rate: float = 0.0  # open loop: requests per second, all generator processes together
     arrival: str = "uniform"
     duration: float = 10.0
-    warmup: float = 1.0
+    warmup: float = 1.0  # seconds; with warmup_max above it, the least warm-up
+    warmup_max: float = 0.0  # above warmup: the warm-up ends once the reply rate settled
     timeout: float = 1.0
+    min_replies: int = 0  # the window goes on until it holds this many replies...
+    duration_max: float = 0.0  # ... up to this long (0: duration, no extension)
     payload_size: int = 64
     encoding: str = "utf-8"
     prefix: str = DEFAULT_PREFIX
@@ -124,13 +137,48 @@ class _Window:
 
     def __init__(self, settings: Settings, start_ns: int, on_window: Callable[[str], None] | None):
         self.start_ns = start_ns
+        self.duration_ns = int(settings.duration * 1e9)
         self.measure_ns = start_ns + int(settings.warmup * 1e9)
-        self.end_ns = self.measure_ns + int(settings.duration * 1e9)
+        self.end_ns = self.measure_ns + self.duration_ns
         self.timeout_ns = int(settings.timeout * 1e9)
+        # Settling: the warm-up's least and latest end, and the reply counts of its slices.
+        self.least_ns = self.measure_ns
+        self.settle_until_ns = start_ns + int(max(settings.warmup, settings.warmup_max) * 1e9)
+        self.settling = self.settle_until_ns > self.least_ns
+        if self.settling:
+            self.measure_ns = self.end_ns = NEVER  # until settle() opens it
+        self.slices: list[float] = []  # replies per slice (scaled to SETTLE_SLICE_NS)
+        self.warm_seen, self.slice_start_ns = 0, start_ns
+        self.min_replies = settings.min_replies
+        self.longest_ns = int(max(settings.duration, settings.duration_max) * 1e9)
         self.on_window = on_window
         self.measuring = self.ended = False
         self.cpu_at_start = self.wall_at_start = self.cpu_at_end = self.wall_at_end = 0.0
         self.settled_ns: int | None = None  # in the drain: when nothing measured was in flight
+
+    def settle(self, now: int, warm_replies: int) -> None:
+        """In the warm-up (every housekeeping): close a slice when due; once the least warm-up
+        is over, open the window at the first two slices that agree, or at the latest end."""
+        if not self.settling or now < self.slice_start_ns + SETTLE_SLICE_NS:
+            return
+        # Housekeeping comes every 10 ms or so, so a slice lasts 25 to 35 ms: scaled to 25.
+        scale = SETTLE_SLICE_NS / (now - self.slice_start_ns)
+        self.slices.append((warm_replies - self.warm_seen) * scale)
+        self.warm_seen, self.slice_start_ns = warm_replies, now
+        agree = False
+        if len(self.slices) >= 2:
+            a, b = self.slices[-2:]
+            agree = a + b > 0 and abs(a - b) <= SETTLE_SHARE * max(a, b) + SETTLE_SLACK
+        if now >= self.least_ns and (agree or now >= self.settle_until_ns):
+            self.settling = False
+            self.measure_ns, self.end_ns = now, now + self.duration_ns
+
+    def extend(self, now: int, in_window: int) -> None:
+        """Near the window's end (every housekeeping): keep the end a few housekeeping
+        intervals ahead while the window holds fewer replies than asked, up to the longest
+        allowed. Moved before it is reached, so no client stops sending in between."""
+        if now < self.end_ns <= now + 2 * HOUSEKEEPING_NS and in_window < self.min_replies:
+            self.end_ns = min(now + 3 * HOUSEKEEPING_NS, self.measure_ns + self.longest_ns)
 
     def open(self) -> None:
         """Start the window's clocks and tell ``on_window``."""
@@ -160,6 +208,10 @@ class _Window:
     def wait_until(self, now: int) -> int:
         """The latest a loop may sleep to: the window's end, or in the drain the linger's."""
         return self.end_ns if now < self.end_ns else (self.settled_ns or now) + LINGER_NS
+
+    def warmup_s(self) -> float:
+        """How long the warm-up lasted (settling decides it), until the window opened."""
+        return (self.measure_ns - self.start_ns) / 1e9 if self.measuring else 0.0
 
     def elapsed_s(self) -> float:
         return self.wall_at_end - self.wall_at_start if self.measuring else 0.0
@@ -224,7 +276,6 @@ def _closed_loop(clients: _Clients) -> None:
     next_seq, first_measured = clients.next_seq, clients.first_measured
     counts, second, latency = record.counts, record.second, record.latency.counts
     send, on_reply, recv_size = clients.send, clients.on_reply, clients.recv_size
-    measure_ns, end_ns = window.measure_ns, window.end_ns
     next_housekeeping = window.start_ns + HOUSEKEEPING_NS
     while True:
         now = time.monotonic_ns()
@@ -234,6 +285,7 @@ def _closed_loop(clients: _Clients) -> None:
             next_housekeeping = now + HOUSEKEEPING_NS
             clients.housekeeping(now)
             latency = record.latency.counts  # a new dict each second
+        measure_ns, end_ns = window.measure_ns, window.end_ns  # settling and extending move them
         horizon = min(next_housekeeping, window.wait_until(now))
         for fd, _ in poll(max(0.0, (horizon - now) / 1e9)):
             k = index_of_fd[fd]
@@ -258,6 +310,8 @@ def _closed_loop(clients: _Clients) -> None:
                 second["replies"] += 1
                 micros = (now - scheduled_ns) // 1000
                 latency[micros] = latency.get(micros, 0) + 1
+            else:
+                clients.warm_replies += 1
             if now < end_ns:
                 if now >= measure_ns:
                     counts["in_window"] += 1
@@ -270,13 +324,14 @@ def _open_loop(clients: _Clients, arrivals: Iterator[float]) -> None:
     window, record, n = clients.window, clients.record, clients.n
     socks, index_of_fd, poller = clients.socks, clients.index_of_fd, clients.poller
     counts, send, on_reply = record.counts, clients.send, clients.on_reply
-    end_ns, recv_size, epoll_fd = window.end_ns, clients.recv_size, poller.fileno()
+    recv_size, epoll_fd = clients.recv_size, poller.fileno()
     next_housekeeping = window.start_ns + HOUSEKEEPING_NS
     next_scheduled, scheduled_count = next(arrivals), 0
     while True:
         now = time.monotonic_ns()
         if not clients.advance_to(now):
             break
+        end_ns = window.end_ns  # settling and extending move it
         while next_scheduled <= now and next_scheduled < end_ns:
             send(scheduled_count % n, int(next_scheduled))
             scheduled_count += 1
@@ -328,7 +383,8 @@ class _Clients:
         # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
         self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
         self.record = _Record()
-        self.next_second = window.measure_ns + 1_000_000_000
+        self.next_second = NEVER  # from the window's opening on, one a second
+        self.warm_replies = 0  # replies in the warm-up: what settling looks at
         self.next_progress = window.start_ns
 
     def advance_to(self, now: int) -> bool:
@@ -345,6 +401,7 @@ class _Clients:
         """From now on every client's requests count."""
         for k in range(self.n):
             self.first_measured[k] = self.next_seq[k]
+        self.next_second = time.monotonic_ns() + 1_000_000_000
         self.window.open()
 
     def send(self, k: int, scheduled_ns: int) -> None:
@@ -383,7 +440,9 @@ class _Clients:
         window, record = self.window, self.record
         if window.measure_ns <= now < window.end_ns:
             record.counts["in_window"] += 1
-        if seq >= self.first_measured[k]:
+        if seq < self.first_measured[k]:
+            self.warm_replies += 1
+        else:
             record.counts["received"] += 1
             record.pending -= 1
             record.second["replies"] += 1
@@ -437,6 +496,10 @@ class _Clients:
             _, k, seq = fifo.popleft()
             if seq in outstanding[k]:
                 self.expire(k, seq)
+        if not self.window.measuring:
+            self.window.settle(now, self.warm_replies)
+        else:
+            self.window.extend(now, self.record.counts["in_window"])
         if self.window.measuring and now >= self.next_second:
             self.next_second += 1_000_000_000
             self.record.roll_second()
@@ -473,6 +536,7 @@ class _Clients:
             "part": self.part,
             "clients": self.n,
             "elapsed_s": window.elapsed_s(),
+            "warmup_s": window.warmup_s(),
             "cpu_s": window.cpu_s(),
             # in_flight counted afresh from what is still outstanding, not from the running
             # tally, so that sent == received + lost + in_flight checks the bookkeeping
