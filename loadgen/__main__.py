@@ -110,6 +110,7 @@ def bench_settings(args: argparse.Namespace) -> Any:
         "trials": args.trials,
         "duration": args.duration,
         "warmup": args.warmup,
+        "retries": args.retries,
         "workers": args.workers,
         "load_sweep": [] if args.no_load_sweep else args.load_sweep,
         "out": args.out,
@@ -121,6 +122,8 @@ def bench_settings(args: argparse.Namespace) -> Any:
             setattr(settings, key, value)
     if args.no_core_sweep:
         settings.core_sweep = False
+    if args.no_probe:
+        settings.probe = False
     if args.no_timeline:
         settings.timeline = False
     return settings
@@ -177,7 +180,17 @@ def add_bench(commands: Any) -> None:
     bench.add_argument("--concurrency", type=_numbers(int), help="closed-loop levels: 1,4,16,64")
     bench.add_argument("--trials", type=_positive(int))
     bench.add_argument("--duration", type=_positive(float), help="measured seconds per run")
-    bench.add_argument("--warmup", type=float, help="seconds of load before each run")
+    bench.add_argument("--warmup", type=float, help="least seconds of load before each run")
+    bench.add_argument(
+        "--retries",
+        type=int,
+        choices=range(0, 10),
+        metavar="N",
+        help="measure a disturbed run again at most N times (default 2)",
+    )
+    bench.add_argument(
+        "--no-probe", action="store_true", help="do not read the machine's capacity between rounds"
+    )
     bench.add_argument(
         "--workers",
         type=_positive(int),
@@ -216,6 +229,12 @@ def add_classroom(commands: Any) -> None:
     demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
     demo.add_argument("--seconds", type=_positive(float), default=2.0, help="per model")
     demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
+    demo.add_argument(
+        "--rounds",
+        type=_positive(int),
+        default=3,
+        help="models take turns this many times (--seconds shared among them)",
+    )
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
     timeline.set_defaults(handler=cmd_timeline,
                           interrupted="every server stopped; no timeline written")  # fmt: skip
@@ -363,7 +382,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from loadgen.experiments.demo import main as demo
 
-    return demo(args.models, args.work, args.seconds, args.clients, args.python)
+    return demo(args.models, args.work, args.seconds, args.clients, args.python, args.rounds)
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ def tiny_bench(tmp_path_factory):
 def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
-    assert data.schema == SCHEMA == 2
+    assert data.schema == SCHEMA == 3
     kinds = [run.kind for run in data.runs]
     cores = len(os.sched_getaffinity(0))
     assert kinds.count("matrix") == 2 * 2  # two models, two levels
@@ -75,7 +75,7 @@ def test_each_run_records_the_machine_over_its_window(tiny_bench):
 def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
     out, _ = tiny_bench
     raw = json.loads((out / "latest" / "results.json").read_text())
-    assert raw["schema"] == 2
+    assert raw["schema"] == 3
     assert parse(raw).to_dict() == raw
 
 
@@ -238,7 +238,10 @@ def test_demo_runs_without_a_terminal_and_prints_the_final_table():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "cpu=500it: 4 clients" in out and "io=2ms: 4 clients" in out
-    assert "Side by side: replies/s (server cores)" in out
+    assert "Side by side: replies/s, median of the rounds" in out
+    assert "blocking        round 3:" in out  # the models took turns, three rounds each
+    # CPU work judged against what the machine delivered, model by model
+    assert "cpu=500it: the machine delivered" in out and "took turns on one core" in out
     table = out[out.index("Side by side") :]
     assert "blocking" in table and "gevent" in table
     assert "replies/s" in out.split("Side by side")[0]  # plain progress lines came first

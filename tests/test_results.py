@@ -52,7 +52,7 @@ def test_the_schema_1_reference_loads_converted_and_is_never_rewritten(old_refer
     raw = json.loads((old_reference / "results.json").read_text(encoding="utf-8"))
     assert raw["schema"] == 1
     data = load(old_reference / "results.json")
-    assert isinstance(data, Results) and data.schema == SCHEMA == 2
+    assert isinstance(data, Results) and data.schema == SCHEMA == 3
     assert len(data.runs) == len(raw["runs"]) and len(data.servers) == len(raw["servers"])
     first = data.runs[0]
     assert first.machine is None  # schema 1 measured no machine window
@@ -86,15 +86,16 @@ def test_the_schema_1_reference_renders_its_report_and_figures(tmp_path, old_ref
     assert "## What this shows" in report and "In the traced burst of" in report
     assert "With cpu=2ms and 64 clients in flight, the blocking loop answered" in report
     # schema 1 measured no machine window: no verdict either way, no flag in a table
-    assert "machine was busy" not in report and "(busy)" not in report
+    assert "stayed disturbed" not in report and "(disturbed)" not in report
 
 
-def test_a_schema_2_file_round_trips(tmp_path):
+def test_a_schema_2_file_reads_as_schema_3_and_round_trips(tmp_path):
     machine = {**QUIET, "a field from a newer writer": [1, 2]}
     data = results(trials("threads", "echo", 16, [100, 104, 98], machine=machine)
                    + trials("blocking", "echo", 16, [0]))  # fmt: skip
+    assert data.probes == () and {run.attempt for run in data.runs} == {0}
     plain = data.to_dict()
-    assert plain["schema"] == 2 and plain["runs"][0]["machine"]["a field from a newer writer"]
+    assert plain["schema"] == 3 and plain["runs"][0]["machine"]["a field from a newer writer"]
     assert parse(plain) == data
     assert parse(json.loads(json.dumps(plain))).to_dict() == plain
     path = tmp_path / "results.json"
@@ -110,7 +111,7 @@ def test_the_converted_reference_round_trips_as_schema_2(old_reference):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(schema=3), "schema is 3; this version reads schemas 1, 2"),
+        (lambda d: d.update(schema=4), "schema is 4; this version reads schemas 1, 2, 3"),
         (lambda d: d.pop("metadata"), "results lacks metadata"),
         (lambda d: d["runs"][0]["loadgen"].pop("sent"), "results.runs[0].loadgen lacks sent"),
         (lambda d: d["runs"][0]["loadgen"].update(sent="many"),

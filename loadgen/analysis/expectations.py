@@ -14,6 +14,20 @@ A busy machine. A run is flagged when, over its own window, either
   (echo and cpu=2ms runs, 1 to 64 clients); another developer's tests there showed as 0.6 to
   1.4 cores, and starved the server.
 
+A disturbed run. Busy is one way; the other is a machine that did less work per CPU-second
+than it did at calibration: CPU frequency, a busy sibling hyperthread on the host, a
+hypervisor's throttling. Steal does not show it, and it is common: on the two-core development
+VM the same iteration count cost from 2,070 to 3,846 µs of server CPU per request across
+trials of one bench, in about three levels, with steal under 1%. The *work efficiency* of a run
+with CPU work says it: the calibrated CPU per request (its iterations at the calibrated speed,
+the fastest the machine ran them) over the server CPU actually spent per reply. A run is
+disturbed when it is busy or its efficiency falls below ``efficiency``; the bench measures it
+again (``retries`` times at most) and keeps every attempt. The threshold, 0.75: on a quiet
+machine every model's points came out at 0.86 to 1.02 (a request costs a little more than the
+calibration's best sample, plus the model's own handling; the process pool with one client,
+whose parent also pays for each hand-off, 0.80), while the slow levels above are 0.71 and 0.54;
+and psutil's CPU times come in 10 ms ticks, a few percent of a 0.2 s window.
+
 The 1-minute load average is recorded beside them but decides nothing: it averages the last
 minute, not the run's window, and counts the bench's own runnable workers (a server whose eight
 workers all want a core lifts it far above two on an otherwise idle two-core machine), so it
@@ -26,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loadgen.analysis.results import Latency, Run
+from servers.work import parse
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,14 @@ class Expectations:
     p99_samples: int = 1000  # fewer samples: a p99 that rests on fewer than 10 requests
     steal_share: float = 0.05  # more of the window's CPU time stolen: a busy machine
     other_cores: float = 0.5  # more cores used by processes outside the bench: a busy machine
+    efficiency: float = 0.75  # less calibrated CPU per CPU-second spent: a slowed machine
+    retries: int = 2  # a disturbed run is measured again at most this many times
+    # Against the machine: a model computing in parallel reaches at least this share of the
+    # capacity the machine delivered at the time (``MachineProbe.capacity``).
+    capacity_share: float = 0.8
+    # Two measurements of one quantity (the matrix's speed-up and the core sweep's at the same
+    # cores) that differ by more than this share of the larger disagree.
+    disagreement: float = 0.2
 
 
 EXPECTED = Expectations()
@@ -76,4 +99,30 @@ def busy_reasons(run: Run) -> list[str]:
     others = other_cores(run)
     if others is not None and others > EXPECTED.other_cores:
         reasons.append(f"{others:.1f} cores used by other processes")
+    return reasons
+
+
+def efficiency(run: Run, iterations_per_second: float | None) -> float | None:
+    """Calibrated CPU per request over the server CPU spent per reply (None: no CPU work, no
+    calibration, or nothing measured). 1.0: the machine ran the work at its calibrated speed."""
+    try:
+        iterations = parse(run.work).cpu_iterations
+    except ValueError:
+        return None
+    cores, rate = run.server.cores_used, run.loadgen.throughput_rps
+    if not iterations or not iterations_per_second or not cores or not rate:
+        return None
+    return iterations / iterations_per_second * rate / cores
+
+
+def disturbances(run: Run, iterations_per_second: float | None) -> list[str]:
+    """Why ``run`` was disturbed, with the evidence (empty: it was not, or cannot tell): the
+    machine was busy, or it did the CPU work well below its calibrated speed."""
+    reasons = busy_reasons(run)
+    done = efficiency(run, iterations_per_second)
+    if done is not None and done < EXPECTED.efficiency and iterations_per_second:
+        spent = run.server.cores_used / run.loadgen.throughput_rps * 1e6  # type: ignore[operator]
+        calibrated = parse(run.work).cpu_iterations / iterations_per_second * 1e6  # type: ignore[operator]
+        reasons.append(f"work efficiency {done:.2f} ({spent:,.0f} µs of server CPU per reply "
+                       f"for {calibrated:,.0f} µs of calibrated work)")  # fmt: skip
     return reasons

@@ -10,7 +10,13 @@ and says where a file is malformed (``runs[3].loadgen lacks sent``). Keys a reco
 know (a newer writer's, a server's new event field) are kept in its ``extra`` and written
 back, so a round trip loses nothing.
 
-Schema 2 (written now) against schema 1 (still read; the file is converted in memory on load
+Schema 3 (written now) adds, beside schema 2, what the bench learnt about the machine while it
+ran: ``probes``, readings of its capacity between runs (``loadgen.harness.capacity``), and per
+run ``attempt``: a run judged disturbed (``analysis.expectations.disturbances``) is measured
+again, and every attempt is kept; the last attempt of a point's trial is the one that counts.
+A schema 2 file reads as schema 3 with no probes and every run a first attempt.
+
+Schema 2 against schema 1 (still read; the file is converted in memory on load
 and never rewritten): each run has ``machine``, the whole machine over the run's window (load
 average, CPU steal, CPU used; null when /proc could not tell), and every latency summary has
 ``count``, the samples its percentiles were drawn from (the bench has always written it: a
@@ -35,8 +41,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
 TIMELINE_SCHEMA = 1  # timeline.json; files from before it had none and read the same
 KINDS = ("matrix", "load_sweep", "core_sweep")
 # Package versions a results file from before --python recorded at the top of its metadata.
@@ -251,12 +257,35 @@ class Run(Record):
     machine: MachineWindow | None  # None: not measured (schema 1, or no /proc)
     offered_percent: float | None = None  # load_sweep: the load, in % of the capacity
     capacity_rps: float | None = None  # load_sweep: the capacity the matrix measured
+    attempt: int = 0  # 1, 2...: measured again after a disturbed attempt (schema 3)
 
     @property
     def level(self) -> Any:
         """What varies within a kind: clients, % of capacity, or cores."""
         return {"matrix": self.loadgen.concurrency, "load_sweep": self.offered_percent,
                 "core_sweep": self.cores_allowed}[self.kind]  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class MachineProbe(Record):
+    """One reading of what the machine could deliver, taken between runs (schema 3): the
+    servers' pure-Python work (``burn``) in one process alone, then in ``workers`` processes
+    at once, in iterations per second; ``cpu_share``: the CPU those processes got over their
+    wall time (below one: they waited for a core)."""
+
+    at_s: float  # seconds since the bench began
+    kind: str
+    work: str
+    trial: int | None  # the round it followed (None: before the first)
+    solo_rate: float
+    parallel_rate: float
+    workers: int
+    cpu_share: float
+
+    @property
+    def capacity(self) -> float:
+        """Cores' worth of that work the machine delivered with every core busy."""
+        return self.parallel_rate / self.solo_rate if self.solo_rate else 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -362,6 +391,14 @@ class Metadata(Record):
         recorded = self.server_python.version if self.server_python else None
         return recorded or self.python
 
+    @property
+    def iterations_per_second(self) -> float | None:
+        """The calibrated speed of the CPU work (None: nothing was calibrated)."""
+        for figures in self.calibration.values():
+            if figures.ms > 0:
+                return figures.iterations / (figures.ms / 1000)
+        return None
+
     def work_label(self, work: str) -> str:
         """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
         for spec, figures in self.calibration.items():
@@ -378,9 +415,27 @@ class Results(Record):
     metadata: Metadata
     runs: tuple[Run, ...]
     servers: tuple[ServerRecord, ...] = ()
+    probes: tuple[MachineProbe, ...] = ()
 
     def runs_of(self, kind: str) -> list[Run]:
-        return [run for run in self.runs if run.kind == kind]
+        """The runs of ``kind`` that count: of each trial, its last attempt."""
+        return [run for run in self.counted if run.kind == kind]
+
+    @functools.cached_property
+    def counted(self) -> tuple[Run, ...]:
+        """Every run that counts: of each trial of a point, the last attempt."""
+        last: dict[tuple, Run] = {}
+        for run in self.runs:
+            key = (run.kind, run.model, run.work, run.level, run.trial)
+            if key not in last or run.attempt >= last[key].attempt:
+                last[key] = run
+        return tuple(last.values())
+
+    @property
+    def superseded(self) -> tuple[Run, ...]:
+        """The attempts measured again (disturbed), in order."""
+        counted = {id(run) for run in self.counted}
+        return tuple(run for run in self.runs if id(run) not in counted)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -424,6 +479,7 @@ def parse(data: Any) -> Results:
                          f"{', '.join(map(str, READABLE_SCHEMAS))}")  # fmt: skip
     if schema == 1:
         data = upgrade_schema_1(data)
+    data = {**data, "schema": SCHEMA}  # schema 2 is schema 3 with no probes and first attempts
     results = Results.from_dict(data, "results")
     for i, run in enumerate(results.runs):
         counts = run.loadgen
@@ -520,12 +576,17 @@ class ResultsFile:
         self.results = Results(schema=SCHEMA, metadata=metadata, runs=(), servers=())
         # Each record turned into plain data once, not at every save.
         self._plain: dict[str, Any] = {"schema": SCHEMA, "metadata": metadata.to_dict(),
-                                       "runs": [], "servers": []}  # fmt: skip
+                                       "runs": [], "servers": [], "probes": []}  # fmt: skip
         self.save()
 
     def add_run(self, run: Run) -> None:
         self.results = replace(self.results, runs=(*self.results.runs, run))
         self._plain["runs"].append(run.to_dict())
+        self.save()
+
+    def add_probe(self, probe: MachineProbe) -> None:
+        self.results = replace(self.results, probes=(*self.results.probes, probe))
+        self._plain.setdefault("probes", []).append(probe.to_dict())
         self.save()
 
     def add_server(self, server: ServerRecord) -> None:
@@ -542,7 +603,7 @@ CSV_COLUMNS = (
     "kind", "model", "work", "trial", "concurrency", "rate", "cores_allowed", "sent",
     "received", "lost", "throughput_rps", "p50_us", "p99_us", "server_cores",
     "generator_cores", "generator_limited", "latency_samples", "machine_busy_cores",
-    "machine_steal_share", "machine_load_1m",
+    "machine_steal_share", "machine_load_1m", "attempt",
 )  # fmt: skip
 
 
@@ -569,6 +630,7 @@ def csv_row(run: Run) -> dict[str, Any]:
         "machine_busy_cores": machine.busy_cores if machine else None,
         "machine_steal_share": machine.steal_share if machine else None,
         "machine_load_1m": machine.load_1m_end if machine else None,
+        "attempt": run.attempt,
     }
 
 

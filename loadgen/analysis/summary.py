@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen.analysis.expectations import EXPECTED, busy_reasons, few_samples
-from loadgen.analysis.results import Metadata, Results, Run
+from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, few_samples
+from loadgen.analysis.results import MachineProbe, Metadata, Results, Run
 from servers import MODELS, Model
 
 
@@ -76,6 +76,7 @@ class Point:
     work: str
     level: Any
     runs: tuple[Run, ...]
+    iterations_per_second: float | None = None  # the calibration's: for work efficiency
 
     def median(self, figure: Callable[[Run], float | None]) -> float:
         """The median of ``figure`` over the trials that have it (0 if none has)."""
@@ -107,9 +108,16 @@ class Point:
         return min(few) if few else None  # type: ignore[type-var]
 
     @property
-    def busy(self) -> list[Run]:
-        """The trials taken while the machine was busy (expectations.busy_reasons)."""
-        return [run for run in self.runs if busy_reasons(run)]
+    def disturbed(self) -> list[Run]:
+        """The trials that counted although disturbed: still so after every retry."""
+        return [run for run in self.runs if disturbances(run, self.iterations_per_second)]
+
+    @property
+    def efficiency(self) -> float | None:
+        """The median work efficiency over the trials (None: no CPU work)."""
+        found = [e for run in self.runs
+                 if (e := efficiency(run, self.iterations_per_second)) is not None]  # fmt: skip
+        return median(found) if found else None
 
 
 class Summary:
@@ -118,8 +126,9 @@ class Summary:
     def __init__(self, results: Results):
         self.results = results
         self.metadata = results.metadata
+        self.iterations_per_second = results.metadata.iterations_per_second
         self.groups: dict[tuple, list[Run]] = defaultdict(list)
-        for run in results.runs:
+        for run in results.counted:
             self.groups[(run.kind, run.model, run.work, run.level)].append(run)
 
     def works(self, kind: str = "matrix") -> list[str]:
@@ -132,7 +141,8 @@ class Summary:
         return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
 
     def point(self, kind: str, model: str, work: str, level: Any) -> Point:
-        return Point(kind, model, work, level, tuple(self.groups[(kind, model, work, level)]))
+        runs = tuple(sorted(self.groups[(kind, model, work, level)], key=lambda run: run.trial))
+        return Point(kind, model, work, level, runs, self.iterations_per_second)
 
     def points(self) -> list[Point]:
         return [self.point(*key) for key in self.groups]
@@ -145,6 +155,26 @@ class Summary:
         loaded. Taking each model's best level instead would pick the luckiest of several noisy
         numbers, and compare models at different loads."""
         return self.point("matrix", model, work, max(self.levels("matrix", model, work)))
+
+    def round_ratios(self, model: str, base_model: str, work: str) -> list[float]:
+        """At the level compared, ``model``'s replies/s over the baseline's in each round
+        (trial) both were measured in: the speed-up, once per round, so a drift that hit one
+        round hits both sides of its ratio."""
+        point, base = self.compared(model, work), self.compared(base_model, work)
+        base_rates = {run.trial: run.loadgen.throughput_rps for run in base.runs}
+        return [run.loadgen.throughput_rps / base_rates[run.trial] for run in point.runs
+                if base_rates.get(run.trial)]  # fmt: skip
+
+    def probes(self, work: str | None = None, kind: str = "matrix") -> list[MachineProbe]:
+        """The machine's readings taken around ``work``'s runs of ``kind`` (all: None)."""
+        return [probe for probe in self.results.probes
+                if work is None or (probe.kind, probe.work) == (kind, work)]  # fmt: skip
+
+    def capacity(self, work: str | None = None, kind: str = "matrix") -> float | None:
+        """The median capacity the machine delivered around ``work`` (else over the whole
+        run; None: never read)."""
+        readings = self.probes(work, kind) or self.probes()
+        return median([probe.capacity for probe in readings]) if readings else None
 
     def best(self, model: str, work: str) -> tuple[Any, float]:
         """The level compared and the median replies/s there (see ``compared``)."""

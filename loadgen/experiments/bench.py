@@ -8,6 +8,12 @@ level, model after model. This machine's speed drifts within seconds, so models 
 minutes apart would be compared on different machines; idle servers block in recvfrom (or wait
 in their event loop) and cost nothing.
 
+Each point is measured once its rate has settled (the engine's warm-up rule) and over a window
+that holds at least ``min_replies`` replies. A run the machine disturbed (busy, or doing the CPU
+work well below its calibrated speed: ``analysis.expectations.disturbances``) is measured again,
+``retries`` times at most, every attempt kept. Between rounds a capacity probe reads what the
+machine could deliver then (``harness.capacity``), so that a speed-up can be judged against it.
+
 On the same servers, the load sweep: latency against offered load (open loop at fractions of
 the capacity the matrix just measured). Then throughput against cores (servers pinned to 1..K
 cores with the CPU workload), and a traced burst per model for the timeline (timeline.json).
@@ -21,12 +27,15 @@ import contextlib
 import os
 import statistics
 import sys
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency
 from loadgen.analysis.results import (
     LoadResult,
+    MachineProbe,
     MachineWindow,
     Metadata,
     Ready,
@@ -42,6 +51,7 @@ from loadgen.experiments.timeline import record_timeline
 from loadgen.generator import engine, runner
 from loadgen.generator.cluster import DaskRunner
 from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.capacity import Probe
 from loadgen.harness.machine import MachineSample, machine_sample, machine_window, metadata
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import Sample, ServerProcess, cpu_window, start_model
@@ -55,9 +65,14 @@ class BenchSettings:
     models: list[str] = field(default_factory=lambda: list(MODELS))
     works: list[str] = field(default_factory=lambda: ["echo", "cpu=2ms", "io=5ms", "block=5ms"])
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
-    trials: int = 3
+    trials: int = 3  # rounds: every model's point once per round, in turns
     duration: float = 0.6
-    warmup: float = 0.15
+    warmup: float = 0.15  # the least warm-up; it ends once the rate settles ...
+    warmup_max: float = 1.0  # ... or at this at the latest
+    min_replies: int = 200  # a window holds at least this many replies ...
+    duration_max: float = 3.0  # ... unless that would take longer than this
+    retries: int = EXPECTED.retries  # a disturbed run measured again, at most this often
+    probe: bool = True  # read the machine's capacity between rounds
     workers: int = 8
     load_sweep: list[int] = field(default_factory=lambda: [25, 50, 75, 90, 100, 120])
     # block=5ms tells nothing new about queueing that io=5ms does not: left out of the sweep
@@ -66,6 +81,7 @@ class BenchSettings:
     core_sweep: bool = True
     core_work: str = "cpu=2ms"
     core_concurrency: int = 16
+    core_trials: int | None = None  # rounds of the core sweep (None: trials)
     timeline: bool = True  # trace one burst per model: who runs when
     timeline_works: list[str] = field(default_factory=lambda: list(TIMELINE_WORKS))
     timeline_repeat: int = 5  # bursts per model and work, the median one kept
@@ -78,10 +94,13 @@ class BenchSettings:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # quick: every workload and figure, few points, the timeline's two lessons; under a minute
-    "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [1, 16], "trials": 1,
-              "duration": 0.25, "warmup": 0.05, "load_sweep": [50, 120],
-              "sweep_works": ["cpu=2ms", "io=5ms"],
+    # quick: every workload and figure, fewer points rather than shorter ones (16 clients,
+    # three short rounds, each model in turn, so a drift hits them all alike; one load sweep),
+    # the timeline's two lessons; under a minute
+    "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [16], "trials": 3,
+              "duration": 0.2, "warmup": 0.05, "warmup_max": 0.3, "min_replies": 60,
+              "duration_max": 0.6, "load_sweep": [50, 120], "sweep_works": ["cpu=2ms"],
+              "core_trials": 1,
               "timeline_works": ["cpu=20ms", "io=5ms"], "timeline_repeat": 3},
     "default": {},
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
@@ -138,10 +157,17 @@ def measure(
 
 
 class Bench:
-    def __init__(self, settings: BenchSettings, dask: DaskRunner | None = None):
-        self.settings, self.dask = settings, dask
+    """The bench's state: its settings, the servers up, the results file, the probe."""
+
+    def __init__(
+        self, settings: BenchSettings, results: ResultsFile, dask: DaskRunner | None = None,
+        probe: Probe | None = None,
+    ) -> None:  # fmt: skip
+        self.settings, self.results, self.dask, self.probe = settings, results, dask, probe
         self.servers: list[ServerProcess] = []
         self.done = 0
+        self.began = time.monotonic()
+        self.speed = results.results.metadata.iterations_per_second
         # With Dask the load comes from other hosts: they reach the servers at this machine's
         # address on the way to the scheduler, so the servers listen on every address.
         self.target = dask.local_address() if dask else None
@@ -180,17 +206,55 @@ class Bench:
         self.servers.clear()
 
     def loadgen_settings(self, server: ServerProcess, **changes: Any) -> engine.Settings:
+        s = self.settings
         base = engine.Settings(
             host=self.target or server.ready["host"], port=server.ready["port"], concurrency=1,
-            duration=self.settings.duration, warmup=self.settings.warmup,
-            timeout=self.settings.timeout,
+            duration=s.duration, warmup=s.warmup, warmup_max=s.warmup_max,
+            min_replies=s.min_replies, duration_max=s.duration_max, timeout=s.timeout,
         )  # fmt: skip
         return replace(base, **changes)
 
-    def print_run(self, run: Run, label: str) -> None:
+    def point(
+        self, server: ServerProcess, settings: engine.Settings, kind: str, trial: int,
+        label: str, cores: list[int] | None = None, **sweep: float,
+    ) -> Run:  # fmt: skip
+        """One point's trial: measured, and measured again while disturbed (``retries`` times
+        at most); every attempt is written, the last one counts."""
+        for attempt in range(self.settings.retries + 1):
+            run = replace(measure(server, settings, kind, trial, cores, self.dask, **sweep),
+                          attempt=attempt)  # fmt: skip
+            self.results.add_run(run)
+            reasons = disturbances(run, self.speed)
+            self.print_run(run, label, reasons)
+            if not reasons:
+                break
+        return run
+
+    def read_machine(self, kind: str, work: str, trial: int | None) -> None:
+        """A capacity reading between rounds, kept in the results file."""
+        if self.probe is None:
+            return
+        reading = self.probe.read()
+        probe = MachineProbe(
+            at_s=round(time.monotonic() - self.began, 3), kind=kind, work=work, trial=trial,
+            solo_rate=round(reading.solo_rate), parallel_rate=round(reading.parallel_rate),
+            workers=reading.workers, cpu_share=round(reading.cpu_share, 3),
+        )  # fmt: skip
+        self.results.add_probe(probe)
+        speed = f", one at {reading.solo_rate / self.speed:.0%} of its calibrated speed"
+        speed = speed if self.speed else ""
+        print(f"      machine: {reading.capacity:.2f} cores' worth of work with "
+              f"{reading.workers} busy{speed}", flush=True)  # fmt: skip
+
+    def print_run(self, run: Run, label: str, reasons: list[str]) -> None:
         self.done += 1
         loadgen, server = run.loadgen, run.server
         flag = "  (generator-limited)" if run.generator_limited else ""
+        done = efficiency(run, self.speed)
+        flag += f"  efficiency {done:.2f}" if done is not None else ""
+        if reasons:
+            again = "; measured again" if run.attempt < self.settings.retries else ""
+            flag += f"\n      disturbed: {'; '.join(reasons)}{again}"
         p50 = loadgen.latency_us.p50
         print(
             f"[{self.done:3}] {run.model:{NAME_WIDTH}} {run.work:13} {label:10} "
@@ -200,41 +264,40 @@ class Bench:
             flush=True,
         )
 
-    def workload(self, spec: str, work: str, results: ResultsFile) -> None:
+    def workload(self, spec: str, work: str) -> None:
         """One workload: its servers started, the matrix, then (if asked) the load sweep at
         fractions of the capacity the matrix just measured, on the same servers."""
         servers = self.start(work)
         try:
-            capacity = self.matrix(servers, results)
+            capacity = self.matrix(servers, work)
             if self.settings.load_sweep and spec in self.sweep_works():
-                self.load_sweep(servers, capacity, results)
+                self.load_sweep(servers, capacity)
         finally:
-            self.stop(servers, "matrix", results)
+            self.stop(servers, "matrix", self.results)
 
     def sweep_works(self) -> list[str]:
         chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
         return chosen or self.settings.works
 
-    def matrix(self, servers: dict[str, ServerProcess], results: ResultsFile) -> dict[str, float]:
-        """Closed loop; returns each model's capacity: its best median replies/s."""
+    def matrix(self, servers: dict[str, ServerProcess], work: str) -> dict[str, float]:
+        """Closed loop, in rounds (each model in turn), the machine read before the first and
+        after each; returns each model's capacity: its best median replies/s."""
         rates: dict[tuple[str, int], list[float]] = {}
+        self.read_machine("matrix", work, None)
         for trial in range(self.settings.trials):
             for level in self.settings.concurrency:
                 for model, server in servers.items():
                     settings = self.loadgen_settings(server, concurrency=level)
-                    run = measure(server, settings, "matrix", trial, None, self.dask)
-                    results.add_run(run)
+                    run = self.point(server, settings, "matrix", trial, f"c={level} t{trial + 1}")
                     rates.setdefault((model, level), []).append(run.loadgen.throughput_rps)
-                    self.print_run(run, f"c={level} t{trial + 1}")
+            self.read_machine("matrix", work, trial)
         return {
             model: max(statistics.median(rates[(model, level)])
                        for level in self.settings.concurrency)
             for model in servers
         }  # fmt: skip
 
-    def load_sweep(
-        self, servers: dict[str, ServerProcess], capacity: dict[str, float], results: ResultsFile
-    ) -> None:
+    def load_sweep(self, servers: dict[str, ServerProcess], capacity: dict[str, float]) -> None:
         """Open loop at each percentage of each model's own capacity."""
         for percent in self.settings.load_sweep:
             for model, server in servers.items():
@@ -242,12 +305,10 @@ class Bench:
                 settings = self.loadgen_settings(
                     server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
                 )
-                run = measure(server, settings, "load_sweep", 0, None, self.dask,
-                              offered_percent=percent, capacity_rps=capacity[model])  # fmt: skip
-                results.add_run(run)
-                self.print_run(run, f"{percent}% load")
+                self.point(server, settings, "load_sweep", 0, f"{percent}% load",
+                           offered_percent=percent, capacity_rps=capacity[model])  # fmt: skip
 
-    def core_sweep(self, exact: dict[str, str], results: ResultsFile) -> None:
+    def core_sweep(self, exact: dict[str, str]) -> None:
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         work = exact[self.settings.core_work]
         for count in range(1, len(allowed) + 1):
@@ -255,29 +316,28 @@ class Bench:
             servers = self.start(work, cores)
             # The generator keeps off the server's cores while there are others to run on.
             os.sched_setaffinity(0, allowed[count:] or allowed)
-            for trial in range(self.settings.trials):
+            for trial in range(self.settings.core_trials or self.settings.trials):
                 for server in servers.values():
                     settings = self.loadgen_settings(
                         server, concurrency=self.settings.core_concurrency
                     )
-                    run = measure(server, settings, "core_sweep", trial, cores, self.dask)
-                    results.add_run(run)
-                    self.print_run(run, f"{count} core(s)")
-            self.stop(servers, "core_sweep", results)
+                    self.point(server, settings, "core_sweep", trial, f"{count} core(s)", cores)
+            self.stop(servers, "core_sweep", self.results)
+            self.read_machine("core_sweep", work, count)
         if allowed:
             os.sched_setaffinity(0, allowed)
 
 
-def _the_matrix(bench: Bench, exact: dict[str, str], results: ResultsFile) -> None:
+def _the_matrix(bench: Bench, exact: dict[str, str]) -> None:
     """Every workload's matrix and sweeps, then the core sweep; the servers stopped after."""
     try:
         for spec in bench.settings.works:
-            bench.workload(spec, exact[spec], results)
+            bench.workload(spec, exact[spec])
         if bench.settings.core_sweep:
-            bench.core_sweep(exact, results)
+            bench.core_sweep(exact)
     except KeyboardInterrupt:  # the servers are stopped below, then the run ends with 130
-        runs = len(results.results.runs)
-        print(f"\ninterrupted: the {runs} finished runs are in {results.path}", file=sys.stderr)
+        runs, path = len(bench.results.results.runs), bench.results.path
+        print(f"\ninterrupted: the {runs} finished runs are in {path}", file=sys.stderr)
         raise
     finally:
         bench.stop_all()
@@ -297,8 +357,11 @@ def run_bench(settings: BenchSettings) -> Path:
         print(f"previous results moved to {archived}", flush=True)
     for spec, figures in calibration.measured.items():
         print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
-    with DaskRunner(settings.dask) if settings.dask else contextlib.nullcontext() as dask:
-        _the_matrix(Bench(settings, dask), exact, results)
+    with (
+        DaskRunner(settings.dask) if settings.dask else contextlib.nullcontext() as dask,
+        Probe() if settings.probe else contextlib.nullcontext() as probe,
+    ):
+        _the_matrix(Bench(settings, results, dask, probe), exact)
     print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)

@@ -1,28 +1,36 @@
-"""python -m loadgen demo: every model one after another, live, for a classroom.
+"""python -m loadgen demo: every model in turns, live, for a classroom.
 
     python -m loadgen demo [--models a,b] [--work cpu=2ms io=5ms] [--seconds 2] [--clients 16]
+                           [--rounds 3]
 
-For each workload, each model gets a fresh server and the same closed-loop load; while it runs,
-a live table shows its replies per second and the cores the server uses, with a caption of what
-to look at. At the end, a side-by-side table. Without a terminal (CI, a pipe) it prints plain
-progress lines and the same final table.
+For each workload, every model's server is started at once; then the same closed-loop load
+visits them in turns, in ``--rounds`` short rounds (``--seconds`` per model in all), so that a
+drift of the machine's speed hits every model alike. Before each round a capacity probe reads
+what the machine could deliver then (two processes of the same pure-Python work against one).
+While a model runs, a live table shows its replies per second (the median of its rounds so
+far) and the cores the server uses, with a caption of what to look at. At the end, a
+side-by-side table with each figure's spread over the rounds, and a verdict per model for CPU
+work against what the machine delivered: nothing silently wrong. Without a terminal (CI, a
+pipe) it prints plain progress lines and the same final table.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
-import time
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from loadgen.analysis.expectations import EXPECTED
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.capacity import Probe
 from loadgen.harness.pythons import runnable
-from loadgen.harness.server import cpu_window, start_model
+from loadgen.harness.server import ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
 from servers.work import parse
 
@@ -48,20 +56,26 @@ def bar(value: float, top: float) -> str:
 
 
 class Scoreboard:
-    """What the room sees: a row per model, the one running now updated live."""
+    """What the room sees: a row per model (the median of its rounds so far, and their spread),
+    the one running now updated live, and what the machine delivered."""
 
     def __init__(self, models: list[str], spec: str, cores: int, clients: int):
         self.models, self.spec, self.cores, self.clients = models, spec, cores, clients
         self.rows: dict[str, dict[str, float]] = {}
         self.current = ""
+        self.capacity: list[float] = []  # the machine's readings, one before each round
 
     def table(self) -> Table:
         now = caption(self.spec, self.current, self.clients) if self.current else ""
-        table = Table(title=f"{self.spec}: the same load on each model in turn", expand=False,
+        machine = (f"; the machine: {statistics.median(self.capacity):.2f} cores' worth of work"
+                   if self.capacity else "")  # fmt: skip
+        title = f"{self.spec}: the same load on each model in turn{machine}"
+        table = Table(title=title, expand=False,
                       caption=f"▶ {self.current}: {now}" if now else None)  # fmt: skip
         table.add_column("model", style="bold", no_wrap=True)
         table.add_column("replies/s", justify="right", no_wrap=True)
         table.add_column("", no_wrap=True)
+        table.add_column("rounds", justify="right", no_wrap=True)
         table.add_column("cores", justify="right", no_wrap=True)
         table.add_column("", no_wrap=True)
         top = max((row["rate"] for row in self.rows.values()), default=1.0) or 1.0
@@ -69,69 +83,110 @@ class Scoreboard:
             row = self.rows.get(model)
             mark = "▶ " if model == self.current else ""
             if row is None:
-                table.add_row(mark + model, "", "", "", "")
+                table.add_row(mark + model, "", "", "", "", "")
                 continue
+            spread = f"{row['low']:,.0f}-{row['high']:,.0f}" if "low" in row else ""
             table.add_row(
-                mark + model, f"{row['rate']:,.0f}", bar(row["rate"], top),
+                mark + model, f"{row['rate']:,.0f}", bar(row["rate"], top), spread,
                 f"{row['cores']:.2f}", bar(row["cores"], self.cores),
             )  # fmt: skip
         return table
 
 
-def run_one(
-    model: str, exact_spec: str, seconds: float, clients: int, board: Scoreboard, live: Any,
-    python: str | None = None,
-) -> dict[str, float]:  # fmt: skip
-    """Serve `exact_spec` (the calibrated form of board.spec) with `model` and measure it."""
-    spec = board.spec
-    with start_model(model, exact_spec, WORKERS, python=python) as server:
-        server.wait_ready()
-        settings = Settings(*server.address, concurrency=clients,
-                            duration=seconds, warmup=0.3, timeout=1.0)  # fmt: skip
-        last: dict[str, Any] = {}
-        window: dict[str, Any] = {}  # the first and the latest sample while measuring
-        board.current = model
+def run_one(server: ServerProcess, seconds: float, clients: int) -> dict[str, float]:
+    """One round of ``server.model``'s share of the load: its replies/s and the server's cores
+    over exactly the measured window (sampled at its edges)."""
+    settings = Settings(*server.address, concurrency=clients, duration=seconds, warmup=0.1,
+                        warmup_max=0.4, timeout=1.0)  # fmt: skip
+    edges: dict[str, Any] = {}
+    result = runner.run_here(settings, on_window=lambda edge: edges.update({edge: server.sample()}))
+    cores = cpu_window(edges["start"], edges["end"])["cores_used"] if len(edges) == 2 else None
+    return {"rate": result["throughput_rps"], "cores": max(0.0, cores or 0.0)}
 
-        def update(elapsed: float, counts: dict[str, int], started: bool) -> None:
-            if not counts["measuring"]:
-                return
-            now, sample = time.monotonic(), server.sample()
-            window.setdefault("first", sample)
-            window["last"] = sample
-            if not last:  # the measured window just opened: start counting from here
-                last.update(time=now, cpu=sample, received=counts["received"])
-                return
-            span = now - last["time"]
-            if span < 0.2:
-                return
-            busy = max(0.0, cpu_window(last["cpu"], sample)["cores_used"] or 0.0)
-            rate = (counts["received"] - last["received"]) / span
-            last.update(time=now, cpu=sample, received=counts["received"])
-            board.rows[model] = {"rate": rate, "cores": busy}
-            if live is not None:
-                live.update(board.table())
-            else:
-                print(f"  {spec:8} {model:{NAME_WIDTH}} {elapsed:4.1f} s: {rate:8,.0f} replies/s, "
-                      f"{busy:.2f} cores", flush=True)  # fmt: skip
 
-        result = runner.run(settings, update)
-        cores = 0.0
-        if "first" in window:
-            cores = max(0.0, cpu_window(window["first"], window["last"])["cores_used"] or 0.0)
-        final = {"rate": result["throughput_rps"], "cores": cores}
-        board.rows[model] = final
-        if live is not None:
-            live.update(board.table())
+def summarise(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """A model's rounds as the board shows them: the medians and the spread of replies/s."""
+    rates = [r["rate"] for r in rounds]
+    return {"rate": statistics.median(rates), "low": min(rates), "high": max(rates),
+            "cores": statistics.median(r["cores"] for r in rounds)}  # fmt: skip
+
+
+def verdicts(
+    spec: str, exact_spec: str, rounds: dict[str, list[dict[str, float]]],
+    capacity: float | None, base: str | None,
+) -> list[str]:  # fmt: skip
+    """For CPU work: each model's speed-up over the baseline (the median over rounds of the
+    ratio within a round), against what the registry expects and the machine delivered."""
+    if base is None or not parse(exact_spec).cpu_iterations or base not in rounds:
+        return []
+    lines = []
+    if capacity is not None:
+        lines.append(f"{spec}: the machine delivered {capacity:.2f} cores' worth of the same "
+                     f"work with every core busy (median of its readings).")  # fmt: skip
+    for model, mine in rounds.items():
+        if model == base or model not in MODELS:
+            continue
+        ratios = [m["rate"] / b["rate"] for m, b in zip(mine, rounds[base], strict=False)
+                  if b["rate"]]  # fmt: skip
+        if not ratios:
+            continue
+        ratio, spread = statistics.median(ratios), f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
+        if MODELS[model].computes_in_parallel(True):
+            share = ratio / capacity if capacity else None
+            of = f", {share:.2f} of what the machine delivered" if share is not None else ""
+            ok = share is None or share >= EXPECTED.capacity_share
+            word = "in parallel" if ok else "short of parallel: see the machine's figure above"
+            lines.append(f"  {model:{NAME_WIDTH}} {ratio:.2f}x {base} ({spread}){of}: {word}")
         else:
-            print(f"  {spec:8} {model:{NAME_WIDTH}} done: {final['rate']:8,.0f} replies/s, "
-                  f"{cores:.2f} cores", flush=True)  # fmt: skip
-        server.stop_or_none()
-        return final
+            ok = ratio <= EXPECTED.turns_speedup
+            word = "took turns on one core" if ok else "faster than taking turns allows"
+            lines.append(f"  {model:{NAME_WIDTH}} {ratio:.2f}x {base} ({spread}): {word}")
+    return lines
+
+
+def serve_work(
+    spec: str, exact_spec: str, models: list[str], settings: dict[str, Any], probe: Probe | None,
+    live: Live | None,
+) -> tuple[dict[str, list[dict[str, float]]], list[float]]:  # fmt: skip
+    """Every model's server up at once, then ``rounds`` rounds of each in turn, the machine
+    read before each; the rounds of every model, and the readings."""
+    board = settings["board"]
+    rounds: dict[str, list[dict[str, float]]] = {model: [] for model in models}
+    servers = [start_model(model, exact_spec, WORKERS, python=settings["python"])
+               for model in models]  # fmt: skip
+    try:
+        for server in servers:
+            server.wait_ready()
+        for _ in range(settings["rounds"]):
+            if probe is not None:
+                board.capacity.append(probe.read().capacity)
+            for server in servers:
+                board.current = server.model
+                if live is not None:
+                    live.update(board.table())
+                rounds[server.model].append(
+                    run_one(server, settings["seconds"], settings["clients"])
+                )
+                board.rows[server.model] = summarise(rounds[server.model])
+                if live is not None:
+                    live.update(board.table())
+                else:
+                    done, row = rounds[server.model], board.rows[server.model]
+                    print(f"  {spec:8} {server.model:{NAME_WIDTH}} round {len(done)}: "
+                          f"{done[-1]['rate']:8,.0f} replies/s (median so far "
+                          f"{row['rate']:,.0f}), {row['cores']:.2f} cores", flush=True)  # fmt: skip
+        board.current = ""
+    finally:
+        for server in servers:
+            server.request_stop()
+        for server in servers:
+            server.stop_or_none()
+    return rounds, board.capacity
 
 
 def main(
     models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.0,
-    clients: int = 16, python: str | None = None,
+    clients: int = 16, python: str | None = None, rounds: int = 3,
 ) -> int:  # fmt: skip
     _, models, _ = runnable(python, models, say=sys.stderr)
     works = works or ["cpu=2ms", "io=5ms"]
@@ -140,29 +195,50 @@ def main(
     cores = available_cores()
     exact = calibrate_works(works).exact
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for spec in works:
-        board = Scoreboard(models, spec, cores, clients)
-        results[spec] = {}
-        if terminal:
-            with Live(board.table(), console=console, refresh_per_second=4) as live:
+    judged: list[str] = []
+    base = next((m for m in models if m in MODELS and MODELS[m].baseline), None)
+    with Probe() if cores > 1 else _no_probe() as probe:
+        for spec in works:
+            board = Scoreboard(models, spec, cores, clients)
+            settings = {"board": board, "python": python, "rounds": rounds,
+                        "seconds": seconds / rounds, "clients": clients}  # fmt: skip
+            if terminal:
+                with Live(board.table(), console=console, refresh_per_second=4) as live:
+                    per_model, readings = serve_work(spec, exact[spec], models, settings, probe,
+                                                     live)  # fmt: skip
+                    live.update(board.table())
+            else:
+                print(f"{spec}: {clients} clients, {seconds:g} s per model in {rounds} rounds",
+                      flush=True)  # fmt: skip
                 for model in models:
-                    results[spec][model] = run_one(model, exact[spec], seconds, clients,
-                                                   board, live, python)  # fmt: skip
-                board.current = ""
-                live.update(board.table())
-        else:
-            print(f"{spec}: {clients} clients, {seconds:g} s per model", flush=True)
-            for model in models:
-                print(f"  {model}: {caption(spec, model, clients) or 'the same load'}", flush=True)
-                results[spec][model] = run_one(model, exact[spec], seconds, clients, board, None,
-                                               python)  # fmt: skip
-    final = Table(title="Side by side: replies/s (server cores)")
+                    print(f"  {model}: {caption(spec, model, clients) or 'the same load'}",
+                          flush=True)  # fmt: skip
+                per_model, readings = serve_work(spec, exact[spec], models, settings, probe, None)
+            results[spec] = {model: summarise(r) for model, r in per_model.items() if r}
+            capacity = statistics.median(readings) if readings else None
+            judged += verdicts(spec, exact[spec], per_model, capacity, base)
+    final = Table(
+        title="Side by side: replies/s, median of the rounds (their spread; server cores)"
+    )
     final.add_column("model", style="bold")
     for spec in works:
         final.add_column(spec, justify="right")
     for model in models:
-        cells = [f"{results[s][model]['rate']:,.0f} ({results[s][model]['cores']:.2f})"
+        cells = [f"{results[s][model]['rate']:,.0f} ({results[s][model]['low']:,.0f}-"
+                 f"{results[s][model]['high']:,.0f}; {results[s][model]['cores']:.2f})"
                  for s in works]  # fmt: skip
         final.add_row(model, *cells)
     console.print(final)
+    for line in judged:
+        console.print(line, highlight=False)
     return 0
+
+
+class _no_probe:
+    """One core: nothing to compare a core with."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        pass

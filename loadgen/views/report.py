@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.expectations import EXPECTED, busy_reasons, other_cores
+from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, other_cores
 from loadgen.analysis.results import Metadata, Results, Run, load, load_timeline
 from loadgen.analysis.summary import (
+    Point,
     Summary,
     baseline_of,
     expects_overlap,
@@ -75,31 +76,76 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     return lines + limited_findings(summary, work, models)
 
 
+def _rounds(ratios: list[float]) -> str:
+    """The spread of a speed-up over the rounds, for a sentence."""
+    if len(ratios) < 2:
+        return "one round, so no spread was measured"
+    return f"{len(ratios)} rounds: {min(ratios):.2f}-{max(ratios):.2f}x"
+
+
+def _agreement(ratios: list[float], above: float) -> str:
+    """Whether every round falls on the verdict's side of ``above`` (beyond the noise)."""
+    if len(ratios) < 2:
+        return ""
+    side = [ratio >= above for ratio in ratios]
+    if all(side) or not any(side):
+        return ", every round on the same side, beyond the noise of this run"
+    return (f"; only {max(sum(side), len(side) - sum(side))} of {len(side)} rounds agree: "
+            f"within the noise of this run")  # fmt: skip
+
+
+def _evidence(summary: Summary, point: Point) -> str:
+    """What disturbed a point's counted trials, for a sentence (empty: nothing did)."""
+    reasons = [f"round {run.trial + 1}: {'; '.join(disturbances(run, point.iterations_per_second))}"
+               for run in point.disturbed]  # fmt: skip
+    return (
+        f" Its runs were disturbed even after {EXPECTED.retries} retries ({'; '.join(reasons)})."
+        if reasons
+        else ""
+    )
+
+
 def cpu_findings(summary: Summary, work: str, base_model: str, others: list[str]) -> list[str]:
-    """CPU work: did each model compute in parallel, or take turns, as expected of it here?"""
-    base = max(summary.compared(base_model, work).rate, 1e-9)
+    """CPU work: did each model compute in parallel, or take turns, as expected of it here?
+    Each speed-up is the median over rounds of the model's rate over the baseline's in the
+    same round, judged against what the machine delivered then (its capacity), with the
+    spread over the rounds."""
     no_gil = "" if summary.metadata.gil_enabled else " on this free-threaded build (no GIL)"
     turns = EXPECTED.turns_speedup, EXPECTED.turns_cores
+    capacity = summary.capacity(work)
+    floor = max(EXPECTED.parallel_speedup, EXPECTED.capacity_share * (capacity or 0))
     lines = []
+    if capacity is not None and capacity < EXPECTED.parallel_speedup:
+        lines.append(f"The machine itself delivered only {capacity:.2f} cores' worth of work "
+                     f"around these runs: it could not show CPU work done in parallel "
+                     f"then.")  # fmt: skip
     for m in others:
         point = summary.compared(m, work)
-        ratio, cores = point.rate / base, point.server_cores
+        ratios = summary.round_ratios(m, base_model, work) or [
+            point.rate / max(summary.compared(base_model, work).rate, 1e-9)
+        ]
+        ratio, cores = median(ratios), point.server_cores
         expected = expects_parallel(m, summary.metadata)
         where = f"on {cores:.1f} cores in {_processes(point.processes)}"
-        if expected and ratio >= EXPECTED.parallel_speedup:
+        share = (f", {ratio / capacity:.2f} of the {capacity:.2f}x the machine delivered then"
+                 if capacity else "")  # fmt: skip
+        spread = _rounds(ratios)
+        if expected and ratio >= floor:
             lines.append(f"{m} ran the CPU work in parallel{no_gil}: {ratio:.2f}x the "
-                         f"{base_model} loop {where}.")  # fmt: skip
+                         f"{base_model} loop ({spread}{_agreement(ratios, floor)}) {where}"
+                         f"{share}.")  # fmt: skip
         elif expected:
             lines.append(f"Unlike the expectation that {m} runs CPU work in parallel"
                          f"{no_gil}, it reached only {ratio:.2f}x the {base_model} loop "
-                         f"here ({where}).")  # fmt: skip
+                         f"here ({spread}) {where}{share}.{_evidence(summary, point)}")  # fmt: skip
         elif expected is False and ratio <= turns[0] and cores <= turns[1]:
-            lines.append(f"{m} did not speed up the CPU work ({ratio:.2f}x, {cores:.1f} cores): "
-                         f"its requests took turns on one core.")  # fmt: skip
+            lines.append(f"{m} did not speed up the CPU work ({ratio:.2f}x, {spread}"
+                         f"{_agreement(ratios, turns[0])}; {cores:.1f} cores): its requests "
+                         f"took turns on one core.")  # fmt: skip
         elif expected is False:
             lines.append(f"Unlike the expectation that the requests of {m} take turns on one "
-                         f"core, it reached {ratio:.2f}x the {base_model} loop "
-                         f"{where}.")  # fmt: skip
+                         f"core, it reached {ratio:.2f}x the {base_model} loop ({spread}) "
+                         f"{where}.{_evidence(summary, point)}")  # fmt: skip
     return lines
 
 
@@ -228,6 +274,7 @@ def core_sweep_findings(summary: Summary) -> list[str]:
              + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
                          f"({f'{hi / lo:.2f}x' if lo else 'no reply on the fewest cores'})"
                          for m, _, _, lo, hi in changes) + "."]  # fmt: skip
+    lines += disagreement_findings(summary, work, changes[0][2])
     for model, _, _, low, high in changes:
         gain = high / low if low else 0
         expected = expects_parallel(model, summary.metadata)
@@ -237,6 +284,43 @@ def core_sweep_findings(summary: Summary) -> list[str]:
         if expected is False and gain > EXPECTED.core_gain:
             lines.append(f"Unlike the expectation of a flat line for requests that take turns on "
                          f"one core, {model} gained {gain:.2f}x with more cores here.")  # fmt: skip
+    return lines
+
+
+def disagreement_findings(summary: Summary, work: str, cores: int) -> list[str]:
+    """The speed-up over the baseline on every core, measured twice: by the matrix and by the
+    core sweep on its most cores. Where the two differ by more than ``disagreement``, say so,
+    with each side's work efficiency and the machine's capacity around each."""
+    if work not in summary.works("matrix"):
+        return []
+    base_model = baseline_of(summary.models("core_sweep", work))
+    if base_model is None or cores not in summary.levels("core_sweep", base_model, work):
+        return []
+    base_sweep = summary.rate("core_sweep", base_model, work, cores)
+    base_matrix = summary.compared(base_model, work).rate
+    lines = []
+    for model in summary.models("core_sweep", work):
+        if model == base_model or cores not in summary.levels("core_sweep", model, work):
+            continue
+        sweep = summary.point("core_sweep", model, work, cores)
+        matrix = summary.compared(model, work)
+        a, b = matrix.rate / max(base_matrix, 1e-9), sweep.rate / max(base_sweep, 1e-9)
+        if abs(a - b) <= EXPECTED.disagreement * max(a, b):
+            continue
+        evidence = []
+        for name, point, kind in (
+            ("matrix", matrix, "matrix"),
+            ("core sweep", sweep, "core_sweep"),
+        ):
+            done = point.efficiency
+            capacity = summary.capacity(work, kind)
+            evidence.append(f"the {name}'s work efficiency {done:.2f}" if done else f"the {name}'s")
+            if capacity:
+                evidence[-1] += f" with the machine at {capacity:.2f} cores' worth"
+        lines.append(f"Two measurements of one quantity disagree for {model}: the closed loop "
+                     f"gave {a:.2f}x the {base_model} loop, the core sweep on {cores} cores "
+                     f"{b:.2f}x (more than {EXPECTED.disagreement:.0%} apart). The machine "
+                     f"differed between them: {'; '.join(evidence)}.")  # fmt: skip
     return lines
 
 
@@ -328,33 +412,68 @@ def sample_findings(summary: Summary) -> list[str]:
             f"figures as rough; a longer --duration gives more samples."]  # fmt: skip
 
 
-def _busy_run(metadata: Metadata, run: Run) -> str:
-    machine = run.machine
-    assert machine is not None
-    return (f"{_where(metadata, run.kind, run.model, run.work, run.level)}, trial "
-            f"{run.trial + 1}: {', '.join(busy_reasons(run))}, load average "
-            f"{machine.load_1m_end:.1f} on {machine.cpus} CPUs")  # fmt: skip
+def _attempts(summary: Summary, run: Run) -> str:
+    """One disturbed attempt named, its evidence, and what came of measuring it again."""
+    where = _where(summary.metadata, run.kind, run.model, run.work, run.level)
+    reasons = "; ".join(disturbances(run, summary.iterations_per_second))
+    return f"{where}, round {run.trial + 1}, attempt {run.attempt + 1}: {reasons}"
+
+
+def machine_findings(summary: Summary) -> list[str]:
+    """The machine during the run: its capacity and speed between rounds, the work efficiency
+    of the runs, how busy it was, and which runs were disturbed and measured again."""
+    results, speed = summary.results, summary.iterations_per_second
+    lines = []
+    probes = results.probes
+    if probes:
+        capacity = [probe.capacity for probe in probes]
+        lines.append(f"Between rounds, {len(probes)} readings of the machine: "
+                     f"{probes[0].workers} processes of the servers' pure-Python work did "
+                     f"{median(capacity):.2f}x one (median; {min(capacity):.2f}-"
+                     f"{max(capacity):.2f}), the most any model could speed up CPU work "
+                     f"here.")  # fmt: skip
+        if speed:
+            solo = [probe.solo_rate / speed for probe in probes]
+            lines.append(f"One process alone ran at {min(solo):.0%}-{max(solo):.0%} of the "
+                         f"calibrated speed (median {median(solo):.0%}): how far the "
+                         f"machine's speed drifted during the run.")  # fmt: skip
+    else:
+        lines.append("The machine's capacity was not read during this run (a file from "
+                     "before the readings, or --no-probe).")  # fmt: skip
+    done = [e for run in results.counted if (e := efficiency(run, speed)) is not None]
+    if done:
+        lines.append(f"Work efficiency (the calibrated CPU per request over the server CPU "
+                     f"spent per reply) of the {len(done)} runs with CPU work: median "
+                     f"{median(done):.2f}, {min(done):.2f}-{max(done):.2f}; below "
+                     f"{EXPECTED.efficiency:g} a run counts as disturbed.")  # fmt: skip
+    lines += busy_findings(summary)
+    again = results.superseded
+    if again:
+        lines.append(f"{len(again)} disturbed attempt{'s were' if len(again) > 1 else ' was'} "
+                     f"measured again: {_listed([_attempts(summary, run) for run in again])}."
+                     )  # fmt: skip
+    still = [run for run in results.counted if disturbances(run, speed)]
+    if still:
+        lines.append(f"{len(still)} run{'s' if len(still) > 1 else ''} stayed disturbed after "
+                     f"every retry and count as they are: "
+                     f"{_listed([_attempts(summary, run) for run in still])}. Read their "
+                     f"figures as the machine's as much as the model's.")  # fmt: skip
+    elif results.runs and not again:
+        lines.append("No run was disturbed.")
+    return lines
 
 
 def busy_findings(summary: Summary) -> list[str]:
-    """Runs taken while the machine was busy; nothing at all for a file that cannot tell."""
-    measured = [run for run in summary.results.runs if run.machine is not None]
+    """How busy the machine was over the runs' windows; nothing for a file that cannot tell."""
+    measured = [run for run in summary.results.counted if run.machine is not None]
     if not measured:
         return []
-    rule = (f"CPU steal above {EXPECTED.steal_share:.0%} of the run's window, or processes "
-            f"outside the bench using more than {EXPECTED.other_cores:g} cores")  # fmt: skip
-    busy = [run for run in measured if busy_reasons(run)]
-    if not busy:
-        steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
-        others = max(0.0, *(other_cores(run) or 0 for run in measured))
-        return [f"No run was taken while the machine was busy ({rule}): steal reached at most "
-                f"{steal:.1%} of a window, other processes at most {others:.1f} "
-                f"cores."]  # fmt: skip
-    were = "was" if len(busy) == 1 else "were"
-    return [f"{len(busy)} of {len(measured)} runs {were} taken while the machine was busy "
-            f"({rule}): {_listed([_busy_run(summary.metadata, run) for run in busy])}. Their "
-            f"figures tell about the neighbours as much as about the model: measure them "
-            f"again on a quiet machine."]  # fmt: skip
+    steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
+    others = max(0.0, *(other_cores(run) or 0 for run in measured))
+    return [f"Over the runs' windows, CPU steal reached at most {steal:.1%} and processes "
+            f"outside the bench used at most {others:.1f} cores (busy: steal above "
+            f"{EXPECTED.steal_share:.0%} or others above {EXPECTED.other_cores:g} "
+            f"cores)."]  # fmt: skip
 
 
 # ---- the document ----------------------------------------------------------------------------
@@ -366,7 +485,8 @@ def table(summary: Summary, work: str) -> list[str]:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     points = [summary.compared(model, work) for model in summary.models("matrix", work)]
     for p in points:
-        mark = (" (generator-limited)" if p.limited else "") + (" (busy)" if p.busy else "")
+        mark = " (generator-limited)" if p.limited else ""
+        mark += " (disturbed)" if p.disturbed else ""
         few = f" ({p.fewest_samples:,} samples)" if p.fewest_samples is not None else ""
         rows.append(
             f"| {p.model} | {p.rate:,.0f}{mark} | {p.level} | {p.p50_us / 1000:.2f} "
@@ -378,8 +498,9 @@ def table(summary: Summary, work: str) -> list[str]:
         rows += ["", f"A p99 with a count of samples was drawn from fewer than "
                  f"{EXPECTED.p99_samples:,} in at least one trial (the fewest is shown): its "
                  f"slowest 1% is fewer than {EXPECTED.p99_samples // 100} requests."]  # fmt: skip
-    if any(p.busy for p in points):
-        rows += ["", "(busy): at least one trial ran while the machine was busy (see above)."]
+    if any(p.disturbed for p in points):
+        rows += ["", "(disturbed): at least one trial stayed disturbed after every retry (see "
+                 "the machine during this run)."]  # fmt: skip
     return rows
 
 
@@ -433,8 +554,10 @@ def render(results: Results, figures: list[str], timeline: dict[str, Any] | None
     findings = [sentence for work in summary.works()
                 for sentence in workload_findings(summary, work)]  # fmt: skip
     findings += sweep_findings(summary) + timeline_findings(timeline) + noise_finding(summary)
-    findings += sample_findings(summary) + busy_findings(summary)
+    findings += sample_findings(summary)
     lines += [f"- {sentence}" for sentence in findings]
+    lines += ["", "## The machine during this run", ""]
+    lines += [f"- {sentence}" for sentence in machine_findings(summary)]
     for work in summary.works():
         lines += ["", f"## {results.metadata.work_label(work)}", "", *table(summary, work)]
     if figures:
