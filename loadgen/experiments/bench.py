@@ -73,6 +73,7 @@ class BenchSettings:
     duration_max: float = 3.0  # ... unless that would take longer than this
     retries: int = EXPECTED.retries  # a disturbed run measured again, at most this often
     probe: bool = True  # read the machine's capacity between rounds
+    probe_phase: float = 0.1  # seconds of each of a reading's two phases
     workers: int = 8
     load_sweep: list[int] = field(default_factory=lambda: [25, 50, 75, 90, 100, 120])
     # block=5ms tells nothing new about queueing that io=5ms does not: left out of the sweep
@@ -98,9 +99,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # three short rounds, each model in turn, so a drift hits them all alike; one load sweep),
     # the timeline's two lessons; under a minute
     "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [16], "trials": 3,
-              "duration": 0.2, "warmup": 0.05, "warmup_max": 0.3, "min_replies": 60,
+              "duration": 0.2, "warmup": 0.05, "warmup_max": 0.3, "min_replies": 40,
               "duration_max": 0.6, "load_sweep": [50, 120], "sweep_works": ["cpu=2ms"],
-              "core_trials": 1,
+              "core_trials": 1, "probe_phase": 0.06,
               "timeline_works": ["cpu=20ms", "io=5ms"], "timeline_repeat": 3},
     "default": {},
     "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
@@ -359,7 +360,9 @@ def run_bench(settings: BenchSettings) -> Path:
         print(f"{spec} is {figures['iterations']} iterations for every model", flush=True)
     with (
         DaskRunner(settings.dask) if settings.dask else contextlib.nullcontext() as dask,
-        Probe() if settings.probe else contextlib.nullcontext() as probe,
+        Probe(phase_s=settings.probe_phase)
+        if settings.probe
+        else contextlib.nullcontext() as probe,
     ):
         _the_matrix(Bench(settings, results, dask, probe), exact)
     print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)

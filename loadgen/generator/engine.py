@@ -45,7 +45,7 @@ from servers.protocol import DEFAULT_PREFIX
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often
 PROGRESS_NS = 250_000_000
-LINGER_NS = 30_000_000  # after the last reply, how long stray duplicates are still counted
+LINGER_NS = 15_000_000  # after the last reply, how long stray duplicates are still counted
 PROGRESS_FIELDS = ("sent", "received", "lost", "measuring")
 NEVER = 1 << 62
 SETTLE_SLICE_NS = 25_000_000
