@@ -120,9 +120,10 @@ def disturbances(run: Run, iterations_per_second: float | None) -> list[str]:
     machine was busy, or it did the CPU work well below its calibrated speed."""
     reasons = busy_reasons(run)
     done = efficiency(run, iterations_per_second)
-    if done is not None and done < EXPECTED.efficiency and iterations_per_second:
+    if done is not None and done < EXPECTED.efficiency:
+        # efficiency() had both figures, so neither is None nor zero here
         spent = run.server.cores_used / run.loadgen.throughput_rps * 1e6  # type: ignore[operator]
-        calibrated = parse(run.work).cpu_iterations / iterations_per_second * 1e6  # type: ignore[operator]
+        calibrated = spent * done
         reasons.append(f"work efficiency {done:.2f} ({spent:,.0f} µs of server CPU per reply "
                        f"for {calibrated:,.0f} µs of calibrated work)")  # fmt: skip
     return reasons

@@ -586,7 +586,7 @@ class ResultsFile:
 
     def add_probe(self, probe: MachineProbe) -> None:
         self.results = replace(self.results, probes=(*self.results.probes, probe))
-        self._plain.setdefault("probes", []).append(probe.to_dict())
+        self._plain["probes"].append(probe.to_dict())
         self.save()
 
     def add_server(self, server: ServerRecord) -> None:

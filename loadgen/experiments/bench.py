@@ -242,8 +242,9 @@ class Bench:
             workers=reading.workers, cpu_share=round(reading.cpu_share, 3),
         )  # fmt: skip
         self.results.add_probe(probe)
-        speed = f", one at {reading.solo_rate / self.speed:.0%} of its calibrated speed"
-        speed = speed if self.speed else ""
+        speed = ""
+        if self.speed:
+            speed = f", one at {reading.solo_rate / self.speed:.0%} of its calibrated speed"
         print(f"      machine: {reading.capacity:.2f} cores' worth of work with "
               f"{reading.workers} busy{speed}", flush=True)  # fmt: skip
 

@@ -16,6 +16,7 @@ pipe) it prints plain progress lines and the same final table.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 from typing import Any
@@ -145,35 +146,33 @@ def verdicts(
 
 
 def serve_work(
-    spec: str, exact_spec: str, models: list[str], settings: dict[str, Any], probe: Probe | None,
-    live: Live | None,
-) -> tuple[dict[str, list[dict[str, float]]], list[float]]:  # fmt: skip
-    """Every model's server up at once, then ``rounds`` rounds of each in turn, the machine
-    read before each; the rounds of every model, and the readings."""
-    board = settings["board"]
-    rounds: dict[str, list[dict[str, float]]] = {model: [] for model in models}
-    servers = [start_model(model, exact_spec, WORKERS, python=settings["python"])
-               for model in models]  # fmt: skip
+    exact_spec: str, board: Scoreboard, probe: Probe | None, live: Live | None, *,
+    rounds: int, seconds: float, python: str | None,
+) -> dict[str, list[dict[str, float]]]:  # fmt: skip
+    """Every model's server up at once, then ``rounds`` rounds of each in turn for
+    ``seconds``, the machine read before each (into ``board.capacity``); every model's
+    rounds."""
+    spec, clients = board.spec, board.clients
+    done: dict[str, list[dict[str, float]]] = {model: [] for model in board.models}
+    servers = [start_model(model, exact_spec, WORKERS, python=python)
+               for model in board.models]  # fmt: skip
     try:
         for server in servers:
             server.wait_ready()
-        for _ in range(settings["rounds"]):
+        for _ in range(rounds):
             if probe is not None:
                 board.capacity.append(probe.read().capacity)
             for server in servers:
-                board.current = server.model
+                model = board.current = server.model
                 if live is not None:
                     live.update(board.table())
-                rounds[server.model].append(
-                    run_one(server, settings["seconds"], settings["clients"])
-                )
-                board.rows[server.model] = summarise(rounds[server.model])
+                done[model].append(run_one(server, seconds, clients))
+                row = board.rows[model] = summarise(done[model])
                 if live is not None:
                     live.update(board.table())
                 else:
-                    done, row = rounds[server.model], board.rows[server.model]
-                    print(f"  {spec:8} {server.model:{NAME_WIDTH}} round {len(done)}: "
-                          f"{done[-1]['rate']:8,.0f} replies/s (median so far "
+                    print(f"  {spec:8} {model:{NAME_WIDTH}} round {len(done[model])}: "
+                          f"{done[model][-1]['rate']:8,.0f} replies/s (median so far "
                           f"{row['rate']:,.0f}), {row['cores']:.2f} cores", flush=True)  # fmt: skip
         board.current = ""
     finally:
@@ -181,7 +180,7 @@ def serve_work(
             server.request_stop()
         for server in servers:
             server.stop_or_none()
-    return rounds, board.capacity
+    return done
 
 
 def main(
@@ -197,15 +196,14 @@ def main(
     results: dict[str, dict[str, dict[str, float]]] = {}
     judged: list[str] = []
     base = next((m for m in models if m in MODELS and MODELS[m].baseline), None)
-    with Probe() if cores > 1 else _no_probe() as probe:
+    # One core: nothing to compare a core with.
+    with Probe() if cores > 1 else contextlib.nullcontext() as probe:
         for spec in works:
             board = Scoreboard(models, spec, cores, clients)
-            settings = {"board": board, "python": python, "rounds": rounds,
-                        "seconds": seconds / rounds, "clients": clients}  # fmt: skip
+            plan = {"rounds": rounds, "seconds": seconds / rounds, "python": python}
             if terminal:
                 with Live(board.table(), console=console, refresh_per_second=4) as live:
-                    per_model, readings = serve_work(spec, exact[spec], models, settings, probe,
-                                                     live)  # fmt: skip
+                    per_model = serve_work(exact[spec], board, probe, live, **plan)
                     live.update(board.table())
             else:
                 print(f"{spec}: {clients} clients, {seconds:g} s per model in {rounds} rounds",
@@ -213,9 +211,9 @@ def main(
                 for model in models:
                     print(f"  {model}: {caption(spec, model, clients) or 'the same load'}",
                           flush=True)  # fmt: skip
-                per_model, readings = serve_work(spec, exact[spec], models, settings, probe, None)
+                per_model = serve_work(exact[spec], board, probe, None, **plan)
             results[spec] = {model: summarise(r) for model, r in per_model.items() if r}
-            capacity = statistics.median(readings) if readings else None
+            capacity = statistics.median(board.capacity) if board.capacity else None
             judged += verdicts(spec, exact[spec], per_model, capacity, base)
     final = Table(
         title="Side by side: replies/s, median of the rounds (their spread; server cores)"
@@ -232,13 +230,3 @@ def main(
     for line in judged:
         console.print(line, highlight=False)
     return 0
-
-
-class _no_probe:
-    """One core: nothing to compare a core with."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        pass

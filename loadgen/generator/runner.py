@@ -224,6 +224,7 @@ def merge(
         "rate": settings.rate if open_loop else None,
         "arrival": settings.arrival if open_loop else None,
         "duration_s": round(duration, 4),
+        # a Dask part booked as lost (cluster.py) reports no warm-up: the one asked stands in
         "warmup_s": round(max(part.get("warmup_s", settings.warmup) for part in parts), 4),
         "timeout_s": settings.timeout,
         "payload_size": settings.payload_size,
