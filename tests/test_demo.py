@@ -26,3 +26,23 @@ def test_captions_follow_the_options():
     assert "all 64 wait at once" in caption("io=5ms", "gevent", 64)
     assert "about 100 replies/s at most" in caption("io=10ms", "blocking", 16)
     assert caption("echo", "threads", 16) == ""  # nothing particular to look at
+
+
+def test_the_demo_judges_cpu_work_by_the_reports_rule():
+    """Parallel: at least the larger of the fixed floor and 0.8 of the machine's capacity, so
+    with no reading (one core) 1.0x is not called parallel; taking turns: about 1x."""
+    from loadgen.experiments.demo import verdicts
+
+    rounds = {"blocking": [{"rate": 500.0}] * 3, "processes": [{"rate": 500.0}] * 3,
+              "threads": [{"rate": 505.0}] * 3}  # fmt: skip
+    unread = "\n".join(verdicts("cpu=2ms", "cpu=20000it", rounds, None, "blocking"))
+    assert "processes       1.00x blocking" in unread and "short of parallel" in unread
+    assert "threads         1.01x blocking (rounds 1.01-1.01): took turns" in unread
+    faster = {**rounds, "processes": [{"rate": 900.0}] * 3}
+    judged = "\n".join(verdicts("cpu=2ms", "cpu=20000it", faster, 2.0, "blocking"))
+    assert "the machine delivered 2.00 cores' worth" in judged
+    assert (
+        "1.80x blocking (rounds 1.80-1.80), 0.90 of what the machine delivered: in parallel"
+        in judged
+    )
+    assert verdicts("io=5ms", "io=5ms", rounds, 2.0, "blocking") == []  # no CPU work, no verdict

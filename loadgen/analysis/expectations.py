@@ -102,6 +102,13 @@ def busy_reasons(run: Run) -> list[str]:
     return reasons
 
 
+def parallel_floor(capacity: float | None) -> float:
+    """The least speed-up over the baseline that counts as computing in parallel: the fixed
+    ``parallel_speedup``, or ``capacity_share`` of what the machine delivered (None: not
+    read), whichever is higher."""
+    return max(EXPECTED.parallel_speedup, EXPECTED.capacity_share * (capacity or 0.0))
+
+
 def efficiency(run: Run, iterations_per_second: float | None) -> float | None:
     """Calibrated CPU per request over the server CPU spent per reply (None: no CPU work, no
     calibration, or nothing measured). 1.0: the machine ran the work at its calibrated speed."""

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from loadgen.analysis.expectations import EXPECTED
+from loadgen.analysis.expectations import EXPECTED, parallel_floor
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.calibration import calibrate_works
@@ -135,7 +135,7 @@ def verdicts(
         if MODELS[model].computes_in_parallel(True):
             share = ratio / capacity if capacity else None
             of = f", {share:.2f} of what the machine delivered" if share is not None else ""
-            ok = share is None or share >= EXPECTED.capacity_share
+            ok = ratio >= parallel_floor(capacity)
             word = "in parallel" if ok else "short of parallel: see the machine's figure above"
             lines.append(f"  {model:{NAME_WIDTH}} {ratio:.2f}x {base} ({spread}){of}: {word}")
         else:

@@ -14,7 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, other_cores
+from loadgen.analysis.expectations import (
+    EXPECTED,
+    disturbances,
+    efficiency,
+    other_cores,
+    parallel_floor,
+)
 from loadgen.analysis.results import Metadata, Results, Run, load, load_timeline
 from loadgen.analysis.summary import (
     Point,
@@ -113,7 +119,7 @@ def cpu_findings(summary: Summary, work: str, base_model: str, others: list[str]
     no_gil = "" if summary.metadata.gil_enabled else " on this free-threaded build (no GIL)"
     turns = EXPECTED.turns_speedup, EXPECTED.turns_cores
     capacity = summary.capacity(work)
-    floor = max(EXPECTED.parallel_speedup, EXPECTED.capacity_share * (capacity or 0))
+    floor = parallel_floor(capacity)
     lines = []
     if capacity is not None and capacity < EXPECTED.parallel_speedup:
         lines.append(f"The machine itself delivered only {capacity:.2f} cores' worth of work "
