@@ -85,9 +85,9 @@ def test_a_run_on_a_busy_machine_is_flagged_and_the_quiet_ones_are_not():
     )
     runs[4]["machine"] = NEIGHBOUR  # threads, trial 2
     text = render(results(runs), [])
-    assert ("1 run stayed disturbed after every retry and count as they are: threads, echo, "
-            "16 clients, round 2, attempt 1: 0.9 cores used by other processes."
-            ) in text  # fmt: skip
+    assert ("1 run stayed disturbed and count as they are: threads, echo, 16 clients, round 2, "
+            "attempt 1: 0.9 cores used by other processes.") in text  # fmt: skip
+    assert "Not measured again (1 of them)" in text  # a first attempt that counts
     assert "(disturbed)" in row(text, "threads") and "(disturbed)" not in row(text, "blocking")
     runs[4]["machine"] = STOLEN
     text = render(results(runs), [])
@@ -108,7 +108,7 @@ def test_the_report_thresholds_come_from_the_one_table(monkeypatch):
     from loadgen.analysis import expectations
 
     runs = trials("blocking", "echo", 16, [400, 410], machine=NEIGHBOUR)
-    assert "2 runs stayed disturbed after every retry" in render(results(runs), [])
+    assert "2 runs stayed disturbed and count" in render(results(runs), [])
     looser = expectations.Expectations(other_cores=1.0)
     monkeypatch.setattr(expectations, "EXPECTED", looser)  # the verdict
     monkeypatch.setattr("loadgen.views.report.EXPECTED", looser)  # the sentence
@@ -171,6 +171,22 @@ def test_speed_ups_are_judged_against_the_machine_and_two_measurements_that_disa
         "Two measurements of one quantity disagree for processes: the closed loop gave "
         "1.41x the blocking loop, the core sweep on 2 cores 2.00x"
     ) in text
+
+
+def test_a_machine_that_delivered_one_core_gets_no_verdict_on_parallel_work_from_it():
+    probes = [{"at_s": 1.0, "kind": "matrix", "work": CPU, "trial": t, "solo_rate": 16e6,
+               "parallel_rate": 16.8e6, "workers": 2, "cpu_share": 0.5}
+              for t in (None, 0, 1)]  # fmt: skip
+    runs = (trials("blocking", CPU, 16, [400, 410, 405])
+            + trials("processes", CPU, 16, [410, 420, 415])
+            + trials("procpool", CPU, 16, [200, 210, 205]))  # fmt: skip
+    text = render(parse(results(runs).to_dict() | {"probes": probes}), [])
+    assert "The machine itself delivered only 1.05 cores' worth of work" in text
+    assert ("processes got what the machine had to give (1.02x the blocking loop, 3 rounds: "
+            "1.02-1.02x)") in text  # fmt: skip
+    assert "too little to tell parallel work from taking turns" in text
+    assert "Unlike the expectation that procpool runs CPU work in parallel" in text
+    assert "Unlike the expectation that processes" not in text
 
 
 def test_a_core_sweep_whose_fewest_cores_answered_nothing_is_reported_not_a_crash():

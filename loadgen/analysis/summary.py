@@ -109,7 +109,7 @@ class Point:
 
     @property
     def disturbed(self) -> list[Run]:
-        """The trials that counted although disturbed: still so after every retry."""
+        """The trials that counted although disturbed (after every retry, or not retried)."""
         return [run for run in self.runs if disturbances(run, self.iterations_per_second)]
 
     @property

@@ -58,6 +58,9 @@ from loadgen.harness.server import Sample, ServerProcess, cpu_window, start_mode
 from servers import MODELS, NAME_WIDTH, available_cores
 
 ROOT = Path(__file__).resolve().parents[2]
+# Two points in a row disturbed through every retry: the machine is busy for longer than a
+# retry waits, and measuring each point three times would only triple the bench's length.
+STUCK_AFTER = 2
 
 
 @dataclass
@@ -169,6 +172,7 @@ class Bench:
         self.settings, self.results, self.dask, self.probe = settings, results, dask, probe
         self.servers: list[ServerProcess] = []
         self.done = 0
+        self.stuck = 0  # points in a row that stayed disturbed through their attempts
         self.began = time.monotonic()
         self.speed = results.results.metadata.iterations_per_second
         # With Dask the load comes from other hosts: they reach the servers at this machine's
@@ -222,15 +226,22 @@ class Bench:
         label: str, cores: list[int] | None = None, **sweep: float,
     ) -> Run:  # fmt: skip
         """One point's trial: measured, and measured again while disturbed (``retries`` times
-        at most); every attempt is written, the last one counts."""
-        for attempt in range(self.settings.retries + 1):
+        at most); every attempt is written, the last one counts. Once ``STUCK_AFTER`` points in
+        a row stayed disturbed through all their attempts, the machine is busy for longer than
+        a retry waits: points are measured once each until one is quiet again."""
+        retries = self.settings.retries if self.stuck < STUCK_AFTER else 0
+        for attempt in range(retries + 1):
             run = replace(measure(server, settings, kind, trial, cores, self.dask, **sweep),
                           attempt=attempt)  # fmt: skip
             self.results.add_run(run)
             reasons = disturbances(run, self.speed)
-            self.print_run(run, label, reasons)
+            self.print_run(run, label, reasons, again=attempt < retries)
             if not reasons:
                 break
+        self.stuck = self.stuck + 1 if reasons else 0
+        if self.stuck == STUCK_AFTER and self.settings.retries:
+            print("      the machine stays busy: disturbed points are measured once each "
+                  "until one is quiet again", flush=True)  # fmt: skip
         return run
 
     def read_machine(self, kind: str, work: str, trial: int | None) -> None:
@@ -250,15 +261,14 @@ class Bench:
         print(f"      machine: {reading.capacity:.2f} cores' worth of work with "
               f"{reading.workers} busy{speed}", flush=True)  # fmt: skip
 
-    def print_run(self, run: Run, label: str, reasons: list[str]) -> None:
+    def print_run(self, run: Run, label: str, reasons: list[str], again: bool) -> None:
         self.done += 1
         loadgen, server = run.loadgen, run.server
         flag = "  (generator-limited)" if run.generator_limited else ""
         done = efficiency(run, self.speed)
         flag += f"  efficiency {done:.2f}" if done is not None else ""
         if reasons:
-            again = "; measured again" if run.attempt < self.settings.retries else ""
-            flag += f"\n      disturbed: {'; '.join(reasons)}{again}"
+            flag += f"\n      disturbed: {'; '.join(reasons)}{'; measured again' if again else ''}"
         p50 = loadgen.latency_us.p50
         print(
             f"[{self.done:3}] {run.model:{NAME_WIDTH}} {run.work:13} {label:10} "
