@@ -33,10 +33,10 @@ def serve_uvloop(server: Server) -> None:
 def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     server.count_per_worker(["loop"])  # every task runs on the one loop thread
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(server))
+        forced = runner.run(_serve(server))
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # the loop's handlers left with it
         signal.signal(stop_signal, lambda *_: server.mark_stop())
-    server.stopped()  # the loop is closed: every task has ended
+    server.stopped(forced)  # the loop is closed: every task has ended
 
 
 def _eager_task(loop: asyncio.AbstractEventLoop, coro, **options) -> asyncio.Task:
@@ -44,7 +44,7 @@ def _eager_task(loop: asyncio.AbstractEventLoop, coro, **options) -> asyncio.Tas
     return asyncio.Task(coro, loop=loop, **{**options, "eager_start": True})
 
 
-async def _serve(server: Server) -> None:
+async def _serve(server: Server) -> int:  # until a stop: the requests the grace period cut
     loop, sock = asyncio.get_running_loop(), server.sock
     if hasattr(asyncio, "eager_task_factory"):  # 3.12+
         loop.set_task_factory(_eager_task)
@@ -83,7 +83,7 @@ async def _serve(server: Server) -> None:
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # run by the loop, between callbacks
         loop.add_signal_handler(stop_signal, lambda: (server.mark_stop(), stop.set()))
-    if server.stop_requested_at is not None:  # a signal came before the loop could take it
+    if server.stopping:  # a signal came before the loop could take it
         stop.set()
 
     server.ready()
@@ -93,7 +93,8 @@ async def _serve(server: Server) -> None:
     loop.remove_reader(sock)  # stop reading; requests in progress get the grace period
     while tasks and server.grace_left() > 0:
         await asyncio.wait(tasks, timeout=min(JOIN_POLL_S, server.grace_left()))
-    server.forced = len(tasks)
-    for task in list(tasks):  # still waiting when the grace period ends
+    forced = list(tasks)  # still waiting when the grace period ends
+    for task in forced:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*forced, return_exceptions=True)
+    return len(forced)

@@ -60,9 +60,8 @@ def serve(server: Server) -> None:
     taken = 0  # requests in progress get the grace period: take back every place
     while taken < server.workers and places.acquire(timeout=server.grace_left()):
         taken += 1
-    server.forced = server.workers - taken
     gevent.killall(workers, timeout=1)
-    server.stopped()
+    server.stopped(forced=server.workers - taken)
 
 
 def _receive(server: Server, inbox: SimpleQueue, places: Semaphore) -> None:

@@ -9,7 +9,7 @@ process) was the alternative, but the kernel then spreads datagrams by a hash of
 address, so one client would always land on the same process and a few clients could leave a
 core idle; it also needs a second bind step when the port is 0. Sharing the queue is fair and
 simple. Workers die with the parent even on SIGKILL (see ``become_worker_process``); a worker
-that dies alone is replaced by a new fork within 0.1 s (``Server.supervise``).
+that dies alone is replaced by a new fork within 0.1 s (``Supervisor.watch``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import multiprocessing
 from functools import partial
 
 from servers.runtime import SHUT_DOWN, Server, become_worker_process
+from servers.supervision import Supervisor
 
 START_TIMEOUT_S = 30
 
@@ -41,9 +42,10 @@ def serve(server: Server) -> None:
         process.start()
         return process
 
-    server.supervise(processes, replace)  # until a stop request shuts the socket down
+    supervisor = Supervisor(server)
+    forced = supervisor.watch(processes, replace)  # until a stop request shuts the socket down
 
-    server.stopped()
+    server.stopped(forced, supervisor)
 
 
 def _worker(server: Server, worker: int, all_started) -> None:

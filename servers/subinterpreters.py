@@ -23,7 +23,9 @@ import sys
 import threading
 from functools import partial
 
-from servers.runtime import SHUT_DOWN, CheckIns, Server, log
+from servers.handoff import CheckIns, adopt, handoff
+from servers.runtime import SHUT_DOWN, Server
+from servers.supervision import Supervisor
 
 START_TIMEOUT_S = 30
 # Runs in each new interpreter: find this package as the main interpreter does, then serve.
@@ -31,7 +33,7 @@ BOOT = """
 import sys
 sys.path[:] = path
 from servers.subinterpreters import _worker
-_worker(handoff)
+_worker(state)
 """
 DIE_ON = "SERVERS_TEST_DIE_ON"  # test-only: a datagram of these bytes makes its receiver raise
 
@@ -44,13 +46,13 @@ def serve(server: Server) -> None:
 
     labels = [f"interp-{i}" for i in range(server.workers)]
     server.count_per_worker(labels, shared=True)
-    server.died = []
+    supervisor = Supervisor(server, tells_deaths=True)  # an interpreter that raises says so
     check_ins = CheckIns()
 
     def start(i: int) -> threading.Thread:
         interp = interpreters.create()  # its own GIL: PEP 734's create() makes isolated ones
-        interp.prepare_main(path=tuple(sys.path), handoff=server.handoff(i, check_ins.write_fd))
-        thread = threading.Thread(target=_run, args=(server, interp, i, check_ins),
+        interp.prepare_main(path=tuple(sys.path), state=handoff(server, i, check_ins.write_fd))
+        thread = threading.Thread(target=_run, args=(supervisor, interp, i, check_ins),
                                   name=labels[i], daemon=True)  # fmt: skip
         thread.start()
         return thread
@@ -58,35 +60,33 @@ def serve(server: Server) -> None:
     threads = [start(i) for i in range(server.workers)]
     up = check_ins.wait(server.workers, START_TIMEOUT_S)
 
-    if up and up + len(server.died) == server.workers:
+    if up and up + len(supervisor.died or ()) == server.workers:
         server.ready()
     else:  # none came up, or one hangs in its start: never "ready" with a worker unaccounted
-        log(f"subinterpreters: {up} of {server.workers} interpreters up after start; stopping")
-        server.gave_up = True
-        server.request_stop()
-    server.supervise(threads, start)  # one that dies is replaced, until a stop request
+        supervisor.give_up(f"{up} of {server.workers} interpreters up after start")
+    forced = supervisor.watch(threads, start)  # one that dies is replaced, until a stop request
 
-    server.stopped()
-    if server.forced:  # an interpreter still computing cannot be ended; 3.12 aborts finalizing it
-        os._exit(1 if server.gave_up else 0)
+    server.stopped(forced, supervisor)
+    if forced:  # an interpreter still computing cannot be ended; 3.12 aborts finalizing it
+        os._exit(1 if supervisor.gave_up else 0)
 
 
-def _run(server: Server, interp, worker: int, check_ins: CheckIns) -> None:
+def _run(supervisor: Supervisor, interp, worker: int, check_ins: CheckIns) -> None:
     """A thread of the main interpreter that runs one sub-interpreter's worker to its end."""
     try:
         interp.exec(BOOT)  # returns when the worker's receive loop ends
     except Exception as error:  # ExecutionFailed: the worker raised; never let it go unseen
-        server.worker_died(server.counters.labels[worker], error)
+        supervisor.worker_died(supervisor.server.counters.labels[worker], error)
         CheckIns.report(check_ins.write_fd, worker, up=False)
     finally:
         interp.close()
 
 
-def _worker(handoff: str) -> None:
+def _worker(state: str) -> None:
     """Inside a sub-interpreter: rebuild the server on a dup of the socket; the blocking loop."""
-    server, worker = Server.adopt(handoff)
+    server, worker, check_in_fd = adopt(state)
     handle, die_on = server.handle, os.environ.get(DIE_ON, "").encode()
-    server.check_in(worker)
+    CheckIns.report(check_in_fd, worker, up=True)  # about to receive
     with server.sock as sock:  # this interpreter's dup, closed when the loop ends
         for datagram, address in iter(partial(sock.recvfrom, server.bufsize), SHUT_DOWN):
             if die_on and datagram == die_on:

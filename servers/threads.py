@@ -24,9 +24,9 @@ def serve(server: Server) -> None:
         thread.start()
 
     server.ready()
-    server.join(threads)  # until a stop request shuts the socket down under them
+    forced = server.join(threads)  # until a stop request shuts the socket down under them
 
-    server.stopped()
+    server.stopped(forced)
 
 
 def _thread(server: Server, worker: int) -> None:

@@ -99,12 +99,13 @@ def task_of(record: dict[str, Any]) -> int | None:
 class Trace:
     """The records of one process; ``write`` merges the parts forked workers left."""
 
-    def __init__(self, path: Path, header: dict[str, Any]):
+    def __init__(self, path: Path, header: dict[str, Any], merges: bool = True):
+        """``merges`` False: a sub-interpreter's copy, which writes a part instead."""
         self.path = Path(path)
         self.header = header
         self.records: list[dict[str, Any]] = []
         self.main_pid = os.getpid()
-        self.merges = True  # False in a sub-interpreter's copy: it writes a part instead
+        self.merges = merges
 
     def writes_part(self) -> bool:
         """A copy in a forked worker (another pid) or in a sub-interpreter (``merges`` off)."""

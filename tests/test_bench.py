@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT, wait_gone
+from helpers import ROOT, wait_gone
 
 from loadgen.analysis.results import SCHEMA, archive_latest, load, parse
 

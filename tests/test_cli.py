@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, udp_client
+from helpers import ROOT, udp_client
 
 from servers import MODELS, Model
 from servers.protocol import printable

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.generator import cluster
 from loadgen.generator.engine import Settings

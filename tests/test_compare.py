@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.analysis.results import Results, load, parse
 from loadgen.views.compare import (

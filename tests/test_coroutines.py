@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import runnable_models, udp_client
+from helpers import runnable_models, udp_client
 
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX

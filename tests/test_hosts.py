@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.harness.server import start_model
 from loadgen.harness.testhost import HostError, TestNetwork, usable

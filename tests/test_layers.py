@@ -19,7 +19,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 LOADGEN = ROOT / "loadgen"
 ALLOWED: dict[str, set[str]] = {

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.generator import engine, runner, stats, wire
 from servers import MODELS
@@ -105,31 +105,23 @@ def test_drops_are_counted_as_losses_exactly(fake, tmp_path):
     assert_accounting(result)
 
 
-def test_duplicates_are_counted_and_not_taken_as_samples(fake, tmp_path):
-    server = fake("duplicate", "--every", "5")
+@pytest.mark.parametrize(
+    ("mode", "field", "loses"),
+    [
+        ("duplicate", "duplicate", False),  # a second copy of a reply: its request answered
+        ("corrupt", "corrupt", True),  # not the request's text: the request is lost
+        ("error", "server_errors", True),  # refused: never answered
+    ],
+)
+def test_each_kind_of_bad_reply_is_counted_apart_and_never_taken_as_a_sample(
+    fake, tmp_path, mode, field, loses
+):
+    server = fake(mode, "--every", "5")
     result = run_result(tmp_path, "--target", server.target, *QUICK)
     counts = server.stop()
-    assert result["duplicate"] == counts["misbehaved"] > 0
-    assert result["lost"] == 0 and result["received"] == result["sent"] == counts["received"]
+    assert result[field] == counts["misbehaved"] > 0
+    assert result["lost"] == (counts["misbehaved"] if loses else 0)
     assert result["latency_us"]["count"] == result["received"]
-    assert_accounting(result)
-
-
-def test_corrupt_replies_are_counted_and_their_requests_lost(fake, tmp_path):
-    server = fake("corrupt", "--every", "5")
-    result = run_result(tmp_path, "--target", server.target, *QUICK)
-    counts = server.stop()
-    assert result["corrupt"] == counts["misbehaved"] > 0
-    assert result["lost"] == counts["misbehaved"]
-    assert_accounting(result)
-
-
-def test_server_error_replies_are_counted_apart(fake, tmp_path):
-    server = fake("error", "--every", "5")
-    result = run_result(tmp_path, "--target", server.target, *QUICK)
-    counts = server.stop()
-    assert result["server_errors"] == counts["misbehaved"] > 0
-    assert result["lost"] == counts["misbehaved"]  # refused: never answered
     assert_accounting(result)
 
 

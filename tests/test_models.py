@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, exchange, runnable_models, udp_client, wait_gone
+from helpers import ROOT, exchange, runnable_models, udp_client, wait_gone
 from stop_figures import flood as send_flood
 
 from servers import MODELS
@@ -236,7 +236,41 @@ def test_model_files_share_one_skeleton():
         source = path.read_text(encoding="utf-8")
         assert ast.get_docstring(ast.parse(source)), path
         assert len(source.splitlines()) <= 100, path
-        assert "server.ready(" in source and "server.stopped()" in source, path
+        assert "server.ready(" in source and "server.stopped(" in source, path
+
+
+def server_assignments(source: str) -> list[str]:
+    """Where ``source`` assigns an attribute of a server (``server.x =``, ``self.server.x
+    +=``, ``setattr(server, ...)``): the server's state is its own (runtime.Server)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets = []
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr":
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        for target in targets:
+            owner = getattr(target, "value", None)
+            if isinstance(target, ast.Attribute) and "server" in (
+                getattr(owner, "id", None),
+                getattr(owner, "attr", None),
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(target)}")
+    return found
+
+
+def test_no_model_assigns_the_servers_attributes():
+    outside = [path for path in (ROOT / "servers").glob("*.py") if path.name != "runtime.py"]
+    assert len(outside) > 8
+    for path in outside:
+        assert server_assignments(path.read_text(encoding="utf-8")) == [], path.name
+
+
+@pytest.mark.parametrize(
+    "source", ["server.forced = 1", "self.server.died += []", "setattr(server, 'x', 1)"]
+)
+def test_the_assignment_check_can_fail(source):
+    assert server_assignments(source)
 
 
 @ALL_MODELS

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.analysis.results import load
 from loadgen.harness.pythons import InterpreterError, candidates, newest, probe, version_of

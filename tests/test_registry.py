@@ -7,7 +7,7 @@ import itertools
 import math
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from servers import MODELS, WAIT_KINDS, baseline
 

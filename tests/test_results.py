@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from test_compare import results, trials
 
 from loadgen.analysis.results import (

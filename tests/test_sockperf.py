@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, exchange, runnable_models, udp_client
+from helpers import ROOT, exchange, runnable_models, udp_client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +24,7 @@ from loadgen.experiments.interop import SockperfServer, median_of, parse_sockper
 from loadgen.generator import wire
 from loadgen.harness.server import ServerProcess
 from servers import MODELS
+from servers.counters import FIELDS
 from servers.protocol import (
     DEFAULT_MAX_SIZE,
     SOCKPERF_CLIENT,
@@ -36,7 +37,6 @@ from servers.protocol import (
     sockperf_parse,
     sockperf_respond,
 )
-from servers.runtime import FIELDS
 
 ALL_MODELS = pytest.mark.parametrize("model", runnable_models())
 SOCKPERF = shutil.which("sockperf")

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
-from conftest import ROOT, exchange, udp_client
+from helpers import ROOT, exchange, udp_client
 
 import servers
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
-from servers.runtime import RESTART_LIMIT
 from servers.subinterpreters import DIE_ON
+from servers.supervision import RESTART_LIMIT
 
 MODEL = MODELS["subinterpreters"]
 needs_model = pytest.mark.skipif(

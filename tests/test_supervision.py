@@ -8,10 +8,10 @@ import signal
 import time
 
 import psutil
-from conftest import exchange, udp_client, wait_gone
+from helpers import exchange, udp_client, wait_gone
 
 from servers.protocol import DEFAULT_PREFIX
-from servers.runtime import RESTART_LIMIT
+from servers.supervision import RESTART_LIMIT
 
 REPLACED_WITHIN_S = 1.5
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings

@@ -1,0 +1,78 @@
+"""How a ``Server`` crosses into a sub-interpreter, and how its workers say they are up.
+
+A sub-interpreter shares no Python object with the main one, but it shares the process, and so
+its fd table: ``handoff`` writes what a worker needs as JSON text (a str crosses into any
+interpreter), with the socket, the counters and the check-in pipe as fd numbers; ``adopt``, in
+the sub-interpreter, rebuilds the server from it. ``CheckIns`` is that pipe: a worker writes a
+line when it is about to receive, the thread that ran a worker that died writes one instead,
+and the main interpreter waits for a line from each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import socket
+import time
+from typing import NamedTuple
+
+from servers.counters import Counters
+from servers.runtime import Config, Server
+from servers.work import Work
+
+
+def handoff(server: Server, worker: int, check_in_fd: int) -> str:
+    """What a sub-interpreter needs to rebuild ``server`` as ``worker``. The calibrated work
+    goes along: no interpreter recalibrates."""
+    config = dataclasses.asdict(dataclasses.replace(server.config, work=server.work))
+    return json.dumps({"config": config, "socket": server.sock.fileno(), "worker": worker,
+                       "labels": server.counters.labels, "counters": server.counters.fd,
+                       "check_in": check_in_fd})  # fmt: skip
+
+
+class Adopted(NamedTuple):
+    server: Server
+    worker: int  # its row in the counters
+    check_in_fd: int  # where it says it is up (``CheckIns.report``)
+
+
+def adopt(text: str) -> Adopted:
+    """In a sub-interpreter: the server ``text`` (from ``handoff``) describes.
+
+    Its socket is a dup of the main one: the same kernel socket and receive queue, so the
+    kernel hands each datagram to one waiting reader, and the main interpreter's shutdown
+    wakes this one's recvfrom too. Its trace records go to a part file, which the main
+    interpreter merges.
+    """
+    state = json.loads(text)
+    fields = state["config"]
+    config = Config(**{**fields, "work": Work(**fields["work"])})
+    counters = Counters.attach(state["labels"], state["counters"])
+    sock = socket.socket(fileno=os.dup(state["socket"]))
+    return Adopted(Server(config, sock, config.work, counters), state["worker"], state["check_in"])
+
+
+class CheckIns:
+    """A pipe down which workers in sub-interpreters say they are up, a line each, by fd
+    number; the thread that ran a worker that died reports that instead, so waiting for
+    everyone never hangs on a worker that is gone."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+
+    @staticmethod
+    def report(fd: int, worker: int, up: bool) -> None:
+        os.write(fd, f"{'+' if up else 'x'}{worker}\n".encode())  # one write < PIPE_BUF: whole
+
+    def wait(self, count: int, timeout: float) -> int:
+        """Wait until ``count`` workers have reported, at most ``timeout``; return how many are
+        up (a worker that came up and died since counts as died: its last report wins)."""
+        last: dict[int, bool] = {}
+        pending, deadline = b"", time.monotonic() + timeout
+        while len(last) < count and (left := deadline - time.monotonic()) > 0:
+            if select.select([self.read_fd], [], [], left)[0]:
+                *lines, pending = (pending + os.read(self.read_fd, 4096)).split(b"\n")
+                last.update((int(line[1:]), line[:1] == b"+") for line in lines)
+        return sum(last.values())
