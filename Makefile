@@ -9,8 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy bench-interop \
-	demo clean
+.PHONY: test test-quick lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy \
+	bench-interop demo clean
 
 $(INSTALLED): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
@@ -30,6 +30,11 @@ $(INSTALLED): pyproject.toml
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The quick loop while changing code: every test that takes under a second (no server under
+# load, no bench), in seconds. make test runs them all.
+test-quick: $(INSTALLED)
+	$(PY) -m pytest -m "not slow"
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

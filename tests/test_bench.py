@@ -36,6 +36,7 @@ def tiny_bench(tmp_path_factory):
     return out, done
 
 
+@pytest.mark.slow
 def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
@@ -58,6 +59,7 @@ def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
     assert all(event.per_worker for event in stopped)  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_each_run_records_the_machine_over_its_window(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
@@ -72,6 +74,7 @@ def test_each_run_records_the_machine_over_its_window(tiny_bench):
         assert machine.busy_cores >= run.server.cores_used - 0.25  # type: ignore[operator]
 
 
+@pytest.mark.slow
 def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
     out, _ = tiny_bench
     raw = json.loads((out / "latest" / "results.json").read_text())
@@ -79,6 +82,7 @@ def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
     assert parse(raw).to_dict() == raw
 
 
+@pytest.mark.slow
 def test_core_sweep_pins_the_server(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
@@ -86,6 +90,7 @@ def test_core_sweep_pins_the_server(tiny_bench):
     assert pinned == list(range(1, len(os.sched_getaffinity(0)) + 1))
 
 
+@pytest.mark.slow
 def test_csv_has_a_row_per_run(tiny_bench):
     out, _ = tiny_bench
     data = load(out / "latest" / "results.json")
@@ -107,6 +112,7 @@ def test_a_new_bench_archives_the_previous_latest(tmp_path):
     assert (first / "results.json").exists() and (second / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_bench_options_are_usage_errors():
     for args, message in [
         (("--models", "nosuch"), "unknown model"),
@@ -118,6 +124,7 @@ def test_bad_bench_options_are_usage_errors():
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "loadgen", "bench", "--models", "blocking,threads,processes",
@@ -151,6 +158,7 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
     assert wait_gone(tree, timeout=5) == []
 
 
+@pytest.mark.slow
 def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
     out, done = tiny_bench
     latest = out / "latest"
@@ -165,6 +173,7 @@ def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
     assert f"wrote {latest / 'report.md'}" in done.stdout
 
 
+@pytest.mark.slow
 def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
     out, _ = tiny_bench
     saved = tmp_path / "elsewhere" / "results.json"
@@ -184,6 +193,7 @@ def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
     assert (saved.parent / "report.md").read_text() == original  # the data alone decides
 
 
+@pytest.mark.slow
 def test_plot_refuses_a_file_that_is_not_results(tmp_path):
     bogus = tmp_path / "results.json"
     bogus.write_text('{"schema": 1, "runs": "no"}')
@@ -194,6 +204,7 @@ def test_plot_refuses_a_file_that_is_not_results(tmp_path):
     assert done.returncode == 2 and "not a valid results file" in done.stderr
 
 
+@pytest.mark.slow
 def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "loadgen", "timeline", "--models", "blocking,processes",
@@ -229,6 +240,7 @@ def test_timeline_traces_a_burst_per_model_and_redraws_from_its_file(tmp_path):
     assert png.exists() and png.stat().st_mtime_ns != first
 
 
+@pytest.mark.slow
 def test_demo_runs_without_a_terminal_and_prints_the_final_table():
     done = subprocess.run(
         [sys.executable, "-m", "loadgen", "demo", "--models", "blocking,gevent",
@@ -277,6 +289,7 @@ def _interrupt_once_serving(command: list[str]) -> tuple[subprocess.Popen, str, 
     return process, err, tree
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_timeline_keeps_the_saved_one_and_leaves_no_process(tmp_path):
     saved = tmp_path / "timeline.json"
     saved.write_text('{"an earlier": "timeline"}')
@@ -290,6 +303,7 @@ def test_ctrl_c_in_the_timeline_keeps_the_saved_one_and_leaves_no_process(tmp_pa
     assert wait_gone(tree, timeout=5) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_demo_stops_every_server(tmp_path):
     process, err, tree = _interrupt_once_serving(
         ["demo", "--models", "processes", "--work", "io=5ms", "--seconds", "20"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import psutil
+import pytest
 
 from loadgen.harness.capacity import Probe
 from servers import available_cores
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
 
 
 def test_a_probe_reads_the_machine_and_leaves_nothing_behind():

@@ -31,6 +31,7 @@ def test_list_prints_one_line_per_model():
     assert [line.split()[0] for line in lines] == list(MODELS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [

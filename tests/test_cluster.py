@@ -45,6 +45,7 @@ def settings_for(server, **changes) -> Settings:
     return Settings(host, port, **{"concurrency": 4, "procs": 2, "duration": 1.0} | changes)
 
 
+@pytest.mark.slow
 def test_the_parts_run_on_two_workers_and_merge_exactly(local_cluster, server):
     result = cluster.run(settings_for(server, warmup=0.0), local_cluster.scheduler_address)
     stopped = server.stop()
@@ -59,6 +60,7 @@ def test_the_parts_run_on_two_workers_and_merge_exactly(local_cluster, server):
     assert stopped["handled"] == result["sent"] + 1 == result["received"] + result["late"] + 1
 
 
+@pytest.mark.slow
 def test_a_lost_worker_is_counted_as_lost_not_dropped(local_cluster, server):
     client = distributed.Client(local_cluster.scheduler_address, set_as_default=False)
     try:
@@ -92,6 +94,7 @@ def test_without_distributed_the_message_says_what_to_install(monkeypatch):
         cluster.run(Settings("127.0.0.1", 9), "tcp://127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_no_scheduler_is_one_line_and_exit_2_within_seconds():
     began = time.monotonic()
     done = subprocess.run(
@@ -105,6 +108,7 @@ def test_no_scheduler_is_one_line_and_exit_2_within_seconds():
     assert time.monotonic() - began < cluster.CONNECT_TIMEOUT_S + 10
 
 
+@pytest.mark.slow
 def test_the_bench_takes_its_load_from_the_cluster(local_cluster, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "loadgen", "bench", "--models", "blocking", "--work", "echo",

@@ -130,6 +130,7 @@ def test_identical_files_give_ratio_one_and_nothing_significant():
     assert comparison.only_a == comparison.only_b == []
 
 
+@pytest.mark.slow
 def test_reference_against_itself_on_the_command_line():
     done = run_cli(str(REFERENCE), str(REFERENCE.parent))  # a folder means its results.json
     assert done.returncode == 0, done.stderr
@@ -268,6 +269,7 @@ def test_json_output_holds_the_comparison(tmp_path):
     assert saved["a"]["path"] == str(a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, message",
     [

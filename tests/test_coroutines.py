@@ -17,6 +17,8 @@ from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
 from servers.runtime import STOP_GRACE_S
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
+
 EVENT_LOOP_MODELS = [name for name in ("asyncio", "uvloop") if name in MODELS]
 ONE_THREAD_MODELS = ["gevent", *EVENT_LOOP_MODELS]
 

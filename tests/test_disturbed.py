@@ -40,6 +40,7 @@ def bench(tmp_path):
         server.stop_or_none()
 
 
+@pytest.mark.slow
 def test_a_hog_in_the_middle_of_a_point_marks_it_disturbed_and_it_is_measured_again(bench):
     bench, server = bench
     hogs: list[subprocess.Popen] = []
@@ -75,6 +76,7 @@ def test_a_hog_in_the_middle_of_a_point_marks_it_disturbed_and_it_is_measured_ag
     assert bench.results.results.counted == (run,) and bench.results.results.superseded[0] is first
 
 
+@pytest.mark.slow
 def test_a_quiet_point_is_measured_once(bench):
     bench, server = bench
     run = bench.point(server, bench.loadgen_settings(server, concurrency=4), "matrix", 0, "t")
@@ -82,6 +84,7 @@ def test_a_quiet_point_is_measured_once(bench):
     assert not disturbances(run, bench.speed)
 
 
+@pytest.mark.slow
 def test_a_machine_busy_for_longer_than_the_retries_gets_each_point_measured_once(bench):
     """Two points disturbed through every retry: the bench stops retrying until a point is
     quiet, so a busy machine makes the bench no longer, only its figures marked."""

@@ -21,6 +21,8 @@ from helpers import ROOT
 from loadgen.harness.server import start_model
 from loadgen.harness.testhost import HostError, TestNetwork, usable
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
+
 distributed = pytest.importorskip("distributed", reason="pip install -e '.[distributed]'")
 DASK = Path(sys.executable).parent / "dask"
 SCHEDULER_PORT = 8786  # the namespace is ours: the usual port is free there

@@ -92,6 +92,7 @@ def assert_accounting(result: dict) -> None:
 QUICK = ("--warmup", "0", "--duration", "1", "--timeout", "0.2", "--concurrency", "4")
 
 
+@pytest.mark.slow
 def test_drops_are_counted_as_losses_exactly(fake, tmp_path):
     server = fake("drop", "--every", "7")
     result = run_result(tmp_path, "--target", server.target, *QUICK)
@@ -105,6 +106,7 @@ def test_drops_are_counted_as_losses_exactly(fake, tmp_path):
     assert_accounting(result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "field", "loses"),
     [
@@ -125,6 +127,7 @@ def test_each_kind_of_bad_reply_is_counted_apart_and_never_taken_as_a_sample(
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_an_empty_datagram_after_each_reply_is_counted_and_never_taken_for_one(fake, tmp_path):
     # Every reply is followed by an empty datagram, so some arrive after a client's last
     # reply, while nothing is in flight: once taken for "the expected reply", and a crash.
@@ -136,6 +139,7 @@ def test_an_empty_datagram_after_each_reply_is_counted_and_never_taken_for_one(f
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_late_replies_are_counted_not_sampled(fake, tmp_path):
     server = fake("stall", "--stall-after", "50")  # 200 ms pause, timeout 50 ms
     result = run_result(
@@ -148,6 +152,7 @@ def test_late_replies_are_counted_not_sampled(fake, tmp_path):
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_a_server_stall_shows_in_both_latencies(fake, tmp_path):
     server = fake("stall", "--stall-after", "300")
     result = run_result(
@@ -161,6 +166,7 @@ def test_a_server_stall_shows_in_both_latencies(fake, tmp_path):
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_a_generator_stall_shows_in_corrected_latency_only(start_server, tmp_path):
     """Freeze the generator 200 ms (SIGSTOP, as a descheduled process would be): requests
     scheduled meanwhile carry the stall from their scheduled time, not from their late send."""
@@ -198,6 +204,7 @@ def test_a_generator_stall_shows_in_corrected_latency_only(start_server, tmp_pat
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_open_loop_keeps_its_rate(start_server, tmp_path):
     server = start_server("blocking")
     result = run_result(
@@ -210,6 +217,7 @@ def test_open_loop_keeps_its_rate(start_server, tmp_path):
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_two_processes_merge_to_the_same_totals_as_one(fake, tmp_path):
     server = fake("drop", "--every", "10")
     common = ("--target", server.target, "--mode", "open", "--rate", "1000", "--warmup", "0",
@@ -225,6 +233,7 @@ def test_two_processes_merge_to_the_same_totals_as_one(fake, tmp_path):
     assert_accounting(two)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS), ids=list(MODELS))
 def test_every_model_answers_a_light_closed_loop_without_loss(start_server, tmp_path, model):
     server = start_server(model)
@@ -239,6 +248,7 @@ def test_every_model_answers_a_light_closed_loop_without_loss(start_server, tmp_
     assert_accounting(result)
 
 
+@pytest.mark.slow
 def test_result_has_the_documented_keys_and_gbk_works(start_server, tmp_path):
     server = start_server("threads")
     result = run_result(
@@ -263,6 +273,7 @@ COUNT_KEYS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["closed", "open"])
 def test_one_part_calls_on_window_around_the_window_and_reports_its_totals(start_server, mode):
     """engine.run_part as runner.run and run_here use it: on_window("start") then ("end"), once
@@ -296,6 +307,7 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -358,6 +370,7 @@ def test_tally_gives_the_same_histogram_as_recording_each_sample():
     assert merged.get_total_count() == 2 * len(samples)
 
 
+@pytest.mark.slow
 def test_interactive_client_shows_replies_and_timeouts(start_server):
     server = start_server("blocking")
     done = subprocess.run(
@@ -378,6 +391,7 @@ def test_interactive_client_shows_replies_and_timeouts(start_server):
     assert done.returncode == 0 and "no reply within 0.2 s" in done.stdout.decode()
 
 
+@pytest.mark.slow
 def test_the_warm_up_ends_once_the_rate_settles_and_the_window_holds_the_replies_asked(
     start_server,
 ):

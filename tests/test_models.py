@@ -34,6 +34,7 @@ def test_every_model_module_is_registered_and_so_tested():
     assert modules_with_serve - {"servers.interactive"} == registered
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_ready_event_describes_the_server(start_server, model):
     server = start_server(model)
@@ -46,6 +47,7 @@ def test_ready_event_describes_the_server(start_server, model):
     server.stop()
 
 
+@pytest.mark.slow
 @ALL_MODELS
 @pytest.mark.parametrize("codec", ["utf-8", "gbk"])
 def test_round_trip_in_the_clients_codec(start_server, model, codec):
@@ -57,6 +59,7 @@ def test_round_trip_in_the_clients_codec(start_server, model, codec):
     server.stop()
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_twenty_clients_at_once_each_get_exactly_their_replies(start_server, model):
     server = start_server(model, "--work", "io=2ms")
@@ -81,6 +84,7 @@ def test_twenty_clients_at_once_each_get_exactly_their_replies(start_server, mod
     assert sum(stopped["per_worker"].values()) == 20 * rounds
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_bad_input_gets_its_error_and_the_server_keeps_serving(start_server, model):
     server = start_server(model, "--max-size", "100")
@@ -98,6 +102,7 @@ def test_bad_input_gets_its_error_and_the_server_keeps_serving(start_server, mod
     assert stopped["handled"] == 4 and stopped["failed"] == 0
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_stopped_counts_equal_what_was_sent(start_server, model):
     server = start_server(model)
@@ -127,6 +132,7 @@ def send_from_port_zero(address: tuple[str, int], payload: bytes) -> None:
         raw.sendto(struct.pack("!HHHH", 0, address[1], 8 + len(payload), 0) + payload, address)
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_a_reply_that_cannot_be_sent_is_counted_as_failed_and_serving_goes_on(
     start_server, model, tmp_path
@@ -142,6 +148,7 @@ def test_a_reply_that_cannot_be_sent_is_counted_as_failed_and_serving_goes_on(
     assert len(json.loads(trace_file.read_text())["requests"]) == 3  # sent replies only
 
 
+@pytest.mark.slow
 @ALL_MODELS
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_everything_within_two_seconds(start_server, model, sig):
@@ -160,6 +167,7 @@ def test_signal_stops_everything_within_two_seconds(start_server, model, sig):
     assert wait_gone(tree, timeout=0.5) == []
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_workers_die_with_a_killed_main_process(start_server, model):
     server = start_server(model, "--work", "io=5ms")
@@ -169,6 +177,7 @@ def test_workers_die_with_a_killed_main_process(start_server, model):
     assert wait_gone(workers, timeout=2.0) == []
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_a_busy_port_is_a_one_line_error(start_server, model):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
@@ -181,6 +190,7 @@ def test_a_busy_port_is_a_one_line_error(start_server, model):
         assert len(lines) == 1 and "in use" in lines[0], lines
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_cpu_work_is_a_fixed_iteration_count(start_server, model):
     server = start_server(model, "--work", "cpu=1200it,io=1ms")
@@ -190,6 +200,7 @@ def test_cpu_work_is_a_fixed_iteration_count(start_server, model):
     server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["blocking", "threads"])
 def test_calibrated_cpu_work_is_reported(start_server, model):
     server = start_server(model, "--work", "cpu=1ms")
@@ -273,6 +284,7 @@ def test_the_assignment_check_can_fail(source):
     assert server_assignments(source)
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_trace_records_every_request_with_consistent_times(start_server, model, tmp_path):
     trace_file = tmp_path / "trace.json"
@@ -315,6 +327,7 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
     assert not list(tmp_path.glob("trace.json.part-*"))  # the workers' parts were merged
 
 
+@pytest.mark.slow
 @ALL_MODELS
 @pytest.mark.parametrize("into_flood_s", [0.2, 0.45], ids=["early", "late"])
 def test_a_stop_during_a_flood_is_clean_and_quick(start_server, model, into_flood_s):

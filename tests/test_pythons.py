@@ -43,6 +43,7 @@ def test_a_missing_interpreter_stops_the_bench_before_it_starts(tmp_path):
     assert "Traceback" not in done.stderr and not (tmp_path / "latest").exists()
 
 
+@pytest.mark.slow
 def test_the_newest_python_found_has_a_gil_and_is_recent_enough():
     chosen = newest()
     if chosen is None:
@@ -63,6 +64,7 @@ def _another_python() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(tmp_path):
     other = _another_python()
     if other is None:

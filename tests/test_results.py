@@ -74,6 +74,7 @@ def test_schema_1_without_sample_counts_gets_none_and_keeps_the_rest(old_referen
     assert data.runs[5].loadgen.throughput_rps == raw["runs"][5]["loadgen"]["throughput_rps"]
 
 
+@pytest.mark.slow
 def test_the_schema_1_reference_renders_its_report_and_figures(tmp_path, old_reference):
     from loadgen.views.figures import FIGURES, plot_all
     from loadgen.views.report import write_report
@@ -140,6 +141,7 @@ def test_a_malformed_file_is_a_clear_value_error(tmp_path, change, message):
     assert message in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["report", "plot"])
 def test_a_malformed_file_on_the_command_line_is_one_line_and_exit_2(tmp_path, command):
     plain = results(trials("threads", "echo", 16, [100])).to_dict()

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
 
 
 def test_a_short_soak_accounts_for_every_datagram(tmp_path):

@@ -110,6 +110,7 @@ def test_a_well_formed_message_is_answered_exactly_when_sockperf_asks(sequence, 
 # -- every model, with --protocol sockperf ------------------------------------------------------
 
 
+@pytest.mark.slow
 @ALL_MODELS
 def test_every_model_answers_pongs_and_counts_what_it_ignores(start_server, model):
     server = start_server(model, "--protocol", "sockperf", "--max-size", "100")
@@ -194,6 +195,7 @@ def ping_pong_every_model() -> Iterator[dict[str, tuple[int, str, dict]]]:
             server.close()
 
 
+@pytest.mark.slow
 @needs_sockperf
 @ALL_MODELS
 def test_sockperf_ping_pong_runs_clean_against_every_model(ping_pong_every_model, model):
@@ -203,6 +205,7 @@ def test_sockperf_ping_pong_runs_clean_against_every_model(ping_pong_every_model
     assert stopped["handled"] > 0 and stopped["failed"] == 0
 
 
+@pytest.mark.slow
 @needs_sockperf
 def test_the_blocking_model_serves_sockperf_under_load(start_server):
     server = start_server("blocking", "--protocol", "sockperf")
@@ -265,6 +268,7 @@ def generate_result(tmp_path: Path, *args: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [("--concurrency", "4"), ("--mode", "open", "--rate", "500")])
 def test_our_generator_drives_our_server_in_sockperf(start_server, tmp_path, mode):
     server = start_server("threads", "--protocol", "sockperf")
@@ -274,6 +278,7 @@ def test_our_generator_drives_our_server_in_sockperf(start_server, tmp_path, mod
     assert result["received"] > 0 and stopped["handled"] >= result["received"]
 
 
+@pytest.mark.slow
 @needs_sockperf
 def test_our_generator_drives_sockperfs_own_server(tmp_path):
     with SockperfServer() as server:  # ready: it has answered a pong
@@ -284,6 +289,7 @@ def test_our_generator_drives_sockperfs_own_server(tmp_path):
     assert server.proc.poll() is not None  # ended on the way out
 
 
+@pytest.mark.slow
 def test_the_probe_names_the_other_protocol(start_server):
     echo = start_server("blocking")
     target = f"127.0.0.1:{echo.ready['port']}"
@@ -343,6 +349,7 @@ def test_trials_are_summed_up_by_each_figures_median_and_ratios_are_ours_over_th
     assert ratios(row, theirs) == {"replies_per_s": 0.5, "p50_us": 2.0, "p99_us": None}
 
 
+@pytest.mark.slow
 @needs_sockperf
 @pytest.mark.timeout(150)  # ten runs of about 1.5 s, three servers started and stopped
 def test_the_interop_command_runs_both_clients_on_both_servers_and_ends_them(tmp_path):

@@ -52,6 +52,7 @@ def _wait_for_deaths(server, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @needs_model
 def test_a_dying_interpreter_is_reported_and_replaced_until_they_die_too_often(
     start_server, monkeypatch

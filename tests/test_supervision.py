@@ -8,6 +8,7 @@ import signal
 import time
 
 import psutil
+import pytest
 from helpers import exchange, udp_client, wait_gone
 
 from servers.protocol import DEFAULT_PREFIX
@@ -52,6 +53,7 @@ def test_a_killed_process_worker_is_replaced_and_serving_goes_on(start_server):
     assert "worker process-0 ended (exit code -9); restarting" in server.stderr
 
 
+@pytest.mark.slow
 def test_workers_that_keep_dying_stop_the_server_with_status_one(start_server):
     server = start_server("processes", "--workers", "2")
     killed: set[int] = set()
@@ -68,6 +70,7 @@ def test_workers_that_keep_dying_stop_the_server_with_status_one(start_server):
     assert wait_gone(survivors, timeout=2.0) == []  # the one left alive went with the server
 
 
+@pytest.mark.slow
 def test_a_killed_pool_worker_is_replaced_and_its_lost_requests_are_counted(start_server):
     server = start_server("procpool", "--workers", "2", "--work", "io=300ms")
     with udp_client() as client:  # two requests in the pool when a worker dies

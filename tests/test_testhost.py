@@ -61,6 +61,7 @@ def load_served(host: TestHost, rate: float, seconds: float) -> tuple[dict, dict
         return result, server.stop()
 
 
+@pytest.mark.slow
 def test_configured_loss_is_what_the_generator_measures(test_host):
     host = test_host(loss_percent=10)
     result, stopped = load_served(host, 2000, 2.0)
@@ -72,6 +73,7 @@ def test_configured_loss_is_what_the_generator_measures(test_host):
     assert stopped["handled"] == result["received"]
 
 
+@pytest.mark.slow
 def test_a_narrow_link_drops_before_the_server(test_host):
     host = test_host(rate="256kbit")  # about 300 requests a second of 106 bytes on the wire
     result, stopped = load_served(host, 1000, 2.0)
@@ -97,6 +99,7 @@ def test_the_namespace_goes_even_when_the_block_fails():
     assert host.name not in namespaces()
 
 
+@pytest.mark.slow
 def test_the_lossy_command_reports_where_the_datagrams_went(tmp_path):
     if reason := usable(loss=True):
         pytest.skip(reason)

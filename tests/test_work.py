@@ -96,6 +96,7 @@ def test_specs_round_trip_and_the_exact_spec_names_iterations():
     assert parse(parse("block=250us").spec) == parse("block=250us")
 
 
+@pytest.mark.slow
 def test_calibration_turns_time_into_iterations_once():
     work = calibrate(parse("cpu=2ms,io=1ms"))
     assert work.calibrated and work.cpu_iterations > 0
@@ -110,12 +111,14 @@ def test_burn_is_deterministic_work():
     assert burn(0) == 1
 
 
+@pytest.mark.slow
 def test_calibration_is_stable_within_a_wide_margin():
     """The 10% agreement is measured by the benchmark; here only gross instability fails."""
     first, second = iterations_per_second(), iterations_per_second()
     assert 0.5 < first / second < 2.0
 
 
+@pytest.mark.slow
 def test_cpu_work_holds_the_cpu_not_the_clock():
     """burn() is a count of operations calibrated at the best speed: it costs its 50 ms of CPU
     however busy the machine is (contention stretches the wall time, not the CPU time), where a
@@ -182,6 +185,7 @@ def test_an_awaited_wait_overlaps_and_a_blocking_call_does_not():
     assert blocks > 2.5 * waits  # the waits overlapped (about 1 x 40 ms against 5 x)
 
 
+@pytest.mark.slow
 def test_block_does_not_yield_under_gevent():
     """In a monkey-patched process (a subprocess: patching is for life), block= keeps the hub."""
     program = """if True:
