@@ -15,10 +15,18 @@ with what it had finished kept.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from loadgen.experiments.bench import PRESETS, BenchSettings
+from loadgen.experiments.demo import DemoSettings
+from loadgen.experiments.interop import PLACEMENTS, InteropSettings
+from loadgen.experiments.lossy import LossySettings
+from loadgen.experiments.selftest import SelftestSettings
+from loadgen.experiments.soak import SoakSettings
+from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
 from loadgen.generator.engine import Settings
 from loadgen.generator.runner import TargetError, parse_target
@@ -98,47 +106,50 @@ def _numbers(kind: type):
     return convert
 
 
-def bench_settings(args: argparse.Namespace) -> Any:
-    from loadgen.experiments.bench import PRESETS, BenchSettings
+T = TypeVar("T")
 
-    preset = PRESETS["quick" if args.quick else "full" if args.full else "default"]
-    settings = BenchSettings(**preset)
-    chosen = {
-        "models": args.models,
-        "works": args.work,
-        "concurrency": args.concurrency,
-        "trials": args.trials,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "retries": args.retries,
-        "workers": args.workers,
-        "load_sweep": [] if args.no_load_sweep else args.load_sweep,
-        "out": args.out,
-        "python": args.python,
-        "dask": args.dask,
-    }
-    for key, value in chosen.items():
-        if value is not None:
-            setattr(settings, key, value)
-    if args.no_core_sweep:
-        settings.core_sweep = False
-    if args.no_probe:
-        settings.probe = False
-    if args.no_timeline:
-        settings.timeline = False
-    return settings
+
+def _given(value: T | None, default: T) -> T:
+    """An option's value, or the settings' default where it was not given."""
+    return default if value is None else value
+
+
+def bench_settings(args: argparse.Namespace) -> BenchSettings:
+    """The preset asked for (quick, full, or the default), with every option given on top."""
+    base = PRESETS["quick" if args.quick else "full" if args.full else "default"]
+    return dataclasses.replace(
+        base,
+        models=_given(args.models, base.models),
+        works=_given(args.work, base.works),
+        concurrency=_given(args.concurrency, base.concurrency),
+        trials=_given(args.trials, base.trials),
+        duration=_given(args.duration, base.duration),
+        warmup=_given(args.warmup, base.warmup),
+        retries=_given(args.retries, base.retries),
+        workers=_given(args.workers, base.workers),
+        load_sweep=[] if args.no_load_sweep else _given(args.load_sweep, base.load_sweep),
+        core_sweep=base.core_sweep and not args.no_core_sweep,
+        probe=base.probe and not args.no_probe,
+        timeline=base.timeline and not args.no_timeline,
+        out=_given(args.out, base.out),
+        python=_given(args.python, base.python),
+        dask=_given(args.dask, base.dask),
+    )
 
 
 PYTHON_HELP = ("run the servers under this interpreter (default: this one); models it cannot "
                "run are skipped with the reason")  # fmt: skip
 
 
-def _models_out_python(command: Any, out: bool = True) -> None:
-    """The options every experiment over the models shares."""
+def _common(command: Any, out: str | None) -> None:
+    """The options every experiment over the models shares, declared once: ``--models``,
+    ``--python`` and, where the command writes files, ``--out`` (the folder they go into;
+    ``out`` says what goes there)."""
     command.add_argument("--models", type=_names, help="comma-separated, default all")
-    if out:
-        command.add_argument("--out", type=Path, default=Path("results/latest"))
     command.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
+    if out is not None:
+        command.add_argument("--out", type=Path, help=f"the folder {out} goes into "
+                             f"(default: results/latest)")  # fmt: skip
 
 
 DASK_HELP = ("run the --procs generator parts on the workers of this Dask scheduler, one part "
@@ -175,7 +186,7 @@ def add_bench(commands: Any) -> None:
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a classroom-sized bench, under 60 s")
     size.add_argument("--full", action="store_true", help="more points and trials")
-    bench.add_argument("--models", type=_names, help="comma-separated, default all")
+    _common(bench, "everything it writes")
     bench.add_argument("--work", nargs="+", type=_work, help="workloads: echo cpu=2ms io=5ms")
     bench.add_argument("--concurrency", type=_numbers(int), help="closed-loop levels: 1,4,16,64")
     bench.add_argument("--trials", type=_positive(int))
@@ -200,8 +211,6 @@ def add_bench(commands: Any) -> None:
     bench.add_argument("--no-load-sweep", action="store_true")
     bench.add_argument("--no-core-sweep", action="store_true")
     bench.add_argument("--no-timeline", action="store_true", help="skip the traced burst")
-    bench.add_argument("--out", type=Path, help="results folder (default: results/)")
-    bench.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
     bench.add_argument("--dask", metavar="tcp://SCHEDULER:8786", help=DASK_HELP)
 
 
@@ -225,61 +234,63 @@ def add_views(commands: Any) -> None:
 def add_classroom(commands: Any) -> None:
     demo = commands.add_parser("demo", help="every model live, one after another")
     demo.set_defaults(handler=cmd_demo, interrupted="every server stopped")
-    _models_out_python(demo, out=False)
+    _common(demo, out=None)
     demo.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms io=5ms")
-    demo.add_argument("--seconds", type=_positive(float), default=2.0, help="per model")
-    demo.add_argument("--clients", type=_positive(int), default=16, help="closed-loop clients")
+    demo.add_argument("--seconds", type=_positive(float), default=DemoSettings.seconds,
+                      help="per model and workload")  # fmt: skip
+    demo.add_argument("--clients", type=_positive(int), default=DemoSettings.clients,
+                      help="closed-loop clients")  # fmt: skip
     demo.add_argument(
         "--rounds",
         type=_positive(int),
-        default=3,
+        default=DemoSettings.rounds,
         help="models take turns this many times (--seconds shared among them)",
     )
     timeline = commands.add_parser("timeline", help="trace one burst per model and draw it")
     timeline.set_defaults(handler=cmd_timeline,
                           interrupted="every server stopped; no timeline written")  # fmt: skip
+    _common(timeline, "timeline.json and its figure")
     timeline.add_argument("--burst", type=_positive(int), help="requests at once (default: cores)")
-    timeline.add_argument("--repeat", type=_positive(int), default=5,
+    timeline.add_argument("--repeat", type=_positive(int), default=TimelineSettings.repeat,
                           help="bursts per model, the median one drawn (default: 5)")  # fmt: skip
-    timeline.add_argument("--models", type=_names, help="comma-separated, default all")
     timeline.add_argument("--work", nargs="+", type=_work, help="default: cpu=2ms cpu=20ms io=5ms")
-    timeline.add_argument("--out", type=Path, help="folder to write to (default: results/latest)")
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
-    timeline.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
 
 
 def add_stress(commands: Any) -> None:
     soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
     soak.set_defaults(handler=cmd_soak, interrupted="every server stopped; no soak.json written")
-    _models_out_python(soak)
-    soak.add_argument("--work", type=_work, default="cpu=2ms", help="default: cpu=2ms")
-    soak.add_argument("--overload-s", type=_positive(float), default=10.0)
-    soak.add_argument("--recover-s", type=_positive(float), default=5.0)
+    _common(soak, "soak.json")
+    soak.add_argument("--work", type=_work, default=SoakSettings.work, help="default: cpu=2ms")
+    soak.add_argument("--overload-s", type=_positive(float), default=SoakSettings.overload_s)
+    soak.add_argument("--recover-s", type=_positive(float), default=SoakSettings.recover_s)
     lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
     lossy.set_defaults(handler=cmd_lossy, interrupted="every server and namespace removed")
-    _models_out_python(lossy)
-    lossy.add_argument("--loss", type=_positive(float), default=5.0, help="percent dropped")
-    lossy.add_argument("--rate", default="256kbit", help="the narrow link's rate (tc syntax)")
-    lossy.add_argument("--clients", type=_positive(int), default=16)
-    lossy.add_argument("--seconds", type=_positive(float), default=3.0)
+    _common(lossy, "lossy.json")
+    lossy.add_argument("--loss", type=_positive(float), default=LossySettings.loss,
+                       help="percent dropped")  # fmt: skip
+    lossy.add_argument("--rate", default=LossySettings.rate,
+                       help="the narrow link's rate (tc syntax)")  # fmt: skip
+    lossy.add_argument("--clients", type=_positive(int), default=LossySettings.clients)
+    lossy.add_argument("--seconds", type=_positive(float), default=LossySettings.seconds)
     interop = commands.add_parser(
         "interop", help="our generator against sockperf's client, on our server and sockperf's"
     )
     interop.set_defaults(handler=cmd_interop, interrupted="every server and client ended")
-    _models_out_python(interop)
-    interop.add_argument("--seconds", type=_positive(int), default=2,
+    _common(interop, "interop.json")
+    interop.add_argument("--seconds", type=_positive(int), default=InteropSettings.seconds,
                          help="per run: sockperf's -t, whole seconds (default 2)")  # fmt: skip
-    interop.add_argument("--mps", type=_positive(int), default=5000,
+    interop.add_argument("--mps", type=_positive(int), default=InteropSettings.mps,
                          help="under-load: messages per second (default 5000)")  # fmt: skip
-    interop.add_argument("--trials", type=_positive(int), default=3,
+    interop.add_argument("--trials", type=_positive(int), default=InteropSettings.trials,
                          help="runs per side and shape, the median shown (default 3)")  # fmt: skip
-    interop.add_argument("--placement", choices=("cross", "same", "none"), default="cross",
+    interop.add_argument("--placement", choices=PLACEMENTS, default=InteropSettings.placement,
                          help="cross: server on the last core, clients on the first (default); "
                          "same: all on the first; none: unpinned")  # fmt: skip
     selftest = commands.add_parser("selftest", help="measure the generator's own cost")
     selftest.set_defaults(handler=cmd_selftest, interrupted="the servers stopped")
-    selftest.add_argument("--duration", type=_positive(float), default=3.0)
-    selftest.add_argument("--rounds", type=_positive(int), default=3)
+    selftest.add_argument("--duration", type=_positive(float), default=SelftestSettings.duration)
+    selftest.add_argument("--rounds", type=_positive(int), default=SelftestSettings.rounds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,10 +319,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
     except ValueError as error:
         raise UsageError(str(error)) from None
     host, port = args.target
-    same = ("mode", "concurrency", "arrival", "duration", "warmup", "timeout", "payload_size",
-            "encoding", "prefix", "procs", "seed", "protocol")  # fmt: skip
-    return Settings(host=host, port=port, rate=args.rate or 0.0,
-                    **{name: getattr(args, name) for name in same})  # fmt: skip
+    return Settings(
+        host=host, port=port, mode=args.mode, concurrency=args.concurrency,
+        rate=args.rate or 0.0, arrival=args.arrival, duration=args.duration, warmup=args.warmup,
+        timeout=args.timeout, payload_size=args.payload_size, encoding=args.encoding,
+        prefix=args.prefix, procs=args.procs, seed=args.seed, protocol=args.protocol,
+    )  # fmt: skip
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -376,13 +389,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from loadgen.views.compare import main as compare
 
-    return compare(args.a, args.b, args.threshold, args.all_levels, args.json)
+    return compare(path_a=args.a, path_b=args.b, threshold=args.threshold,
+                   all_levels=args.all_levels, json_out=args.json)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from loadgen.experiments.demo import main as demo
 
-    return demo(args.models, args.work, args.seconds, args.clients, args.python, args.rounds)
+    return demo(DemoSettings(
+        models=args.models, works=_given(args.work, DemoSettings().works), seconds=args.seconds,
+        clients=args.clients, rounds=args.rounds, python=args.python,
+    ))  # fmt: skip
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
@@ -393,10 +410,12 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         if args.saved:
             print(redraw(args.saved, args.out))
             return 0
-        out = args.out or Path("results/latest")
-        saved = record_timeline(out, args.burst, args.models, args.work, repeat=args.repeat,
-                                python=args.python)  # fmt: skip
-        print(redraw(saved, out))
+        settings = TimelineSettings(
+            models=args.models, works=_given(args.work, TimelineSettings().works),
+            burst=args.burst, repeat=args.repeat, out=_given(args.out, TimelineSettings.out),
+            python=args.python,
+        )  # fmt: skip
+        print(redraw(record_timeline(settings), settings.out))
     except (ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     return 0
@@ -405,14 +424,19 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 def cmd_soak(args: argparse.Namespace) -> int:
     from loadgen.experiments.soak import main as soak
 
-    return soak(args.models, args.work, args.overload_s, args.recover_s, args.out, args.python)
+    return soak(SoakSettings(
+        models=args.models, work=args.work, overload_s=args.overload_s,
+        recover_s=args.recover_s, out=_given(args.out, SoakSettings.out), python=args.python,
+    ))  # fmt: skip
 
 
 def cmd_lossy(args: argparse.Namespace) -> int:
     from loadgen.experiments.lossy import main as lossy
 
-    return lossy(args.models, args.loss, args.rate, args.clients, args.seconds, args.out,
-                 args.python)  # fmt: skip
+    return lossy(LossySettings(
+        models=args.models, loss=args.loss, rate=args.rate, clients=args.clients,
+        seconds=args.seconds, out=_given(args.out, LossySettings.out), python=args.python,
+    ))  # fmt: skip
 
 
 def cmd_interop(args: argparse.Namespace) -> int:
@@ -420,8 +444,11 @@ def cmd_interop(args: argparse.Namespace) -> int:
     from loadgen.experiments.interop import main as interop
 
     try:
-        return interop(args.models, args.seconds, args.mps, args.out, args.python,
-                       args.placement, args.trials)  # fmt: skip
+        return interop(InteropSettings(
+            models=args.models, seconds=args.seconds, mps=args.mps, trials=args.trials,
+            placement=args.placement, out=_given(args.out, InteropSettings.out),
+            python=args.python,
+        ))  # fmt: skip
     except SockperfMissing as error:
         raise UsageError(str(error)) from None
 
@@ -429,7 +456,7 @@ def cmd_interop(args: argparse.Namespace) -> int:
 def cmd_selftest(args: argparse.Namespace) -> int:
     from loadgen.experiments.selftest import main as selftest
 
-    return selftest(args.duration, args.rounds)
+    return selftest(SelftestSettings(duration=args.duration, rounds=args.rounds))
 
 
 def main(argv: list[str] | None = None) -> int:

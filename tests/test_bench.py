@@ -13,7 +13,8 @@ import psutil
 import pytest
 from helpers import ROOT, wait_gone
 
-from loadgen.analysis.results import SCHEMA, archive_latest, load, parse
+from loadgen.analysis.results import SCHEMA, archive, load, parse
+from loadgen.experiments.bench import results_folder
 
 TINY = (
     "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
@@ -39,7 +40,7 @@ def tiny_bench(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
     out, _ = tiny_bench
-    data = load(out / "latest" / "results.json")
+    data = load(out / "results.json")
     assert data.schema == SCHEMA == 3
     kinds = [run.kind for run in data.runs]
     cores = len(os.sched_getaffinity(0))
@@ -62,7 +63,7 @@ def test_tiny_bench_writes_a_valid_results_file(tiny_bench):
 @pytest.mark.slow
 def test_each_run_records_the_machine_over_its_window(tiny_bench):
     out, _ = tiny_bench
-    data = load(out / "latest" / "results.json")
+    data = load(out / "results.json")
     for run in data.runs:
         machine = run.machine
         assert machine is not None  # this is Linux: /proc is there
@@ -77,7 +78,7 @@ def test_each_run_records_the_machine_over_its_window(tiny_bench):
 @pytest.mark.slow
 def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
     out, _ = tiny_bench
-    raw = json.loads((out / "latest" / "results.json").read_text())
+    raw = json.loads((out / "results.json").read_text())
     assert raw["schema"] == 3
     assert parse(raw).to_dict() == raw
 
@@ -85,7 +86,7 @@ def test_the_saved_file_round_trips_through_the_typed_results(tiny_bench):
 @pytest.mark.slow
 def test_core_sweep_pins_the_server(tiny_bench):
     out, _ = tiny_bench
-    data = load(out / "latest" / "results.json")
+    data = load(out / "results.json")
     pinned = sorted({run.cores_allowed for run in data.runs_of("core_sweep")})
     assert pinned == list(range(1, len(os.sched_getaffinity(0)) + 1))
 
@@ -93,23 +94,33 @@ def test_core_sweep_pins_the_server(tiny_bench):
 @pytest.mark.slow
 def test_csv_has_a_row_per_run(tiny_bench):
     out, _ = tiny_bench
-    data = load(out / "latest" / "results.json")
-    rows = (out / "latest" / "results.csv").read_text().strip().splitlines()
+    data = load(out / "results.json")
+    rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(data.runs)
     assert rows[0].startswith("kind,model,work")
 
 
-def test_a_new_bench_archives_the_previous_latest(tmp_path):
+def test_a_new_bench_archives_the_previous_results_files_and_nothing_else(tmp_path):
     latest = tmp_path / "latest"
-    latest.mkdir()
+    (latest / "kept").mkdir(parents=True)
+    assert archive(latest) is None  # no earlier bench: nothing moves
     (latest / "results.json").write_text(json.dumps({"metadata": {"date": "2026-01-02T03:04:05"}}))
-    first = archive_latest(tmp_path)
-    assert first == tmp_path / "archive" / "2026-01-02T030405" and not latest.exists()
-    latest.mkdir()
+    (latest / "report.md").write_text("# report")
+    first = archive(latest)
+    assert first == tmp_path / "archive" / "2026-01-02T030405"
+    assert sorted(path.name for path in latest.iterdir()) == ["kept"]  # a folder stays
     (latest / "results.json").write_text(json.dumps({"metadata": {"date": "2026-01-02T03:04:05"}}))
-    second = archive_latest(tmp_path)
+    second = archive(latest)
     assert second == tmp_path / "archive" / "2026-01-02T030405-1"
-    assert (first / "results.json").exists() and (second / "results.json").exists()
+    assert (first / "results.json").exists() and (first / "report.md").exists()
+    assert (second / "results.json").exists()
+
+
+def test_out_names_the_results_folder_and_an_old_style_parent_is_still_understood(tmp_path):
+    assert results_folder(tmp_path) == tmp_path
+    (tmp_path / "latest").mkdir()
+    (tmp_path / "latest" / "results.json").write_text("{}")
+    assert results_folder(tmp_path) == tmp_path / "latest"  # --out results, as before
 
 
 @pytest.mark.slow
@@ -134,7 +145,7 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
         start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    results = tmp_path / "latest" / "results.json"
+    results = tmp_path / "results.json"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait for two finished runs on disk
@@ -160,8 +171,7 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_no_process(tmp_path):
 
 @pytest.mark.slow
 def test_the_bench_draws_every_figure_and_writes_the_report(tiny_bench):
-    out, done = tiny_bench
-    latest = out / "latest"
+    latest, done = tiny_bench
     for name in ("throughput", "cores", "latency_load", "spectrum", "scaling", "timeline"):
         assert (latest / f"{name}.png").stat().st_size > 10_000, name
         assert (latest / f"{name}.svg").exists(), name
@@ -178,9 +188,9 @@ def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
     out, _ = tiny_bench
     saved = tmp_path / "elsewhere" / "results.json"
     saved.parent.mkdir()
-    saved.write_bytes((out / "latest" / "results.json").read_bytes())
+    saved.write_bytes((out / "results.json").read_bytes())
     timeline = saved.parent / "timeline.json"
-    timeline.write_bytes((out / "latest" / "timeline.json").read_bytes())
+    timeline.write_bytes((out / "timeline.json").read_bytes())
     for command in ("plot", "report"):
         done = subprocess.run(
             [sys.executable, "-m", "loadgen", command, str(saved)],
@@ -189,7 +199,7 @@ def test_plot_and_report_rebuild_from_a_saved_file(tiny_bench, tmp_path):
         assert done.returncode == 0, done.stderr
     for name in ("cores.png", "timeline.png", "report.md"):
         assert (saved.parent / name).exists(), name
-    original = (out / "latest" / "report.md").read_text()
+    original = (out / "report.md").read_text()
     assert (saved.parent / "report.md").read_text() == original  # the data alone decides
 
 

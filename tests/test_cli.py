@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
@@ -97,3 +98,37 @@ def test_interactive_mode_shows_the_message_and_sends_the_typed_reply(start_serv
     assert stopped["event"] == "stopped" and stopped["handled"] == 1
     assert server.proc.wait(10) == 0
     assert "[gbk]: 你好\\x1b[2J" in server.stderr
+
+
+def loose_options(source: str) -> list[str]:
+    """Where ``source`` passes options on by name lists or by position: a ``setattr`` or
+    ``getattr`` with a computed name, or an experiment's ``main`` (imported ``as`` a name)
+    called with more than one positional argument."""
+    tree = ast.parse(source)
+    mains = {alias.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+             for alias in node.names if alias.name == "main" and alias.asname}  # fmt: skip
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        named = node.func.id in ("setattr", "getattr") and len(node.args) > 1
+        if (named and not isinstance(node.args[1], ast.Constant)) or (
+            node.func.id in mains and len(node.args) > 1
+        ):
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_every_command_builds_its_settings_by_keyword():
+    assert loose_options((ROOT / "loadgen" / "__main__.py").read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "for k in names: setattr(settings, k, getattr(args, k))",
+        "from m import main as demo\ndemo(args.models, args.work)",
+    ],
+)
+def test_the_keyword_check_can_fail(source):
+    assert loose_options(source)

@@ -118,7 +118,7 @@ def test_the_bench_takes_its_load_from_the_cluster(local_cluster, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    data = json.loads((tmp_path / "latest" / "results.json").read_text())
+    data = json.loads((tmp_path / "results.json").read_text())
     assert data["metadata"]["settings"]["dask"] == local_cluster.scheduler_address
     [run] = data["runs"]
     assert run["loadgen"]["procs"] == 2 and run["loadgen"]["received"] > 0

@@ -40,7 +40,7 @@ def test_a_missing_interpreter_stops_the_bench_before_it_starts(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 2 and "no interpreter at '/no/such/python'" in done.stderr
-    assert "Traceback" not in done.stderr and not (tmp_path / "latest").exists()
+    assert "Traceback" not in done.stderr and not (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(t
         cwd=ROOT, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    data = load(tmp_path / "latest" / "results.json")
+    data = load(tmp_path / "results.json")
     metadata = data.metadata
     server_python = metadata.server_python
     version, has_gil = version_of(other)
@@ -90,7 +90,7 @@ def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(t
     assert measured | set(skipped) == set(asked) and not measured & set(skipped)
     assert all(reason for reason in skipped.values())
     assert all(server.ready.python == server_python.version for server in data.servers)
-    report = (tmp_path / "latest" / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
     assert f"The servers ran on CPython {server_python.version}" in report
     for model, reason in skipped.items():
         assert f"skipping {model}: {reason}" in done.stdout

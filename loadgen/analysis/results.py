@@ -41,6 +41,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self
 
+# Where every experiment writes unless told otherwise (--out): the newest results.
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "results" / "latest"
 SCHEMA = 3
 READABLE_SCHEMAS = (1, 2, 3)
 TIMELINE_SCHEMA = 1  # timeline.json; files from before it had none and read the same
@@ -542,20 +544,24 @@ def write_json_atomically(path: Path, data: Any) -> None:
     os.replace(handle.name, path)
 
 
-def archive_latest(root: Path) -> Path | None:
-    """Move ``root/latest`` to ``root/archive/<start time>``; return where it went."""
-    latest = root / "latest"
-    if not latest.exists() or not any(latest.iterdir()):
+def archive(folder: Path) -> Path | None:
+    """Move an earlier bench's files out of ``folder`` (``results/latest``) into
+    ``archive/<its start time>`` beside it (``results/archive/...``), so a new bench starts
+    afresh and loses nothing; return where they went (None: no earlier bench there). Only
+    files move: a folder inside it stays where it is."""
+    if not (folder / "results.json").is_file():
         return None
-    began = _started_at(latest) or datetime.datetime.fromtimestamp(latest.stat().st_mtime)
+    began = _started_at(folder) or datetime.datetime.fromtimestamp(folder.stat().st_mtime)
     name = began.strftime("%Y-%m-%dT%H%M%S")
-    target = root / "archive" / name
+    target = folder.parent / "archive" / name
     suffix = 1
     while target.exists():
-        target = root / "archive" / f"{name}-{suffix}"
+        target = folder.parent / "archive" / f"{name}-{suffix}"
         suffix += 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(latest), str(target))
+    target.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.is_file():
+            shutil.move(str(path), str(target / path.name))
     return target
 
 

@@ -30,10 +30,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency
 from loadgen.analysis.results import (
+    DEFAULT_OUT,
     LoadResult,
     MachineProbe,
     MachineWindow,
@@ -44,10 +45,10 @@ from loadgen.analysis.results import (
     ServerFigures,
     ServerRecord,
     Stopped,
-    archive_latest,
+    archive,
 )
 from loadgen.experiments.timeline import DEFAULT_WORKS as TIMELINE_WORKS
-from loadgen.experiments.timeline import record_timeline
+from loadgen.experiments.timeline import TimelineSettings, record_timeline
 from loadgen.generator import engine, runner
 from loadgen.generator.cluster import DaskRunner
 from loadgen.harness.calibration import calibrate_works
@@ -57,7 +58,6 @@ from loadgen.harness.pythons import runnable
 from loadgen.harness.server import Sample, ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
 
-ROOT = Path(__file__).resolve().parents[2]
 # Two points in a row disturbed through every retry: the machine is busy for longer than a
 # retry waits, and measuring each point three times would only triple the bench's length.
 STUCK_AFTER = 2
@@ -92,25 +92,29 @@ class BenchSettings:
     timeline_works: list[str] = field(default_factory=lambda: list(TIMELINE_WORKS))
     timeline_repeat: int = 5  # bursts per model and work, the median one kept
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
-    out: Path = ROOT / "results"
+    out: Path = DEFAULT_OUT  # the folder the results go into (see results_folder)
     python: str = sys.executable  # the servers' interpreter (the generator stays on this one)
     # tcp://SCHEDULER:8786: the generator's parts on that Dask cluster's workers, one each, as
     # many as a run has clients (up to the workers); the servers then listen on every address
     dask: str | None = None
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+Preset = Literal["quick", "default", "full"]
+PRESETS: dict[Preset, BenchSettings] = {
     # quick: every workload and figure, fewer points rather than shorter ones (16 clients,
     # three short rounds, each model in turn, so a drift hits them all alike; one load sweep),
     # the timeline's two lessons; under a minute
-    "quick": {"works": ["echo", "cpu=2ms", "io=5ms"], "concurrency": [16], "trials": 3,
-              "duration": 0.2, "warmup": 0.05, "warmup_max": 0.3, "min_replies": 40,
-              "duration_max": 0.6, "load_sweep": [50, 120], "sweep_works": ["cpu=2ms"],
-              "core_trials": 1, "probe_phase": 0.06,
-              "timeline_works": ["cpu=20ms", "io=5ms"], "timeline_repeat": 3},
-    "default": {},
-    "full": {"concurrency": [1, 2, 4, 8, 16, 32, 64, 128], "trials": 5, "duration": 2.0,
-             "warmup": 0.5, "load_sweep": [10, 25, 50, 75, 90, 100, 110, 120, 150]},
+    "quick": BenchSettings(
+        works=["echo", "cpu=2ms", "io=5ms"], concurrency=[16], trials=3, duration=0.2,
+        warmup=0.05, warmup_max=0.3, min_replies=40, duration_max=0.6, load_sweep=[50, 120],
+        sweep_works=["cpu=2ms"], core_trials=1, probe_phase=0.06,
+        timeline_works=["cpu=20ms", "io=5ms"], timeline_repeat=3,
+    ),
+    "default": BenchSettings(),
+    "full": BenchSettings(
+        concurrency=[1, 2, 4, 8, 16, 32, 64, 128], trials=5, duration=2.0, warmup=0.5,
+        load_sweep=[10, 25, 50, 75, 90, 100, 110, 120, 150],
+    ),
 }  # fmt: skip
 
 
@@ -357,13 +361,25 @@ def _the_matrix(bench: Bench, exact: dict[str, str]) -> None:
         bench.stop_all()
 
 
+def results_folder(out: Path) -> Path:
+    """The folder a bench writes into: ``out`` itself. Until December 2026 ``--out`` named
+    the folder *above* ``latest/``; a folder that holds an earlier bench's ``latest/`` and
+    no results of its own is still taken that way, with a note."""
+    if not (out / "results.json").exists() and (out / "latest" / "results.json").exists():
+        print(f"note: --out now names the results folder itself; {out} holds an earlier "
+              f"bench's latest/, so this one writes to {out / 'latest'} as before",
+              flush=True)  # fmt: skip
+        return out / "latest"
+    return out
+
+
 def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
     server_python, settings.models, skipped = runnable(settings.python, settings.models)
     calibration = calibrate_works([*settings.works, settings.core_work])
     exact = calibration.exact
-    archived = archive_latest(settings.out)
-    folder = settings.out / "latest"
+    folder = results_folder(settings.out)
+    archived = archive(folder)
     folder.mkdir(parents=True, exist_ok=True)
     about = metadata(asdict(settings), calibration.measured, server_python, skipped)
     results = ResultsFile(folder, Metadata.from_dict(about, "metadata"))
@@ -381,7 +397,8 @@ def run_bench(settings: BenchSettings) -> Path:
     print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
-        record_timeline(folder, models=settings.models, works=settings.timeline_works,
-                        metadata=about, exact=exact, repeat=settings.timeline_repeat,
-                        python=settings.python)  # fmt: skip
+        timeline = TimelineSettings(models=settings.models, works=settings.timeline_works,
+                                    repeat=settings.timeline_repeat, out=folder,
+                                    python=settings.python)  # fmt: skip
+        record_timeline(timeline, metadata=about, exact=exact)
     return folder

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -37,6 +38,16 @@ from servers.work import parse
 
 WORKERS = 8
 BAR_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    works: list[str] = field(default_factory=lambda: ["cpu=2ms", "io=5ms"])
+    seconds: float = 2.0  # per model and workload, shared among the rounds
+    clients: int = 16  # closed-loop clients
+    rounds: int = 3  # the models take turns this many times
+    python: str | None = None  # the servers' interpreter (None: this one)
 
 
 def caption(spec: str, model: str, clients: int) -> str:
@@ -146,20 +157,20 @@ def verdicts(
 
 
 def serve_work(
-    exact_spec: str, board: Scoreboard, probe: Probe | None, live: Live | None, *,
-    rounds: int, seconds: float, python: str | None,
+    exact_spec: str, board: Scoreboard, probe: Probe | None, live: Live | None,
+    settings: DemoSettings,
 ) -> dict[str, list[dict[str, float]]]:  # fmt: skip
-    """Every model's server up at once, then ``rounds`` rounds of each in turn for
-    ``seconds``, the machine read before each (into ``board.capacity``); every model's
-    rounds."""
+    """Every model's server up at once, then the settings' rounds of each in turn, the
+    machine read before each (into ``board.capacity``); every model's rounds."""
     spec, clients = board.spec, board.clients
+    seconds = settings.seconds / settings.rounds
     done: dict[str, list[dict[str, float]]] = {model: [] for model in board.models}
-    servers = [start_model(model, exact_spec, WORKERS, python=python)
+    servers = [start_model(model, exact_spec, WORKERS, python=settings.python)
                for model in board.models]  # fmt: skip
     try:
         for server in servers:
             server.wait_ready()
-        for _ in range(rounds):
+        for _ in range(settings.rounds):
             if probe is not None:
                 board.capacity.append(probe.read().capacity)
             for server in servers:
@@ -183,12 +194,10 @@ def serve_work(
     return done
 
 
-def main(
-    models: list[str] | None = None, works: list[str] | None = None, seconds: float = 2.0,
-    clients: int = 16, python: str | None = None, rounds: int = 3,
-) -> int:  # fmt: skip
-    _, models, _ = runnable(python, models, say=sys.stderr)
-    works = works or ["cpu=2ms", "io=5ms"]
+def main(settings: DemoSettings) -> int:
+    _, models, _ = runnable(settings.python, settings.models, say=sys.stderr)
+    works, clients, seconds, rounds = (settings.works, settings.clients, settings.seconds,
+                                       settings.rounds)  # fmt: skip
     console = Console()
     terminal = sys.stdout.isatty()
     cores = available_cores()
@@ -200,10 +209,9 @@ def main(
     with Probe() if cores > 1 else contextlib.nullcontext() as probe:
         for spec in works:
             board = Scoreboard(models, spec, cores, clients)
-            plan = {"rounds": rounds, "seconds": seconds / rounds, "python": python}
             if terminal:
                 with Live(board.table(), console=console, refresh_per_second=4) as live:
-                    per_model = serve_work(exact[spec], board, probe, live, **plan)
+                    per_model = serve_work(exact[spec], board, probe, live, settings)
                     live.update(board.table())
             else:
                 print(f"{spec}: {clients} clients, {seconds:g} s per model in {rounds} rounds",
@@ -211,7 +219,7 @@ def main(
                 for model in models:
                     print(f"  {model}: {caption(spec, model, clients) or 'the same load'}",
                           flush=True)  # fmt: skip
-                per_model = serve_work(exact[spec], board, probe, None, **plan)
+                per_model = serve_work(exact[spec], board, probe, None, settings)
             results[spec] = {model: summarise(r) for model, r in per_model.items() if r}
             capacity = statistics.median(board.capacity) if board.capacity else None
             judged += verdicts(spec, exact[spec], per_model, capacity, base)

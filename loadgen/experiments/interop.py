@@ -40,10 +40,11 @@ import socket
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from loadgen.analysis.results import write_json_atomically
+from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.pythons import runnable
@@ -65,7 +66,13 @@ DROPPED = re.compile(r"# dropped messages = (\d+); # duplicated messages = (\d+)
                      r"# out-of-order messages = (\d+)")  # fmt: skip
 
 
-def placement_cores(placement: str) -> tuple[list[int] | None, list[int] | None]:
+# cross: the server on the last core, the clients on the first; same: all on the first;
+# none: unpinned
+Placement = Literal["cross", "same", "none"]
+PLACEMENTS: tuple[Placement, ...] = ("cross", "same", "none")
+
+
+def placement_cores(placement: Placement) -> tuple[list[int] | None, list[int] | None]:
     """The cores (server's, client's) for ``placement``; None: unpinned (one core: no cross)."""
     cores = sorted(os.sched_getaffinity(0))
     if placement == "none" or (placement == "cross" and len(cores) < 2):
@@ -353,10 +360,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(models: list[str] | None, seconds: int, mps: int, out: Path,
-         python: str | None = None, placement: str = "cross", trials: int = 3) -> int:  # fmt: skip
+@dataclass(frozen=True)
+class InteropSettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    seconds: int = 2  # per run: sockperf's -t, whole seconds
+    mps: int = 5000  # under-load: messages per second
+    trials: int = 3  # runs per side and shape, the median shown
+    placement: Placement = "cross"  # see placement_cores
+    out: Path = DEFAULT_OUT  # the folder interop.json goes into
+    python: str | None = None  # the servers' interpreter (None: this one)
+
+
+def main(settings: InteropSettings) -> int:
+    seconds, mps, python = settings.seconds, settings.mps, settings.python
+    placement, trials = settings.placement, settings.trials
     sockperf_binary()  # up front: one line if it is missing
-    about, models, skipped = runnable(python, models)
+    about, models, skipped = runnable(python, settings.models)
     server_cores, client_cores = placement_cores(placement)
     where = f"server on cores {server_cores}, clients on {client_cores}" if server_cores else (
         "unpinned")  # fmt: skip
@@ -378,7 +397,7 @@ def main(models: list[str] | None, seconds: int, mps: int, out: Path,
     print(table(rows), flush=True)
     print(f"\nsockperf ping-pong -t {seconds:g} against every model, --protocol sockperf:")
     checks = check_models(models, seconds, python, (server_cores, client_cores))
-    path = Path(out) / "interop.json"
+    path = settings.out / "interop.json"
     write_json_atomically(path, {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": platform.node(), "server_python": about, "skipped": skipped,

@@ -13,10 +13,11 @@ the loss rule, or by the narrow link's queue. Writes ``lossy.json`` into ``--out
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import write_json_atomically
+from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.pythons import runnable
@@ -59,9 +60,21 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(models: list[str] | None, loss: float, rate: str, clients: int, seconds: float,
-         out: Path, python: str | None) -> int:  # fmt: skip
-    server_python, models, skipped = runnable(python, models)
+@dataclass(frozen=True)
+class LossySettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    loss: float = 5.0  # percent of datagrams the lossy link drops
+    rate: str = "256kbit"  # the narrow link's rate (tc's syntax)
+    clients: int = 16
+    seconds: float = 3.0  # per model and link
+    out: Path = DEFAULT_OUT  # the folder lossy.json goes into
+    python: str | None = None  # the servers' interpreter (None: this one)
+
+
+def main(settings: LossySettings) -> int:
+    loss, rate, clients, seconds, python = (settings.loss, settings.rate, settings.clients,
+                                            settings.seconds, settings.python)  # fmt: skip
+    server_python, models, skipped = runnable(python, settings.models)
     conditions = {f"{loss:g}% loss": {"loss_percent": loss}, f"a {rate} link": {"rate": rate}}
     data: dict[str, Any] = {"clients": clients, "seconds": seconds, "work": "echo",
                             "server_python": server_python, "skipped": skipped,
@@ -71,7 +84,7 @@ def main(models: list[str] | None, loss: float, rate: str, clients: int, seconds
             rows = [drive(host, model, clients, seconds, python) for model in models]
         data["conditions"][name] = rows
         print(table(f"With {name}, {clients} clients in closed loop, echo:", rows), flush=True)
-    path = Path(out) / "lossy.json"
+    path = settings.out / "lossy.json"
     write_json_atomically(path, data)
     print(f"wrote {path}")
     return 0

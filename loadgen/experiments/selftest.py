@@ -20,6 +20,7 @@ import select
 import socket
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from loadgen.generator.engine import Settings
@@ -133,7 +134,14 @@ def checks(rows: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, bool]]
     ]  # fmt: skip
 
 
-def main(duration: float = 3.0, rounds: int = 3) -> int:
+@dataclass(frozen=True)
+class SelftestSettings:
+    duration: float = 3.0  # measured seconds per round
+    rounds: int = 3
+
+
+def main(settings: SelftestSettings) -> int:
+    duration, rounds = settings.duration, settings.rounds
     with start_model(baseline().name, "echo", 1) as server:
         server.wait_ready()
         print(f"selftest: {rounds} rounds of {duration:g} s each, {CLIENTS} clients, closed "

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import write_json_atomically
+from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
 from loadgen.harness.calibration import calibrate_works
@@ -147,10 +148,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(models: list[str] | None, work: str, overload_s: float, recover_s: float,
-         out: Path, python: str | None) -> int:  # fmt: skip
+@dataclass(frozen=True)
+class SoakSettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    work: str = "cpu=2ms"
+    overload_s: float = 10.0  # seconds at several times what the model can answer
+    recover_s: float = 5.0  # then seconds at half of it
+    out: Path = DEFAULT_OUT  # the folder soak.json goes into
+    python: str | None = None  # the servers' interpreter (None: this one)
 
-    server_python, models, skipped = runnable(python, models)
+
+def main(settings: SoakSettings) -> int:
+    work, overload_s, recover_s, python = (settings.work, settings.overload_s,
+                                           settings.recover_s, settings.python)  # fmt: skip
+    server_python, models, skipped = runnable(python, settings.models)
     calibration = calibrate_works([work])
     exact = calibration.exact
     rows = []
@@ -158,7 +169,7 @@ def main(models: list[str] | None, work: str, overload_s: float, recover_s: floa
         started = time.monotonic()
         rows.append(soak_one(model, exact[work], overload_s, recover_s, python))
         print(f"{model}: done in {time.monotonic() - started:.0f} s", flush=True)
-    path = Path(out) / "soak.json"
+    path = settings.out / "soak.json"
     write_json_atomically(path, {"work": work, "calibration": calibration.measured,
                                  "server_python": server_python, "skipped": skipped,
                                  "overload_s": overload_s, "recover_s": recover_s,

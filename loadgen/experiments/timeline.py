@@ -17,10 +17,11 @@ import json
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import TIMELINE_SCHEMA, write_json_atomically
+from loadgen.analysis.results import DEFAULT_OUT, TIMELINE_SCHEMA, write_json_atomically
 from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.machine import metadata as machine_metadata
 from loadgen.harness.pythons import runnable
@@ -130,17 +131,27 @@ def _median_burst(trace: dict[str, Any], starts: list[int]) -> dict[str, Any]:
     return {**trace, "requests": requests, "burst_ns": began, "bursts_ms": durations}
 
 
+@dataclass(frozen=True)
+class TimelineSettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    works: list[str] = field(default_factory=lambda: list(DEFAULT_WORKS))
+    burst: int | None = None  # requests at once (None: one per core)
+    repeat: int = DEFAULT_REPEAT  # bursts per model and work, the median one drawn
+    out: Path = DEFAULT_OUT  # the folder timeline.json goes into
+    python: str | None = None  # the servers' interpreter (None: this one)
+
+
 def record_timeline(
-    out: Path, burst: int | None = None, models: list[str] | None = None,
-    works: list[str] | None = None, metadata: dict[str, Any] | None = None,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
+    settings: TimelineSettings, metadata: dict[str, Any] | None = None,
+    exact: dict[str, str] | None = None,
 ) -> Path:  # fmt: skip
-    """Record the bursts and save them as ``out/timeline.json``; ``python`` runs the servers
-    (models it cannot run are left out, with the reason in the metadata)."""
-    server_python, models, skipped = runnable(python, models, say=sys.stderr)
+    """Record the bursts and save them as ``timeline.json`` in the settings' folder; the
+    bench passes its own metadata and calibration. Models the servers' Python cannot run are
+    left out, with the reason in the metadata."""
+    s, out = settings, settings.out
+    server_python, models, skipped = runnable(s.python, s.models, say=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    data = record(models, works or DEFAULT_WORKS, burst or available_cores(), out, exact, repeat,
-                  python)  # fmt: skip
+    data = record(models, s.works, s.burst or available_cores(), out, exact, s.repeat, s.python)
     data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
     if metadata is None:
         metadata = machine_metadata({"workers": WORKERS}, {}, server_python, skipped)
