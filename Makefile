@@ -45,7 +45,7 @@ bench: $(INSTALLED)
 	$(PY) -m loadgen bench $(if $(QUICK),--quick) $(if $(FULL),--full)
 
 bench-models: $(INSTALLED)
-	$(PY) tests/model_figures.py
+	$(PY) -m loadgen models
 
 # The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
 demo: $(INSTALLED)
@@ -53,7 +53,7 @@ demo: $(INSTALLED)
 
 # Start and stop every model 20 times, half of them during a flood: clean, quick, nothing left.
 bench-stop: $(INSTALLED)
-	$(PY) tests/stop_figures.py
+	$(PY) -m loadgen stops
 
 # Overload each model at twice its capacity, then let off: memory, losses, kernel drops, recovery.
 bench-soak: $(INSTALLED)

@@ -24,8 +24,10 @@ from loadgen.experiments.bench import PRESETS, BenchSettings
 from loadgen.experiments.demo import DemoSettings
 from loadgen.experiments.interop import PLACEMENTS, InteropSettings
 from loadgen.experiments.lossy import LossySettings
+from loadgen.experiments.models import ModelsSettings
 from loadgen.experiments.selftest import SelftestSettings
 from loadgen.experiments.soak import SoakSettings
+from loadgen.experiments.stops import StopsSettings
 from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
 from loadgen.generator.engine import Settings
@@ -293,10 +295,31 @@ def add_stress(commands: Any) -> None:
     selftest.add_argument("--rounds", type=_positive(int), default=SelftestSettings.rounds)
 
 
+def add_checks(commands: Any) -> None:
+    """The benchmarks behind make bench-models and bench-stop, and what tracing costs."""
+    models = commands.add_parser("models", help="every model at its bound, with a simple client")
+    models.set_defaults(handler=cmd_models, interrupted="every server stopped")
+    models.add_argument("--segment", type=_positive(float), default=ModelsSettings.segment,
+                        help="measured s per turn")  # fmt: skip
+    models.add_argument("--warmup", type=float, default=ModelsSettings.warmup,
+                        help="s thrown away per turn")  # fmt: skip
+    models.add_argument("--rounds", type=_positive(int), default=ModelsSettings.rounds,
+                        help="turns per server")  # fmt: skip
+    models.add_argument("--json", type=Path, help="also write every trial's figures here")
+    models.add_argument("--strict", action="store_true", help="exit 1 if an expectation fails")
+    stops = commands.add_parser("stops", help="start and stop every model, half in a flood")
+    stops.set_defaults(handler=cmd_stops, interrupted="every server stopped")
+    stops.add_argument("--models", type=_names, help="comma-separated, default all")
+    stops.add_argument("--tries", type=_positive(int), default=StopsSettings.tries,
+                       help="cycles in a flood per model, as many idle (default 10)")  # fmt: skip
+    cost = commands.add_parser("trace-cost", help="what --trace costs a server, alternated")
+    cost.set_defaults(handler=cmd_trace_cost, interrupted="every server stopped")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_bench, add_views, add_classroom, add_stress):
+    for add in (add_run, add_bench, add_views, add_classroom, add_stress, add_checks):
         add(commands)
     return parser
 
@@ -457,6 +480,25 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from loadgen.experiments.selftest import main as selftest
 
     return selftest(SelftestSettings(duration=args.duration, rounds=args.rounds))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from loadgen.experiments.models import main as models
+
+    return models(ModelsSettings(segment=args.segment, warmup=args.warmup, rounds=args.rounds,
+                                 json=args.json, strict=args.strict))  # fmt: skip
+
+
+def cmd_stops(args: argparse.Namespace) -> int:
+    from loadgen.experiments.stops import main as stops
+
+    return stops(StopsSettings(models=args.models, tries=args.tries))
+
+
+def cmd_trace_cost(args: argparse.Namespace) -> int:
+    from loadgen.experiments.trace_cost import main as trace_cost
+
+    return trace_cost()
 
 
 def main(argv: list[str] | None = None) -> int:

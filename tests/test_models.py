@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, exchange, runnable_models, udp_client, wait_gone
-from stop_figures import flood as send_flood
 
+from loadgen.experiments.stops import flood as send_flood
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
 

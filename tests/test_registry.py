@@ -125,3 +125,10 @@ def test_the_literal_check_can_fail(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text('if model != "gevent":\n    pass\nx = {"threads": 1}\n')
     assert _model_literals(sample) == [(1, "gevent")]
+
+
+def test_a_model_that_hands_requests_to_other_processes_forks_them():
+    for model in MODELS.values():
+        assert model.forks or not model.hands_off, model.name
+    assert any(model.forks for model in MODELS.values())
+    assert any(model.computes_in_parallel() and not model.forks for model in MODELS.values())

@@ -6,6 +6,7 @@ the reference in ``results/`` has since been replaced by a schema 2 run)."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import json
@@ -21,6 +22,7 @@ from loadgen.analysis.results import (
     SCHEMA,
     Latency,
     Results,
+    RunKind,
     load,
     load_timeline,
     parse,
@@ -122,7 +124,7 @@ def test_the_converted_reference_round_trips_as_schema_2(old_reference):
         (lambda d: d["runs"][0]["loadgen"]["latency_us"].pop("count"),
          "results.runs[0].loadgen.latency_us lacks count"),
         (lambda d: d["runs"][0].pop("machine"), "results.runs[0] lacks machine"),
-        (lambda d: d["runs"][0].update(kind="sideways"), "unknown kind 'sideways'"),
+        (lambda d: d["runs"][0].update(kind="sideways"), "unknown RunKind 'sideways'"),
         (lambda d: d["runs"][0]["loadgen"].update(lost=0), "sent != received + lost + in_flight"),
         (lambda d: d.update(runs={}), "results.runs is an object, not a list"),
         (lambda d: d["metadata"]["calibration"]["cpu=2ms"].update(iterations=None),
@@ -192,3 +194,26 @@ def test_the_machine_window_from_two_samples():
     assert machine_window(None, after) is None and machine_window(after, before) is None
     now = machine_sample()  # this is Linux
     assert now is not None and now.cpus >= 1 and len(now.ticks) == 8
+
+
+def kind_literals(source: str) -> list[str]:
+    """Where ``source`` spells a run kind as a string instead of a ``RunKind`` (its own class
+    body aside, where the values are defined)."""
+    tree = ast.parse(source)
+    inside = {id(node) for klass in ast.walk(tree)
+              if isinstance(klass, ast.ClassDef) and klass.name == "RunKind"
+              for node in ast.walk(klass)}  # fmt: skip
+    values = {kind.value for kind in RunKind}
+    return [f"line {node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in values
+            and id(node) not in inside]  # fmt: skip
+
+
+def test_a_run_kind_is_never_spelled_as_a_string_in_the_code():
+    for path in sorted((ROOT / "loadgen").rglob("*.py")):
+        assert kind_literals(path.read_text(encoding="utf-8")) == [], path
+
+
+def test_the_run_kind_check_can_fail():
+    assert kind_literals('summary.models("matrix", work)') == ["line 1: 'matrix'"]
+    assert kind_literals("summary.models(RunKind.MATRIX, work)") == []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import enum
 import functools
 import json
 import os
@@ -46,7 +47,16 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "results" / "latest"
 SCHEMA = 3
 READABLE_SCHEMAS = (1, 2, 3)
 TIMELINE_SCHEMA = 1  # timeline.json; files from before it had none and read the same
-KINDS = ("matrix", "load_sweep", "core_sweep")
+
+
+class RunKind(enum.StrEnum):
+    """What a run measured. Written to files as its value; read back with ``RunKind(text)``."""
+
+    MATRIX = "matrix"  # closed loop: a number of clients, each one request at a time
+    LOAD_SWEEP = "load_sweep"  # open loop at a share of the capacity the matrix measured
+    CORE_SWEEP = "core_sweep"  # the server pinned to fewer cores, with CPU work
+
+
 # Package versions a results file from before --python recorded at the top of its metadata.
 LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
 
@@ -110,6 +120,14 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         return _value(inner, value, where)
     if isinstance(hint, type) and issubclass(hint, Record):
         return _record(hint, value, where)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            known = ", ".join(str(member.value) for member in hint)
+            raise ValueError(
+                f"{where}: unknown {hint.__name__} {value!r} (one of {known})"
+            ) from None
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise ValueError(f"{where} is {_kind(value)}, not a list")
@@ -248,7 +266,7 @@ class MachineWindow(Record):
 class Run(Record):
     """One measured point: a model, a workload, a level, a trial."""
 
-    kind: str
+    kind: RunKind
     model: str
     work: str
     trial: int
@@ -264,8 +282,9 @@ class Run(Record):
     @property
     def level(self) -> Any:
         """What varies within a kind: clients, % of capacity, or cores."""
-        return {"matrix": self.loadgen.concurrency, "load_sweep": self.offered_percent,
-                "core_sweep": self.cores_allowed}[self.kind]  # fmt: skip
+        return {RunKind.MATRIX: self.loadgen.concurrency,
+                RunKind.LOAD_SWEEP: self.offered_percent,
+                RunKind.CORE_SWEEP: self.cores_allowed}[self.kind]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +295,7 @@ class MachineProbe(Record):
     wall time (below one: they waited for a core)."""
 
     at_s: float  # seconds since the bench began
-    kind: str
+    kind: RunKind
     work: str
     trial: int | None  # the round it followed (None: before the first)
     solo_rate: float
@@ -321,7 +340,7 @@ class Stopped(Record):
 class ServerRecord(Record):
     """One server the bench started: its ready and stopped events (None: it did not stop)."""
 
-    kind: str
+    kind: RunKind
     model: str
     work: str
     ready: Ready
@@ -419,7 +438,7 @@ class Results(Record):
     servers: tuple[ServerRecord, ...] = ()
     probes: tuple[MachineProbe, ...] = ()
 
-    def runs_of(self, kind: str) -> list[Run]:
+    def runs_of(self, kind: RunKind) -> list[Run]:
         """The runs of ``kind`` that count: of each trial, its last attempt."""
         return [run for run in self.counted if run.kind == kind]
 
@@ -485,8 +504,6 @@ def parse(data: Any) -> Results:
     results = Results.from_dict(data, "results")
     for i, run in enumerate(results.runs):
         counts = run.loadgen
-        if run.kind not in KINDS:
-            raise ValueError(f"results.runs[{i}] has an unknown kind {run.kind!r}")
         if counts.sent != counts.received + counts.lost + counts.in_flight:
             raise ValueError(f"results.runs[{i}]: sent != received + lost + in_flight")
     return results

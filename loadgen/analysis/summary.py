@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, few_samples
-from loadgen.analysis.results import MachineProbe, Metadata, Results, Run
+from loadgen.analysis.results import MachineProbe, Metadata, Results, Run, RunKind
 from servers import MODELS, Model
 
 
@@ -71,7 +71,7 @@ class _Median:
 class Point:
     """The trials of one (kind, model, work, level), each figure as the median over them."""
 
-    kind: str
+    kind: RunKind
     model: str
     work: str
     level: Any
@@ -131,30 +131,32 @@ class Summary:
         for run in results.counted:
             self.groups[(run.kind, run.model, run.work, run.level)].append(run)
 
-    def works(self, kind: str = "matrix") -> list[str]:
+    def works(self, kind: RunKind = RunKind.MATRIX) -> list[str]:
         return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))
 
-    def models(self, kind: str = "matrix", work: str | None = None) -> list[str]:
+    def models(self, kind: RunKind = RunKind.MATRIX, work: str | None = None) -> list[str]:
         return ordered({k[1] for k in self.groups if k[0] == kind and work in (None, k[2])})
 
-    def levels(self, kind: str, model: str, work: str) -> list:
+    def levels(self, kind: RunKind, model: str, work: str) -> list:
         return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
 
-    def point(self, kind: str, model: str, work: str, level: Any) -> Point:
+    def point(self, kind: RunKind, model: str, work: str, level: Any) -> Point:
         runs = tuple(sorted(self.groups[(kind, model, work, level)], key=lambda run: run.trial))
         return Point(kind, model, work, level, runs, self.iterations_per_second)
 
     def points(self) -> list[Point]:
         return [self.point(*key) for key in self.groups]
 
-    def rate(self, kind: str, model: str, work: str, level: Any) -> float:
+    def rate(self, kind: RunKind, model: str, work: str, level: Any) -> float:
         return self.point(kind, model, work, level).rate
 
     def compared(self, model: str, work: str) -> Point:
         """The matrix point compared: at the highest concurrency level, where every model is
         loaded. Taking each model's best level instead would pick the luckiest of several noisy
         numbers, and compare models at different loads."""
-        return self.point("matrix", model, work, max(self.levels("matrix", model, work)))
+        return self.point(
+            RunKind.MATRIX, model, work, max(self.levels(RunKind.MATRIX, model, work))
+        )
 
     def round_ratios(self, model: str, base_model: str, work: str) -> list[float]:
         """At the level compared, ``model``'s replies/s over the baseline's in each round
@@ -165,12 +167,12 @@ class Summary:
         return [run.loadgen.throughput_rps / base_rates[run.trial] for run in point.runs
                 if base_rates.get(run.trial)]  # fmt: skip
 
-    def probes(self, work: str | None = None, kind: str = "matrix") -> list[MachineProbe]:
+    def probes(self, work: str | None = None, kind: RunKind = RunKind.MATRIX) -> list[MachineProbe]:
         """The machine's readings taken around ``work``'s runs of ``kind`` (all: None)."""
         return [probe for probe in self.results.probes
                 if work is None or (probe.kind, probe.work) == (kind, work)]  # fmt: skip
 
-    def capacity(self, work: str | None = None, kind: str = "matrix") -> float | None:
+    def capacity(self, work: str | None = None, kind: RunKind = RunKind.MATRIX) -> float | None:
         """The median capacity the machine delivered around ``work`` (else over the whole
         run; None: never read)."""
         readings = self.probes(work, kind) or self.probes()

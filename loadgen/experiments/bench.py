@@ -42,6 +42,7 @@ from loadgen.analysis.results import (
     Ready,
     ResultsFile,
     Run,
+    RunKind,
     ServerFigures,
     ServerRecord,
     Stopped,
@@ -119,7 +120,7 @@ PRESETS: dict[Preset, BenchSettings] = {
 
 
 def measure(
-    server: ServerProcess, loadgen_settings: engine.Settings, kind: str, trial: int,
+    server: ServerProcess, loadgen_settings: engine.Settings, kind: RunKind, trial: int,
     cores: list[int] | None, dask: DaskRunner | None = None, **sweep: float,
 ) -> Run:  # fmt: skip
     """One run against an already started server, its server-side figures and the whole
@@ -196,7 +197,7 @@ class Bench:
             runner.probe(self.loadgen_settings(server))
         return servers
 
-    def stop(self, servers: dict[str, ServerProcess], kind: str, results: ResultsFile) -> None:
+    def stop(self, servers: dict[str, ServerProcess], kind: RunKind, results: ResultsFile) -> None:
         """Stop them all at once; keep each one's stopped event (its per-worker split)."""
         for server in servers.values():
             server.request_stop()
@@ -226,7 +227,7 @@ class Bench:
         return replace(base, **changes)
 
     def point(
-        self, server: ServerProcess, settings: engine.Settings, kind: str, trial: int,
+        self, server: ServerProcess, settings: engine.Settings, kind: RunKind, trial: int,
         label: str, cores: list[int] | None = None, **sweep: float,
     ) -> Run:  # fmt: skip
         """One point's trial: measured, and measured again while disturbed (``retries`` times
@@ -248,7 +249,7 @@ class Bench:
                   "until one is quiet again", flush=True)  # fmt: skip
         return run
 
-    def read_machine(self, kind: str, work: str, trial: int | None) -> None:
+    def read_machine(self, kind: RunKind, work: str, trial: int | None) -> None:
         """A capacity reading between rounds, kept in the results file."""
         if self.probe is None:
             return
@@ -291,7 +292,7 @@ class Bench:
             if self.settings.load_sweep and spec in self.sweep_works():
                 self.load_sweep(servers, capacity)
         finally:
-            self.stop(servers, "matrix", self.results)
+            self.stop(servers, RunKind.MATRIX, self.results)
 
     def sweep_works(self) -> list[str]:
         chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
@@ -301,14 +302,16 @@ class Bench:
         """Closed loop, in rounds (each model in turn), the machine read before the first and
         after each; returns each model's capacity: its best median replies/s."""
         rates: dict[tuple[str, int], list[float]] = {}
-        self.read_machine("matrix", work, None)
+        self.read_machine(RunKind.MATRIX, work, None)
         for trial in range(self.settings.trials):
             for level in self.settings.concurrency:
                 for model, server in servers.items():
                     settings = self.loadgen_settings(server, concurrency=level)
-                    run = self.point(server, settings, "matrix", trial, f"c={level} t{trial + 1}")
+                    run = self.point(
+                        server, settings, RunKind.MATRIX, trial, f"c={level} t{trial + 1}"
+                    )
                     rates.setdefault((model, level), []).append(run.loadgen.throughput_rps)
-            self.read_machine("matrix", work, trial)
+            self.read_machine(RunKind.MATRIX, work, trial)
         return {
             model: max(statistics.median(rates[(model, level)])
                        for level in self.settings.concurrency)
@@ -323,7 +326,7 @@ class Bench:
                 settings = self.loadgen_settings(
                     server, mode="open", rate=rate, concurrency=self.settings.sweep_clients
                 )
-                self.point(server, settings, "load_sweep", 0, f"{percent}% load",
+                self.point(server, settings, RunKind.LOAD_SWEEP, 0, f"{percent}% load",
                            offered_percent=percent, capacity_rps=capacity[model])  # fmt: skip
 
     def core_sweep(self, exact: dict[str, str]) -> None:
@@ -339,9 +342,11 @@ class Bench:
                     settings = self.loadgen_settings(
                         server, concurrency=self.settings.core_concurrency
                     )
-                    self.point(server, settings, "core_sweep", trial, f"{count} core(s)", cores)
-            self.stop(servers, "core_sweep", self.results)
-            self.read_machine("core_sweep", work, count)
+                    self.point(
+                        server, settings, RunKind.CORE_SWEEP, trial, f"{count} core(s)", cores
+                    )
+            self.stop(servers, RunKind.CORE_SWEEP, self.results)
+            self.read_machine(RunKind.CORE_SWEEP, work, count)
         if allowed:
             os.sched_setaffinity(0, allowed)
 

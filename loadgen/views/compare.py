@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import Results, Run, load, write_json_atomically
+from loadgen.analysis.results import Results, Run, RunKind, load, write_json_atomically
 from loadgen.analysis.summary import Summary, ordered
 
 DEFAULT_THRESHOLD = 0.05
@@ -175,7 +175,7 @@ def _side(runs: list[Run], figure: Callable[[Run], float | None]) -> Spread:
 def _labels(summary: Summary) -> dict[str, str]:
     """Label -> exact spec of every matrix workload, in the order the file measured them."""
     found: dict[str, str] = {}
-    for spec in summary.works("matrix"):
+    for spec in summary.works(RunKind.MATRIX):
         found.setdefault(summary.metadata.work_label(spec), spec)
     return found
 
@@ -210,21 +210,21 @@ def compare(
     workloads = []
     for label in [x for x in labels_a if x in labels_b]:
         spec_a, spec_b = labels_a[label], labels_b[label]
-        models_a = summary_a.models("matrix", spec_a)
-        models_b = summary_b.models("matrix", spec_b)
+        models_a = summary_a.models(RunKind.MATRIX, spec_a)
+        models_b = summary_b.models(RunKind.MATRIX, spec_b)
         workload = Workload(label, spec_a, spec_b,
                             only_a=[m for m in models_a if m not in models_b],
                             only_b=[m for m in models_b if m not in models_a])  # fmt: skip
         for model in ordered(set(models_a) & set(models_b)):
-            levels_a = summary_a.levels("matrix", model, spec_a)
-            levels_b = summary_b.levels("matrix", model, spec_b)
+            levels_a = summary_a.levels(RunKind.MATRIX, model, spec_a)
+            levels_b = summary_b.levels(RunKind.MATRIX, model, spec_b)
             common = sorted(set(levels_a) & set(levels_b))
             if not common:
                 workload.no_common_level[model] = (levels_a, levels_b)
                 continue
             for level in common if all_levels else common[-1:]:
-                runs_a = summary_a.groups[("matrix", model, spec_a, level)]
-                runs_b = summary_b.groups[("matrix", model, spec_b, level)]
+                runs_a = summary_a.groups[(RunKind.MATRIX, model, spec_a, level)]
+                runs_b = summary_b.groups[(RunKind.MATRIX, model, spec_b, level)]
                 figures = {
                     key: judge(_side(runs_a, figure), _side(runs_b, figure), higher, threshold)
                     for key, _, figure, _, higher in METRICS

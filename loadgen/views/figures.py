@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from loadgen.analysis.expectations import EXPECTED  # noqa: E402
-from loadgen.analysis.results import Metadata, Results, Run, load  # noqa: E402
+from loadgen.analysis.results import Metadata, Results, Run, RunKind, load  # noqa: E402
 from loadgen.analysis.summary import knee, ordered, spread  # noqa: E402
 from loadgen.generator import stats  # noqa: E402
 from servers import MODELS  # noqa: E402
@@ -278,11 +278,11 @@ def scaling_figure(data: Results, runs: list[Run]) -> Figure:
 
 # Each figure, the kind of runs it draws, and what draws it (given those runs, never none).
 BUILDERS = {
-    "throughput": ("matrix", throughput_figure),
-    "cores": ("matrix", cores_figure),
-    "latency_load": ("load_sweep", latency_load_figure),
-    "spectrum": ("matrix", spectrum_figure),
-    "scaling": ("core_sweep", scaling_figure),
+    "throughput": (RunKind.MATRIX, throughput_figure),
+    "cores": (RunKind.MATRIX, cores_figure),
+    "latency_load": (RunKind.LOAD_SWEEP, latency_load_figure),
+    "spectrum": (RunKind.MATRIX, spectrum_figure),
+    "scaling": (RunKind.CORE_SWEEP, scaling_figure),
 }
 
 

@@ -21,7 +21,7 @@ from loadgen.analysis.expectations import (
     other_cores,
     parallel_floor,
 )
-from loadgen.analysis.results import Metadata, Results, Run, load, load_timeline
+from loadgen.analysis.results import Metadata, Results, Run, RunKind, load, load_timeline
 from loadgen.analysis.summary import (
     Point,
     Summary,
@@ -60,7 +60,7 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
     """Sentences about one workload, each with its numbers, checked against what the registry
     expects of each model on the interpreter the servers ran on."""
     label = summary.metadata.work_label(work)
-    models = summary.models("matrix", work)
+    models = summary.models(RunKind.MATRIX, work)
     base_model = baseline_of(models)
     if base_model is None:
         return [f"With {label}, no baseline model was measured, so no ratios are given."]
@@ -161,14 +161,14 @@ def wait_findings(
     """Waiting work (io=, block=): did each model overlap the waits, as expected of it?"""
     lines = []
     for m in others:
-        high = [level for level in summary.levels("matrix", m, work)
+        high = [level for level in summary.levels(RunKind.MATRIX, m, work)
                 if level >= EXPECTED.overlap_clients]  # fmt: skip
         expected = expects_overlap(m, kind)
         if not high or expected is None:
             continue
         level = max(high)
-        times = summary.rate("matrix", m, work, level) / max(
-            summary.rate("matrix", base_model, work, level), 1e-9
+        times = summary.rate(RunKind.MATRIX, m, work, level) / max(
+            summary.rate(RunKind.MATRIX, base_model, work, level), 1e-9
         )
         at = f"{times:.1f}x the {base_model} loop at {level} clients"
         if expected and times >= EXPECTED.overlap_speedup:
@@ -239,8 +239,8 @@ def sweep_findings(summary: Summary) -> list[str]:
 def _knee_clause(summary: Summary, model: str, work: str) -> str:
     """How far ``model``'s p99 stayed near its light-load value as the open-loop load grew."""
     points = [(point.rate, point.p99_us) for point in
-              (summary.point("load_sweep", model, work, percent)
-               for percent in summary.levels("load_sweep", model, work))]  # fmt: skip
+              (summary.point(RunKind.LOAD_SWEEP, model, work, percent)
+               for percent in summary.levels(RunKind.LOAD_SWEEP, model, work))]  # fmt: skip
     found = knee(points)
     if found:
         return f"{model} up to {found[0]:,.0f} replies/s"
@@ -251,9 +251,9 @@ def _knee_clause(summary: Summary, model: str, work: str) -> str:
 
 def load_sweep_findings(summary: Summary) -> list[str]:
     lines = []
-    for work in summary.works("load_sweep"):
+    for work in summary.works(RunKind.LOAD_SWEEP):
         parts = [_knee_clause(summary, model, work)
-                 for model in summary.models("load_sweep", work)]  # fmt: skip
+                 for model in summary.models(RunKind.LOAD_SWEEP, work)]  # fmt: skip
         if parts:
             lines.append(f"With {summary.metadata.work_label(work)} in open loop, p99 latency "
                          f"stayed within {EXPECTED.knee_factor:g}x of its light-load value for "
@@ -263,15 +263,15 @@ def load_sweep_findings(summary: Summary) -> list[str]:
 
 def core_sweep_findings(summary: Summary) -> list[str]:
     """Replies/s from the fewest to the most cores, against what each model is expected to do."""
-    work = next(iter(summary.works("core_sweep")), None)
+    work = next(iter(summary.works(RunKind.CORE_SWEEP)), None)
     if not work:
         return []
     changes = []
-    for model in summary.models("core_sweep", work):
-        counts = summary.levels("core_sweep", model, work)
+    for model in summary.models(RunKind.CORE_SWEEP, work):
+        counts = summary.levels(RunKind.CORE_SWEEP, model, work)
         if len(counts) >= 2:
-            low = summary.rate("core_sweep", model, work, counts[0])
-            high = summary.rate("core_sweep", model, work, counts[-1])
+            low = summary.rate(RunKind.CORE_SWEEP, model, work, counts[0])
+            high = summary.rate(RunKind.CORE_SWEEP, model, work, counts[-1])
             changes.append((model, counts[0], counts[-1], low, high))
     if not changes:
         return []
@@ -297,26 +297,26 @@ def disagreement_findings(summary: Summary, work: str, cores: int) -> list[str]:
     """The speed-up over the baseline on every core, measured twice: by the matrix and by the
     core sweep on its most cores. Where the two differ by more than ``disagreement``, say so,
     with each side's work efficiency and the machine's capacity around each."""
-    if work not in summary.works("matrix"):
+    if work not in summary.works(RunKind.MATRIX):
         return []
-    base_model = baseline_of(summary.models("core_sweep", work))
-    if base_model is None or cores not in summary.levels("core_sweep", base_model, work):
+    base_model = baseline_of(summary.models(RunKind.CORE_SWEEP, work))
+    if base_model is None or cores not in summary.levels(RunKind.CORE_SWEEP, base_model, work):
         return []
-    base_sweep = summary.rate("core_sweep", base_model, work, cores)
+    base_sweep = summary.rate(RunKind.CORE_SWEEP, base_model, work, cores)
     base_matrix = summary.compared(base_model, work).rate
     lines = []
-    for model in summary.models("core_sweep", work):
-        if model == base_model or cores not in summary.levels("core_sweep", model, work):
+    for model in summary.models(RunKind.CORE_SWEEP, work):
+        if model == base_model or cores not in summary.levels(RunKind.CORE_SWEEP, model, work):
             continue
-        sweep = summary.point("core_sweep", model, work, cores)
+        sweep = summary.point(RunKind.CORE_SWEEP, model, work, cores)
         matrix = summary.compared(model, work)
         a, b = matrix.rate / max(base_matrix, 1e-9), sweep.rate / max(base_sweep, 1e-9)
         if abs(a - b) <= EXPECTED.disagreement * max(a, b):
             continue
         evidence = []
         for name, point, kind in (
-            ("matrix", matrix, "matrix"),
-            ("core sweep", sweep, "core_sweep"),
+            (RunKind.MATRIX, matrix, RunKind.MATRIX),
+            ("core sweep", sweep, RunKind.CORE_SWEEP),
         ):
             done = point.efficiency
             capacity = summary.capacity(work, kind)
@@ -369,7 +369,7 @@ def noise_finding(summary: Summary) -> list[str]:
     spreads = []
     for point in summary.points():
         rates = [run.loadgen.throughput_rps for run in point.runs]
-        if point.kind == "matrix" and len(rates) > 1 and median(rates) > 0:
+        if point.kind == RunKind.MATRIX and len(rates) > 1 and median(rates) > 0:
             spreads.append((max(rates) - min(rates)) / median(rates))
     if not spreads:
         return [
@@ -383,13 +383,18 @@ def noise_finding(summary: Summary) -> list[str]:
     ]
 
 
-KIND_NAMES = {"matrix": "closed loop", "load_sweep": "load sweep", "core_sweep": "core sweep"}
+KIND_NAMES = {
+    RunKind.MATRIX: "closed loop",
+    RunKind.LOAD_SWEEP: "load sweep",
+    RunKind.CORE_SWEEP: "core sweep",
+}
 
 
-def _where(metadata: Metadata, kind: str, model: str, work: str, level: Any) -> str:
+def _where(metadata: Metadata, kind: RunKind, model: str, work: str, level: Any) -> str:
     """A point named for a reader: 'threads, cpu=2ms, 64 clients'."""
-    at = {"matrix": f"{level} client{'' if level == 1 else 's'}", "load_sweep": f"{level:g}% load",
-          "core_sweep": f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
+    at = {RunKind.MATRIX: f"{level} client{'' if level == 1 else 's'}",
+          RunKind.LOAD_SWEEP: f"{level:g}% load",
+          RunKind.CORE_SWEEP: f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
     return f"{model}, {metadata.work_label(work)}, {at}"
 
 
@@ -492,7 +497,7 @@ def table(summary: Summary, work: str) -> list[str]:
     rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
             "per reply | processes | memory MB | generator cores | lost |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    points = [summary.compared(model, work) for model in summary.models("matrix", work)]
+    points = [summary.compared(model, work) for model in summary.models(RunKind.MATRIX, work)]
     for p in points:
         mark = " (generator-limited)" if p.limited else ""
         mark += " (disturbed)" if p.disturbed else ""

@@ -1,7 +1,7 @@
 """Start and stop every model many times, half of them in the middle of a flood: does each
 stop cleanly, how fast, and is anything left running?
 
-    python tests/stop_figures.py [--tries 10] [--models a,b]      # make bench-stop
+    python -m loadgen stops [--tries 10] [--models a,b]      # make bench-stop
 
 A benchmark, not a test (the suite's test_a_stop_during_a_flood_is_clean_and_quick is the
 quick check): for each model, 2 x --tries cycles of a fresh server on port 0; in every other
@@ -13,20 +13,15 @@ process of the server's tree still running afterwards.
 
 from __future__ import annotations
 
-import argparse
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import psutil
 
-import psutil  # noqa: E402
-
-from loadgen.harness.server import ServerError, ServerProcess  # noqa: E402
-from servers import MODELS  # noqa: E402
+from loadgen.harness.server import ServerError, ServerProcess
+from servers import MODELS
 
 FLOOD_S = 0.6
 LIMIT_S = 2.0
@@ -69,19 +64,21 @@ def one_stop(
         return took, event, code, left
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tries", type=int, default=10)
-    parser.add_argument("--models", default=",".join(MODELS))
-    args = parser.parse_args()
-    failures = 0
-    for model in args.models.split(","):
+@dataclass(frozen=True)
+class StopsSettings:
+    models: list[str] | None = None  # None: every model
+    tries: int = 10  # cycles in a flood, and as many idle, per model
+
+
+def main(settings: StopsSettings) -> int:
+    failures, tries = 0, settings.tries
+    for model in settings.models or list(MODELS):
         if reason := MODELS[model].unavailable_reason():
             print(f"{model:16} skipped: {reason}")
             continue
         times, handled, bad = [], [], []
-        for i in range(2 * args.tries):
-            into = 0.2 + 0.3 * (i // 2) / max(1, args.tries - 1)
+        for i in range(2 * tries):
+            into = 0.2 + 0.3 * (i // 2) / max(1, tries - 1)
             took, event, code, left = one_stop(model, into, flooded=i % 2 == 0)
             ok = took is not None and took < LIMIT_S and code == 0 and event and not left
             if not ok:
@@ -92,13 +89,9 @@ def main() -> int:
                 handled.append(event.get("handled", 0))
         failures += len(bad)
         worst = f"{max(times):.2f}" if times else "-"
-        print(f"{model:16} {2 * args.tries - len(bad)}/{2 * args.tries} clean stops "
-              f"({args.tries} in a flood); signal to exit "
+        print(f"{model:16} {2 * tries - len(bad)}/{2 * tries} clean stops "
+              f"({tries} in a flood); signal to exit "
               f"median {sorted(times)[len(times) // 2]:.2f} s, worst {worst} s; handled "
               f"{min(handled, default=0):,}-{max(handled, default=0):,}"
               + (f"; NOT CLEAN: {bad}" if bad else ""), flush=True)  # fmt: skip
     return 0 if not failures else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

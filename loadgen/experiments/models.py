@@ -1,6 +1,6 @@
 """Measure what the server models allow, with a simple closed-loop client.
 
-    python tests/model_figures.py [--rounds 7] [--segment 0.6] [--json FILE]
+    python -m loadgen models [--rounds 7] [--segment 0.6] [--json FILE]     # make bench-models
 
 This is a benchmark, not a test: it prints figures and checks them against the expectations of
 the servers issue, and exits 0 either way (``--strict`` exits 1 when an expectation is missed).
@@ -20,7 +20,6 @@ come from the registry's traits (computes in parallel on this interpreter, overl
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -32,14 +31,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from loadgen.analysis.bounds import bound  # noqa: E402
-from loadgen.harness.calibration import calibrate_works  # noqa: E402
-from loadgen.harness.server import ServerProcess, model_args  # noqa: E402
-from servers import MODELS, available_cores  # noqa: E402
-from servers.protocol import DEFAULT_PREFIX  # noqa: E402
+from loadgen.analysis.bounds import bound
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.server import ServerProcess, model_args
+from servers import MODELS, available_cores, baseline
+from servers.protocol import DEFAULT_PREFIX
 
 REPLY_TIMEOUT_S = 1.0
 CPU_SECONDS = 0.002  # the CPU work is cpu=2ms, calibrated to an iteration count
@@ -69,6 +65,68 @@ class Figure:
     p50_us: float
 
 
+class Client:
+    """``in_flight`` sockets, one request outstanding on each; every reply checked."""
+
+    def __init__(self, address: tuple[str, int], prefix: bytes, in_flight: int) -> None:
+        self.address, self.prefix = address, prefix
+        self.selector = selectors.DefaultSelector()
+        self.sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(in_flight)]
+        self.expected: dict[socket.socket, bytes] = {}
+        self.sent_at: dict[socket.socket, float] = {}
+        self.sequence = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            self.selector.register(sock, selectors.EVENT_READ)
+            self.send(sock)
+
+    def send(self, sock: socket.socket) -> None:
+        self.sequence += 1
+        payload = f"request {self.sequence} from {sock.fileno()}".encode()
+        self.expected[sock] = self.prefix + payload
+        self.sent_at[sock] = time.monotonic()
+        sock.sendto(payload, self.address)
+
+    def receive(self, latencies: list[float]) -> int:
+        """Read what came within 0.1 s; each right reply is timed and its socket asks again.
+        Anything else is a late reply to a request already counted as lost."""
+        replies = 0
+        for key, _ in self.selector.select(timeout=0.1):
+            sock = key.fileobj
+            while True:
+                try:
+                    reply = sock.recv(4096)
+                except BlockingIOError:
+                    break
+                if reply == self.expected.get(sock):
+                    replies += 1
+                    latencies.append(time.monotonic() - self.sent_at[sock])
+                    self.send(sock)
+        return replies
+
+    def resend_lost(self, now: float) -> int:
+        """Count as lost each request unanswered for REPLY_TIMEOUT_S, and ask again."""
+        lost = [sock for sock in self.sockets if now - self.sent_at[sock] > REPLY_TIMEOUT_S]
+        for sock in lost:
+            self.send(sock)
+        return len(lost)
+
+    def close(self) -> None:
+        """Collect what is still in flight, so it does not load the next server's segment."""
+        outstanding = set(self.sockets)
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while outstanding and time.monotonic() < deadline:
+            for key, _ in self.selector.select(timeout=0.05):
+                with contextlib.suppress(BlockingIOError):
+                    while key.fileobj.recv(4096) != self.expected[key.fileobj]:
+                        pass
+                    outstanding.discard(key.fileobj)
+        for sock in self.sockets:
+            self.selector.unregister(sock)
+            sock.close()
+        self.selector.close()
+
+
 def closed_loop(
     server: ServerProcess, prefix: bytes, in_flight: int, duration: float, warmup: float
 ) -> tuple[int, int, float, float, float, float]:
@@ -77,27 +135,7 @@ def closed_loop(
     Returns (verified replies, lost, measured seconds, server CPU s, client CPU s, p50 latency
     in us), all counted after the warm-up only.
     """
-    selector = selectors.DefaultSelector()
-    sockets = []
-    for _ in range(in_flight):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sockets.append(sock)
-    expected: dict[socket.socket, bytes] = {}
-    sent_at: dict[socket.socket, float] = {}
-    sequence = 0
-
-    def send(sock: socket.socket) -> None:
-        nonlocal sequence
-        sequence += 1
-        payload = f"request {sequence} from {sock.fileno()}".encode()
-        expected[sock] = prefix + payload
-        sent_at[sock] = time.monotonic()
-        sock.sendto(payload, server.address)
-
-    for sock in sockets:
-        selector.register(sock, selectors.EVENT_READ)
-        send(sock)
+    client = Client(server.address, prefix, in_flight)
     replies = lost = 0
     latencies: list[float] = []
     start = time.monotonic()
@@ -112,47 +150,22 @@ def closed_loop(
             latencies.clear()
             measure_from = now
             server_cpu, client_cpu = cpu_seconds(server), time.process_time()
-        for key, _ in selector.select(timeout=0.1):
-            sock = key.fileobj
-            while True:
-                try:
-                    reply = sock.recv(4096)
-                except BlockingIOError:
-                    break
-                if reply == expected.get(sock):
-                    replies += 1
-                    latencies.append(time.monotonic() - sent_at[sock])
-                    send(sock)
-                # anything else is a late reply to a request already counted as lost
+        replies += client.receive(latencies)
         if now >= next_timeout_scan:
             next_timeout_scan = now + 0.1
-            for sock in sockets:
-                if now - sent_at[sock] > REPLY_TIMEOUT_S:
-                    lost += 1
-                    send(sock)
+            lost += client.resend_lost(now)
     elapsed = time.monotonic() - measure_from
     server_cpu = cpu_seconds(server) - server_cpu
     client_cpu = time.process_time() - client_cpu
-    # Drain: collect what is still in flight, so it does not load the next server's segment.
-    outstanding = set(sockets)
-    deadline = time.monotonic() + REPLY_TIMEOUT_S
-    while outstanding and time.monotonic() < deadline:
-        for key, _ in selector.select(timeout=0.05):
-            with contextlib.suppress(BlockingIOError):
-                while key.fileobj.recv(4096) != expected[key.fileobj]:
-                    pass
-                outstanding.discard(key.fileobj)
-    for sock in sockets:
-        selector.unregister(sock)
-        sock.close()
-    selector.close()
+    client.close()
     p50_us = statistics.median(latencies) * 1e6 if latencies else float("nan")
     return replies, lost, elapsed, server_cpu, client_cpu, p50_us
 
 
 def measure(
-    title: str, contenders: list[tuple[str, list[str], bytes]], work: str, in_flight: int, args
-) -> dict[str, list[Figure]]:
+    title: str, contenders: list[tuple[str, list[str], bytes]], work: str, in_flight: int,
+    settings: ModelsSettings,
+) -> dict[str, list[Figure]]:  # fmt: skip
     """Start every contender, then measure them in turn, in short segments, round after round.
 
     This machine's speed drifts by tens of percent within seconds (shared hardware), so a
@@ -166,10 +179,10 @@ def measure(
     try:
         for label, command, _ in contenders:
             servers[label] = start(command)
-        for _ in range(args.rounds):
+        for _ in range(settings.rounds):
             for label, _, prefix in contenders:
                 replies, lost, elapsed, server_cpu, client_cpu, p50_us = closed_loop(
-                    servers[label], prefix, in_flight, args.segment, args.warmup
+                    servers[label], prefix, in_flight, settings.segment, settings.warmup
                 )
                 figures[label].append(
                     Figure(
@@ -246,7 +259,7 @@ def calibration_spread(starts: int) -> tuple[list[int], float]:
     """Start the server several times with cpu=2ms and compare the iteration counts."""
     counts = []
     for _ in range(starts):
-        with start(model_args("blocking", "cpu=2ms")) as server:
+        with start(model_args(baseline().name, "cpu=2ms")) as server:
             counts.append(server.ready["cpu_iterations"])
             server.stop()
     return counts, (max(counts) - min(counts)) / min(counts)
@@ -284,20 +297,106 @@ def against_bounds(
     return checks
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--segment", type=float, default=0.6, help="measured s per turn")
-    parser.add_argument("--warmup", type=float, default=0.2, help="s thrown away per turn")
-    parser.add_argument("--rounds", type=int, default=7, help="turns per server")
-    parser.add_argument("--json", type=Path, help="also write every trial's figures here")
-    parser.add_argument("--strict", action="store_true", help="exit 1 if an expectation fails")
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class ModelsSettings:
+    segment: float = 0.6  # measured seconds per turn
+    warmup: float = 0.2  # seconds thrown away per turn
+    rounds: int = 7  # turns per server
+    json: Path | None = None  # also write every trial's figures here
+    strict: bool = False  # exit 1 if an expectation is missed
 
-    prefix = DEFAULT_PREFIX.encode()
+
+Groups = dict[str, dict[str, list[Figure]]]
+
+
+def run_workloads(settings: ModelsSettings, available: list[str], cpu_work: str) -> Groups:
+    """Every workload's servers measured in turns: cpu, io at 32 and (the capped models) at
+    16 and 64 in flight, a blocking call, and echo against a bare recvfrom/sendto loop."""
+    prefix, s = DEFAULT_PREFIX.encode(), settings
+    caps = [m for m in available if MODELS[m].workers_meaning == "cap"]
+
+    def every(models: list[str], work: str) -> list[tuple[str, list[str], bytes]]:
+        return [(m, model_args(m, work, 8), prefix) for m in models]
+
+    groups = {
+        "cpu": measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:",
+                       every(available, cpu_work), cpu_work, 8, s),
+        "io": measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:",
+                      every(available, "io=5ms"), "io=5ms", 32, s),
+    }  # fmt: skip
+    for clients in (16, 64):
+        groups[f"io {clients}"] = measure(
+            f"\nI/O wait (io=5ms), {clients} in flight, the models with a cap:",
+            every([baseline().name, *caps], "io=5ms"), "io=5ms", clients, s,
+        )  # fmt: skip
+    groups["block"] = measure("\nA blocking call (block=5ms), --workers 8, 16 in flight:",
+                              every(available, "block=5ms"), "block=5ms", 16, s)  # fmt: skip
+    contenders = [("bare loop", ["-c", BARE_LOOP], b""),
+                  *((m, model_args(m, "echo", None), prefix) for m in available)]  # fmt: skip
+    groups["echo"] = measure("\nEcho, 32 in flight, against a bare recvfrom/sendto loop:",
+                             contenders, "echo", 32, s)  # fmt: skip
+    return groups
+
+
+def model_checks(groups: Groups, available: list[str], gil: bool) -> list[tuple[str, float, bool]]:
+    """The expectations each model's figures are held to, from the registry's traits."""
+    cpu, echo, checks = groups["cpu"], groups["echo"], []
+    base = baseline().name
+    for m in (m for m in available if m != base):
+        value = paired_ratio(cpu, m, base)
+        if MODELS[m].computes_in_parallel(gil):
+            checks.append((f"cpu: {m} >= 1.5x {base}", value, value >= 1.5))
+            cores = median(cpu[m]).server_cores
+            checks.append((f"cpu: {m} >= 1.6 server cores", cores, cores >= 1.6))
+            if not MODELS[m].forks:
+                processes = max(f.processes for f in cpu[m])
+                checks.append((f"cpu: {m} in ONE process", processes, processes == 1))
+        else:
+            checks.append((f"cpu: {m} <= 1.15x {base}", value, value <= 1.15))
+        for kind in ("io", "block"):
+            value = paired_ratio(groups[kind], m, base)
+            if kind in MODELS[m].overlaps:
+                checks.append((f"{kind}: {m} >= 6x {base}", value, value >= 6))
+            else:
+                checks.append((f"{kind}: {m} <= 1.2x {base}", value, value <= 1.2))
+    checks += hand_off_checks(groups, available, base)
+    value = paired_ratio(echo, base, "bare loop")
+    checks.append((f"echo: {base} >= 0.5x bare loop, replies/s", value, value >= 0.5))
+    value = paired_capacity_ratio(echo, base, "bare loop")
+    checks.append(("echo: same, capacity from CPU per reply", value, value >= 0.5))
+    return checks
+
+
+def hand_off_checks(groups: Groups, available: list[str], base: str) -> list:
+    """What a hand-off may cost (the floors the models-at-their-bound issue set): echo from a
+    model that hands each request on, or caps requests in progress, stays above a floor; a
+    variant is no slower than the model it varies; handing CPU work on keeps p50 near the
+    forked model that does not."""
+    cpu, echo, checks = groups["cpu"], groups["echo"], []
+    direct = [m for m in available if MODELS[m].forks and not MODELS[m].hands_off]
+    for m in available:
+        model, rate = MODELS[m], median(echo[m]).replies_per_s
+        floor = 15_000 if model.hands_off else 45_000 if model.workers_meaning == "cap" else 0
+        if floor:
+            checks.append((f"echo: {m}, 32 in flight >= {floor:,}/s", rate, rate >= floor))
+        if model.variant_of in echo:
+            value = paired_ratio(echo, m, model.variant_of)
+            checks.append((f"echo: {m} >= {model.variant_of}", value, value >= 1.0))
+        if model.hands_off and direct:
+            value = paired_ratio(cpu, m, base)
+            checks.append((f"cpu: {m} >= 1.6x {base}", value, value >= 1.6))
+            p50 = statistics.median(f.p50_us for f in cpu[m]) / statistics.median(
+                f.p50_us for f in cpu[direct[0]]
+            )
+            checks.append((f"cpu: {m} p50 <= 1.3x that of {direct[0]}", p50, p50 <= 1.3))
+    return checks
+
+
+def main(settings: ModelsSettings) -> int:
     print(
         f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{args.rounds} rounds of {args.segment} s per server after {args.warmup} s warm-up; "
-        "medians shown; ratios are medians of same-round ratios",
+        f"{settings.rounds} rounds of {settings.segment} s per server after {settings.warmup} s "
+        "warm-up; medians shown; ratios are medians of same-round ratios",
         flush=True,
     )
     counts, spread = calibration_spread(5)
@@ -305,97 +404,26 @@ def main() -> int:
           f"spread {spread:.1%}")  # fmt: skip
     cpu_work = calibrate_works(["cpu=2ms"]).exact["cpu=2ms"]
     print(f"every model gets the same CPU work: cpu=2ms calibrated here once, {cpu_work}\n")
-
     available = [m for m in MODELS if MODELS[m].unavailable_reason() is None]
     for m in MODELS:
         if m not in available:
             print(f"skipping {m}: {MODELS[m].unavailable_reason()}")
-    caps = [m for m in available if MODELS[m].workers_meaning == "cap"]
-    models = [(m, model_args(m, cpu_work, 8), prefix) for m in available]
-    cpu = measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:", models, cpu_work, 8, args)
-    models = [(m, model_args(m, "io=5ms", 8), prefix) for m in available]
-    io = measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:", models, "io=5ms", 32, args)
-    models = [(m, model_args(m, "io=5ms", 8), prefix) for m in ["blocking", *caps]]
-    io_caps = {
-        clients: measure(f"\nI/O wait (io=5ms), {clients} in flight, the models with a cap:",
-                         models, "io=5ms", clients, args)
-        for clients in (16, 64)
-    }  # fmt: skip
-    models = [(m, model_args(m, "block=5ms", 8), prefix) for m in available]
-    block = measure("\nA blocking call (block=5ms), --workers 8, 16 in flight:", models,
-                    "block=5ms", 16, args)  # fmt: skip
-    contenders = [
-        ("bare loop", ["-c", BARE_LOOP], b""),
-        *((m, model_args(m, "echo", None), prefix) for m in available),
-    ]
-    echo = measure(
-        "\nEcho, 32 in flight, against a bare recvfrom/sendto loop:", contenders, "echo", 32, args
-    )
-
+    groups = run_workloads(settings, available, cpu_work)
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    checks = []
-    for m in available[1:]:
-        value = paired_ratio(cpu, m, "blocking")
-        if MODELS[m].computes_in_parallel(gil):
-            checks.append((f"cpu: {m} >= 1.5x blocking", value, value >= 1.5))
-            cores = median(cpu[m]).server_cores
-            checks.append((f"cpu: {m} >= 1.6 server cores", cores, cores >= 1.6))
-        else:
-            checks.append((f"cpu: {m} <= 1.15x blocking", value, value <= 1.15))
-        for kind, figures in (("io", io), ("block", block)):
-            value = paired_ratio(figures, m, "blocking")
-            if kind in MODELS[m].overlaps:
-                checks.append((f"{kind}: {m} >= 6x blocking", value, value >= 6))
-            else:
-                checks.append((f"{kind}: {m} <= 1.2x blocking", value, value <= 1.2))
-    if "subinterpreters" in cpu:
-        processes = max(f.processes for f in cpu["subinterpreters"])
-        checks.append(("cpu: subinterpreters in ONE process", processes, processes == 1))
-    echo_rate = {m: median(echo[m]).replies_per_s for m in echo}
-    for m, floor in (("procpool", 15_000), ("gevent", 45_000)):
-        if m in echo_rate:
-            checks.append((f"echo: {m}, 32 in flight >= {floor:,}/s", echo_rate[m],
-                           echo_rate[m] >= floor))  # fmt: skip
-    if {"uvloop", "asyncio"} <= set(echo_rate):
-        value = paired_ratio(echo, "uvloop", "asyncio")
-        checks.append(("echo: uvloop >= asyncio", value, value >= 1.0))
-    if "procpool" in cpu:
-        value = paired_ratio(cpu, "procpool", "blocking")
-        checks.append(("cpu: procpool >= 1.6x blocking", value, value >= 1.6))
-        p50 = statistics.median(f.p50_us for f in cpu["procpool"]) / statistics.median(
-            f.p50_us for f in cpu["processes"]
-        )
-        checks.append(("cpu: procpool p50 <= 1.3x processes'", p50, p50 <= 1.3))
-    value = paired_ratio(echo, "blocking", "bare loop")
-    checks.append(("echo: blocking >= 0.5x bare loop, replies/s", value, value >= 0.5))
-    value = paired_capacity_ratio(echo, "blocking", "bare loop")
-    checks.append(("echo: same, capacity from CPU per reply", value, value >= 0.5))
+    checks = model_checks(groups, available, gil)
     checks.append(("calibration: 5 starts within 10%", spread, spread <= 0.10))
-    groups = [(cpu, cpu_work, 8), (io, "io=5ms", 32), *((f, "io=5ms", c) for c, f in
-              io_caps.items()), (block, "block=5ms", 16), (echo, "echo", 32)]  # fmt: skip
-    checks += against_bounds(groups, gil)
+    workloads = [(groups["cpu"], cpu_work, 8), (groups["io"], "io=5ms", 32),
+                 *((groups[f"io {c}"], "io=5ms", c) for c in (16, 64)),
+                 (groups["block"], "block=5ms", 16), (groups["echo"], "echo", 32)]  # fmt: skip
+    checks += against_bounds(workloads, gil)
     print("\nexpectations:")
     for text, value, ok in checks:
         print(f"  {'ok  ' if ok else 'MISS'} {text:44} measured {value:.2f}")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "calibration_counts": counts,
-                    "figures": [
-                        asdict(f)
-                        for group in (cpu, io, *io_caps.values(), block, echo)
-                        for fs in group.values()
-                        for f in fs
-                    ],
-                    "checks": [{"check": t, "value": v, "ok": ok} for t, v, ok in checks],
-                },
-                indent=1,
-            )
-        )
+    if settings.json:
+        figures = [asdict(f) for group in groups.values() for fs in group.values() for f in fs]
+        settings.json.write_text(json.dumps({
+            "calibration_counts": counts, "figures": figures,
+            "checks": [{"check": t, "value": v, "ok": ok} for t, v, ok in checks],
+        }, indent=1))  # fmt: skip
     missed = [text for text, _, ok in checks if not ok]
-    return 1 if missed and args.strict else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 1 if missed and settings.strict else 0

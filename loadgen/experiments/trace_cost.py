@@ -1,6 +1,6 @@
 """What ``--trace`` costs a server: the same load with and without it, alternated.
 
-    .venv/bin/python tests/trace_cost.py
+    python -m loadgen trace-cost
 
 For each (model, work): four rounds of a closed loop of 32 clients for 2 s against a fresh
 server, untraced and traced in alternating order; prints median replies/s and the server's CPU
@@ -10,19 +10,16 @@ per request (its whole process tree, warm-up included). A benchmark: it prints, 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from loadgen.generator import runner  # noqa: E402
-from loadgen.generator.engine import Settings  # noqa: E402
-from loadgen.harness.calibration import calibrate_works  # noqa: E402
-from loadgen.harness.server import cpu_window, start_model  # noqa: E402
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.server import cpu_window, start_model
+from servers import MODELS, baseline
 
 ROUNDS = 4
-CASES = [("blocking", "echo"), ("threads", "echo"), ("blocking", "cpu=2ms")]
 
 
 def measure(model: str, spec: str, folder: Path | None) -> tuple[float, float]:
@@ -39,10 +36,18 @@ def measure(model: str, spec: str, folder: Path | None) -> tuple[float, float]:
     return result["throughput_rps"], seconds / max(1, result["sent"]) * 1e6
 
 
-def main() -> None:
-    exact = calibrate_works([asked for _, asked in CASES]).exact
+def cases() -> list[tuple[str, str]]:
+    """The baseline with echo and with CPU work, and with echo the model whose workers share
+    one GIL (and so one trace's lock and list)."""
+    base = baseline().name
+    shared = next(model.name for model in MODELS.values() if model.parallel == "without_gil")
+    return [(base, "echo"), (shared, "echo"), (base, "cpu=2ms")]
+
+
+def main() -> int:
+    exact = calibrate_works([asked for _, asked in cases()]).exact
     with tempfile.TemporaryDirectory() as temporary:
-        for model, asked in CASES:
+        for model, asked in cases():
             spec = exact[asked]
             runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
             for round_number in range(ROUNDS):
@@ -55,7 +60,4 @@ def main() -> None:
                 print(f"{model:9} {asked:8} {'traced' if traced else 'untraced':9} "
                       f"{rate:10,.0f} replies/s  {cpu:8.1f} us server CPU per request",
                       flush=True)  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()
+    return 0
