@@ -30,7 +30,7 @@ from loadgen.experiments.soak import SoakSettings
 from loadgen.experiments.stops import StopsSettings
 from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
-from loadgen.generator.engine import Settings
+from loadgen.generator.engine import ARRIVALS, MODES, Settings
 from loadgen.generator.runner import TargetError, parse_target
 from loadgen.harness.pythons import InterpreterError
 from loadgen.harness.testhost import HostError
@@ -162,10 +162,10 @@ def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="drive one server and report what it did")
     run.set_defaults(handler=cmd_run, interrupted="no result written")
     run.add_argument("--target", type=_target, required=True, help="HOST:PORT of the server")
-    run.add_argument("--mode", choices=("closed", "open"), default="closed")
+    run.add_argument("--mode", choices=MODES, default=Settings.mode)
     run.add_argument("--concurrency", type=_positive(int), default=32, help="virtual clients")
     run.add_argument("--rate", type=_positive(float), help="open loop: requests per second")
-    run.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
+    run.add_argument("--arrival", choices=ARRIVALS, default=Settings.arrival)
     run.add_argument("--duration", type=_positive(float), default=10.0, help="measured seconds")
     run.add_argument("--warmup", type=float, default=1.0, help="seconds measured, then dropped")
     run.add_argument("--timeout", type=_positive(float), default=1.0, help="seconds to a loss")

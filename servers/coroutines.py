@@ -6,8 +6,8 @@ with gevent but with every switch an ``await``. Anything else stops the loop: ``
 one task at a time, a blocking call (``block=5ms``) stalls every request. uvloop: on libuv.
 At most N (``--workers``) in progress: at N the loop stops watching the socket (add_reader:
 uvloop's datagram transport cannot pause reading). Not named asyncio.py (it shadows). Tasks
-are eager (3.12+); asyncio's loop waits in select(): epoll_wait (and libuv) take whole ms, so
-5 ms sleeps woke up to 1 ms late (uvloop's: 4.1-6.6 ms, 0.88-0.90 of 64 x 200; lesson 8).
+are eager (3.12+); asyncio's loop waits in select(): epoll_wait (and libuv, so uvloop) take
+whole ms, so a 5 ms sleep wakes up to 1 ms late (figures: docs/measurements.md, lesson 8).
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ no switch until it ends, so compute-bound requests queue exactly as in the block
 gevent lets one greenlet at a time wait to read a socket, so one greenlet receives and hands each
 datagram to N long-lived workers through a queue (``--workers``: the cap on requests in progress;
 with every worker busy the receiver stops reading). A greenlet spawned per datagram (a Greenlet,
-a pool entry, a start, an end) cost ~12 µs more: echo at 32 in flight, 34,754 replies/s, not 113k.
+a pool entry, a start, an end) costs several times more per request than a hand-off to a worker
+that already exists.
 
 The loop waits with select(), not libev's default epoll: epoll_wait takes its timeout in whole
-milliseconds, rounded up, so a 5 ms sleep woke up to 1 ms late: io=5ms at 64 clients reached 0.80
-of its bound (C x 200/s), 0.94 with select(), which takes microseconds. select() scans every
-watched fd, but this process watches two. ``GEVENT_BACKEND=epoll`` shows the difference.
+milliseconds, rounded up, so a 5 ms sleep wakes up to 1 ms late; select() takes microseconds.
+select() scans every watched fd, but this process watches two. ``GEVENT_BACKEND=epoll`` shows
+the difference; docs/measurements.md ("Figures behind choices in the code") has the figures.
 
 Stopping is the receiving greenlet's own: the shared ``shutdown(SHUT_RD)`` stop would leave
 gevent's non-blocking recvfrom spinning (the socket polls readable and answers EAGAIN) when it

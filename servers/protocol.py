@@ -26,12 +26,15 @@ import struct
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal, get_args
 
 DEFAULT_PREFIX = "服务端:"
 DEFAULT_MAX_SIZE = 1024
-CODECS = ("utf-8", "gbk")
+Codec = Literal["utf-8", "gbk"]  # what a datagram's text is decoded as, and its reply encoded in
+CODECS: tuple[Codec, ...] = get_args(Codec)
 ERROR_PREFIX = b"error: "
-PROTOCOLS = ("echo", "sockperf")
+WireProtocol = Literal["echo", "sockperf"]  # the teaching texts' echo, or sockperf 3.7's messages
+PROTOCOLS: tuple[WireProtocol, ...] = get_args(WireProtocol)
 SOCKPERF_HEADER = struct.Struct("!QHI")  # sequence, flags, length (whole message)
 SOCKPERF_CLIENT, SOCKPERF_PONG_REQUEST, SOCKPERF_WARMUP = 1, 2, 4
 

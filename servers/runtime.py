@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from servers import protocol, tracing
 from servers.counters import Counters, Kind
+from servers.protocol import WireProtocol
 from servers.work import Work
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Config:
     max_size: int = protocol.DEFAULT_MAX_SIZE
     trace: str | None = None  # a file to write per-request records to, at stop
     # Last: from here on, in this class body, the name is this field's, not the module's.
-    protocol: str = "echo"  # or "sockperf" (servers.protocol.PROTOCOLS)
+    protocol: WireProtocol = "echo"  # or "sockperf"
 
 
 class Joinable(Protocol):

@@ -25,12 +25,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 # Calibration takes many short samples for a while and keeps the fastest: interference (another
 # process, a busy hyperthread sibling, a neighbour on a shared host) only ever makes a sample
-# slower, and a short sample is likelier to fit in a quiet moment. Measured on a noisy 2-core VM:
-# 1 ms samples over 0.1 s disagreed by up to 88% between windows, over 0.5 s by up to 9%, and
-# a noisy spell can last longer than that: a whole second of samples is what start-up can afford.
+# slower, and a short sample is likelier to fit in a quiet moment. On a noisy machine samples
+# taken over a tenth of a second disagree far more than over half a second, and a noisy spell
+# can last longer than that: a whole second of samples is what start-up can afford (the
+# figures: docs/measurements.md, "Figures behind choices in the code").
 CALIBRATION_SAMPLE_S = 0.001
 CALIBRATION_WARMUP_S = 0.1
 CALIBRATION_BUDGET_S = 0.9
@@ -40,6 +42,7 @@ CALIBRATION_BUDGET_S = 0.9
 MAX_CHECKPOINTS = 50
 MIN_CHECKPOINT_ITERATIONS = 2000
 
+WorkKind = Literal["echo", "cpu", "io", "block", "mixed"]
 _TERM = re.compile(r"^(cpu|io|block)=(\d+(?:\.\d+)?)(it|us|ms|s)$")
 _SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -74,6 +77,25 @@ class Work:
         if self.io_seconds:
             terms.append(f"io={_format_seconds(self.io_seconds)}")
         return ",".join(terms) or "echo"
+
+    @property
+    def kind(self) -> WorkKind:
+        """What one request does: nothing but echo, compute, wait, block, or a mix of those."""
+        parts: tuple[tuple[WorkKind, float], ...] = (
+            ("cpu", self.cpu_iterations or self.cpu_seconds), ("io", self.io_seconds),
+            ("block", self.block_seconds),
+        )  # fmt: skip
+        kinds = [kind for kind, amount in parts if amount]
+        if not kinds:
+            return "echo"
+        return kinds[0] if len(kinds) == 1 else "mixed"
+
+    def labelled(self, iterations_per_second: dict[int, float]) -> Work:
+        """This work with its CPU part told as the time it was calibrated from
+        (``iterations_per_second``: calibrated iteration counts and the seconds they stand
+        for), for a reader: ``cpu=21554it`` is ``cpu=2ms`` again."""
+        seconds = iterations_per_second.get(self.cpu_iterations or 0)
+        return replace(self, cpu_seconds=seconds) if seconds else self
 
     @property
     def calibrated(self) -> bool:
@@ -215,6 +237,11 @@ def calibrate(work: Work) -> Work:
         return work
     count = max(1, round(work.cpu_seconds * iterations_per_second()))
     return replace(work, cpu_iterations=count)
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as ``--work`` spells it: 0.005 is ``5ms``."""
+    return _format_seconds(seconds)
 
 
 def _format_seconds(seconds: float) -> str:

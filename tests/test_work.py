@@ -212,3 +212,18 @@ def test_block_does_not_yield_under_gevent():
 
 def test_without_gevent_block_is_the_plain_sleep():
     assert unyielding_sleep() is time.sleep
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [("echo", "echo"), ("cpu=2ms", "cpu"), ("cpu=500it", "cpu"), ("io=5ms", "io"),
+     ("block=1s", "block"), ("cpu=1ms,io=5ms", "mixed")],
+)  # fmt: skip
+def test_a_workload_says_what_its_requests_do(spec, kind):
+    assert parse(spec).kind == kind
+
+
+def test_an_exact_workload_is_labelled_with_the_time_it_was_calibrated_from():
+    exact = parse("cpu=21554it,io=5ms")
+    assert exact.labelled({21554: 0.002}).spec == "cpu=2ms,io=5ms"
+    assert exact.labelled({999: 0.002}) == exact  # calibrated from something else: as it is

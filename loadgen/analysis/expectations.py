@@ -17,19 +17,17 @@ A busy machine. A run is flagged when, over its own window, either
 A disturbed run. Busy is one way; the other is a machine that did less work per CPU-second
 than it did at calibration: CPU frequency, a busy sibling hyperthread on the host, a
 hypervisor's throttling. Steal does not show it, and it is common: on the two-core development
-VM the same iteration count cost from 2,070 to 3,846 µs of server CPU per request across
+VM the same iteration count cost up to nearly twice the server CPU per request across the
 trials of one bench, in about three levels, with steal under 1%. The *work efficiency* of a run
 with CPU work says it: the calibrated CPU per request (its iterations at the calibrated speed,
 the fastest the machine ran them) over the server CPU actually spent per reply. A run is
 disturbed when it is busy or its efficiency falls below ``efficiency``; the bench measures it
-again (``retries`` times at most) and keeps every attempt. The threshold, 0.75: in five quick
-benches on a quiet machine (6 December) the counted runs came out at 0.76 to 1.04, medians
-0.90 to 0.93 (a request costs a little more than the calibration's best sample, plus the
-model's own handling), while the slow levels above are 0.71 and 0.54; psutil's CPU times come
-in 10 ms ticks, a few percent of a 0.2 s window. The low end is the multi-process models
-(processes, procpool: 0.76-0.80, eight processes switching on two cores or on one), so the
-threshold sits close to their own cost: twice in those five benches, processes pinned to one
-core came out at 0.74-0.75 and were measured again.
+again (``retries`` times at most) and keeps every attempt. The threshold, 0.75, sits below
+what quiet runs give (a request costs a little more than the calibration's best sample, plus
+the model's own handling; psutil's CPU times come in 10 ms ticks, a few percent of a 0.2 s
+window) and above the slow levels seen. The low end of quiet runs is the multi-process models
+(eight processes switching on two cores, or on one), so the threshold sits close to their own
+cost. The figures: docs/measurements.md ("Figures behind choices in the code").
 
 The 1-minute load average is recorded beside them but decides nothing: it averages the last
 minute, not the run's window, and counts the bench's own runnable workers (a server whose eight

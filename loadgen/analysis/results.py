@@ -42,6 +42,9 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Self
 
+from servers.work import WorkKind
+from servers.work import parse as parse_work
+
 # Where every experiment writes unless told otherwise (--out): the newest results.
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "results" / "latest"
 SCHEMA = 3
@@ -421,11 +424,23 @@ class Metadata(Record):
         return None
 
     def work_label(self, work: str) -> str:
-        """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles."""
-        for spec, figures in self.calibration.items():
-            if work.startswith(f"cpu={figures.iterations}it"):
-                return work.replace(f"cpu={figures.iterations}it", spec)
-        return work
+        """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles (a spec
+        that does not parse, from a file of another version, is shown as it is)."""
+        try:
+            exact = parse_work(work)
+        except ValueError:
+            return work
+        seconds = {figures.iterations: parse_work(spec).cpu_seconds
+                   for spec, figures in self.calibration.items()}  # fmt: skip
+        return exact.labelled(seconds).spec
+
+    def work_kind(self, work: str) -> WorkKind:
+        """What a run's requests did: echo, cpu, io, block, or a mix (a spec this version
+        cannot parse, from another version's file, counts as a mix: no finding is drawn)."""
+        try:
+            return parse_work(work).kind
+        except ValueError:
+            return "mixed"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,7 +34,7 @@ from loadgen.harness.capacity import Probe
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
-from servers.work import parse
+from servers.work import format_seconds, parse
 
 WORKERS = 8
 BAR_WIDTH = 16
@@ -53,12 +53,9 @@ class DemoSettings:
 def caption(spec: str, model: str, clients: int) -> str:
     """What to look at while ``model`` serves ``spec``: one line for the room."""
     work = parse(spec)
-    waits = {"io": work.io_seconds, "block": work.block_seconds}
-    kind = "cpu" if work.cpu_iterations != 0 else next((k for k, s in waits.items() if s), "")
-    text = MODELS[model].captions.get(kind, "") if model in MODELS else ""
-    wait = work.spec.partition("=")[2]  # only read for a wait alone: "5ms"
-    seconds = waits.get(kind, 0.0)
-    return text.format(workers=WORKERS, clients=clients, wait=wait,
+    seconds = {"io": work.io_seconds, "block": work.block_seconds}.get(work.kind, 0.0)
+    text = MODELS[model].captions.get(work.kind, "") if model in MODELS else ""
+    return text.format(workers=WORKERS, clients=clients, wait=format_seconds(seconds),
                        most=1 / seconds if seconds else 0)  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.server import ServerProcess, model_args
 from servers import MODELS, available_cores, baseline
 from servers.protocol import DEFAULT_PREFIX
+from servers.work import parse
 
 REPLY_TIMEOUT_S = 1.0
 CPU_SECONDS = 0.002  # the CPU work is cpu=2ms, calibrated to an iteration count
@@ -282,7 +283,7 @@ def against_bounds(
                 continue
             rate = median(rounds).replies_per_s
             most = bound(model, work, clients, 8, available_cores(), gil, CPU_SECONDS) or floor
-            label = "cpu=2ms" if work.startswith("cpu=") else work
+            label = "cpu=2ms" if parse(work).kind == "cpu" else work
             ratios[(model, label, clients)] = rate / most if most else float("nan")
             print(f"  {model:16} {label:12} {clients:9} {rate:10,.0f} {most or 0:9,.0f} "
                   f"{ratios[(model, label, clients)]:6.2f}", flush=True)  # fmt: skip

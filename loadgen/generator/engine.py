@@ -38,10 +38,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from loadgen.generator import stats, wire
-from servers.protocol import DEFAULT_PREFIX
+from servers.protocol import DEFAULT_PREFIX, Codec, WireProtocol
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often
 PROGRESS_NS = 250_000_000
@@ -58,14 +58,20 @@ COUNTS = ("sent", "received", "lost", "late", "duplicate", "corrupt", "server_er
 COUNTS += ("socket_errors", "in_window")
 
 
+Mode = Literal["closed", "open"]  # each client waits for its reply, or requests come at a rate
+Arrival = Literal["uniform", "poisson"]  # open loop: evenly spaced, or at random (memoryless)
+MODES: tuple[Mode, ...] = get_args(Mode)
+ARRIVALS: tuple[Arrival, ...] = get_args(Arrival)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str
     port: int
-    mode: str = "closed"
+    mode: Mode = "closed"
     concurrency: int = 32
     rate: float = 0.0  # open loop: requests per second, all generator processes together
-    arrival: str = "uniform"
+    arrival: Arrival = "uniform"
     duration: float = 10.0
     warmup: float = 1.0  # seconds; with warmup_max above it, the least warm-up
     warmup_max: float = 0.0  # above warmup: the warm-up ends once the reply rate settled
@@ -73,11 +79,11 @@ class Settings:
     min_replies: int = 0  # the window goes on until it holds this many replies...
     duration_max: float = 0.0  # ... up to this long (0: duration, no extension)
     payload_size: int = 64
-    encoding: str = "utf-8"
+    encoding: Codec = "utf-8"
     prefix: str = DEFAULT_PREFIX
     procs: int = 1
     seed: int = 1
-    protocol: str = "echo"  # or "sockperf": its messages, for its server or ours
+    protocol: WireProtocol = "echo"  # or "sockperf": its messages, for its server or ours
 
     def clients_of(self, part: int) -> list[int]:
         """The client ids that generator process ``part`` drives."""
@@ -91,8 +97,8 @@ def _family(host: str) -> int:
 def _precise_timers() -> None:
     """Ask Linux for 1 us of timer slack instead of 50: open-loop sends wake closer to schedule.
 
-    Measured here: select() with a 500 us timeout overslept by 126 us at the median with the
-    default slack, 53 us with this.
+    With the default slack, select() oversleeps a short timeout by a good part of it
+    (docs/measurements.md, "Figures behind choices in the code").
     """
     if sys.platform.startswith("linux"):
         pr_set_timerslack = 29

@@ -91,7 +91,6 @@ class ServerProcess:
     ) -> None:  # fmt: skip
         self.args = args
         self.model = args[0] if args else "server"
-        self.work = args[args.index("--work") + 1] if "--work" in args else "echo"
         command = [*wrap, python or sys.executable, *(script or ["-m", "servers", *args])]
         self.proc = subprocess.Popen(
             command,
@@ -147,6 +146,14 @@ class ServerProcess:
     @property
     def address(self) -> tuple[str, int]:
         return self.ready["host"], self.ready["port"]
+
+    @property
+    def work(self) -> str:
+        """The work per request exactly as the server does it (``cpu=19190it``), from its
+        ready event: what it parsed, not what it was asked in words."""
+        if "work_exact" not in self.ready:
+            raise ServerError(f"{self.model}: not ready, so its work is not known yet")
+        return self.ready["work_exact"]
 
     def next_event(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any] | None:
         """The next event, or None once stdout has closed (the server exited)."""

@@ -72,10 +72,10 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
         + "; ".join(_ratio_clause(summary, m, work, base.rate) for m in others)
         + "."
     ]
-    kind = work.split("=")[0] if "=" in work else "echo"
-    if kind == "cpu" and "," not in work:
+    kind = summary.metadata.work_kind(work)
+    if kind == "cpu":
         lines += cpu_findings(summary, work, base_model, others)
-    elif kind in WAIT_KINDS and "," not in work:
+    elif kind in WAIT_KINDS:
         lines += wait_findings(summary, work, kind, base_model, others)
     elif kind == "echo":
         lines += echo_findings(summary, work, base_model, others)
