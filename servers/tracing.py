@@ -11,7 +11,8 @@ waited.
 
 ``task`` tells apart requests that share one thread: a number for the greenlet (gevent) or the
 asyncio task (asyncio, uvloop) that ran it, unique within the process; None elsewhere. Files
-written before it was generalised name it ``greenlet``; ``task_of`` reads either.
+written before it was generalised name it ``greenlet``; ``loadgen.analysis.results.TracedRequest``
+reads either.
 
 It costs little: records are appended to a list in memory and written once, at stop. Workers
 that keep their records where the main interpreter cannot see them (a forked process; a
@@ -89,11 +90,6 @@ def _serial(task: Any) -> int:
     if serial is None:
         serial = _serials[task] = next(_next_serial)
     return serial
-
-
-def task_of(record: dict[str, Any]) -> int | None:
-    """A record's task id, from this version's files (``task``) or older ones (``greenlet``)."""
-    return record.get("task", record.get("greenlet"))
 
 
 class Trace:

@@ -26,7 +26,6 @@ from loadgen.analysis.results import (
     load,
     load_timeline,
     parse,
-    timeline_metadata,
     upgrade_schema_1,
 )
 from loadgen.harness.machine import TICKS_PER_S, MachineSample, machine_sample, machine_window
@@ -162,17 +161,19 @@ def test_a_malformed_file_on_the_command_line_is_one_line_and_exit_2(tmp_path, c
 def test_a_timeline_without_a_schema_still_loads_and_a_newer_one_is_refused(
     tmp_path, old_reference
 ):
-    old = load_timeline(old_reference / "timeline.json")  # written before timeline.json had one
-    assert "schema" not in old and old["traces"]
-    metadata = timeline_metadata(old)
+    saved = old_reference / "timeline.json"  # written before timeline.json had a schema
+    raw = json.loads(saved.read_text(encoding="utf-8"))
+    old = load_timeline(saved)
+    assert "schema" not in raw and old.schema == 1 and old.traces
+    metadata = old.metadata
     assert metadata is not None and metadata.work_label("cpu=28337it") == "cpu=2ms"
     newer = tmp_path / "timeline.json"
-    newer.write_text(json.dumps({**old, "schema": 2}), encoding="utf-8")
+    newer.write_text(json.dumps({**raw, "schema": 2}), encoding="utf-8")
     with pytest.raises(ValueError, match="timeline.json of schema 2; this version reads schema 1"):
         load_timeline(newer)
-    newer.write_text(json.dumps({**old, "metadata": {"date": "today"}}), encoding="utf-8")
+    newer.write_text(json.dumps({**raw, "metadata": {"date": "today"}}), encoding="utf-8")
     with pytest.raises(ValueError, match="metadata lacks python"):
-        timeline_metadata(load_timeline(newer), newer)
+        load_timeline(newer)
 
 
 def test_latency_keeps_its_sample_count():

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from loadgen.analysis.results import Timeline, Trace, TracedRequest
 from loadgen.views.timeline import column_title, cores_busy, pieces
 
 MS = 1_000_000
+TURN = Timeline(burst=2, traces={}, gil_switch_interval_s=0.005)
 
 
-def request(start_ms: float, end_ms: float, checkpoints=(), cpu_ms: float = 0.0) -> dict:
+def request(start_ms: float, end_ms: float, checkpoints=(), cpu_ms: float = 0.0) -> TracedRequest:
     marks = [[int(t * MS), int(c * MS)] for t, c in checkpoints]
     cpu_ns = marks[-1][1] if marks else int(cpu_ms * MS)
-    return {"start_ns": int(start_ms * MS), "end_ns": int(end_ms * MS), "cpu_ns": cpu_ns,
-            "checkpoints": marks}  # fmt: skip
+    return TracedRequest(worker="w", received_ns=int(start_ms * MS), start_ns=int(start_ms * MS),
+                         end_ns=int(end_ms * MS), cpu_ns=cpu_ns, checkpoints=marks)  # fmt: skip
 
 
-def busy_at(requests: list[dict], ms: float, cores: int = 2) -> float:
+def busy_at(requests: list[TracedRequest], ms: float, cores: int = 2) -> float:
     times, busy = cores_busy(requests, 0, cores)
     return [level for t, level in zip(times, busy, strict=True) if t <= ms][-1]
 
@@ -59,7 +61,7 @@ def test_parallel_requests_add_up_and_the_strip_is_capped_at_the_cores():
      ("echo", "a burst of 2 requests")],
 )  # fmt: skip
 def test_column_titles_compare_the_work_with_a_gil_turn(spec, expected):
-    title = column_title(spec, {"burst": 2, "gil_switch_interval_s": 0.005}, None)
+    title = column_title(spec, TURN, None)
     assert title.startswith(spec) and expected in title
 
 
@@ -69,9 +71,9 @@ def test_report_states_the_average_cores_busy_over_each_burst():
     side_by_side = [request(0, 4, [(0, 0), (4, 4)]) for _ in range(2)]
     in_turns = [request(0, 6, [(0, 0), (2, 2), (4, 2), (6, 4)]),
                 request(2, 8, [(2, 0), (4, 2), (6, 2), (8, 4)])]  # fmt: skip
-    traces = {"processes": {"burst_ns": 0, "requests": side_by_side},
-              "threads": {"burst_ns": 0, "requests": in_turns}}  # fmt: skip
-    [line] = timeline_findings({"burst": 2, "cores": 2, "traces": {"cpu=4ms": traces}})
+    traces = {"processes": Trace(burst_ns=0, requests=tuple(side_by_side)),
+              "threads": Trace(burst_ns=0, requests=tuple(in_turns))}  # fmt: skip
+    [line] = timeline_findings(Timeline(burst=2, cores=2, traces={"cpu=4ms": traces}))
     assert "threads done in 8.0 ms, 1.0 cores busy on average, 67% of a core" in line
     assert "processes done in 4.0 ms, 2.0 cores busy on average, 100% of a core" in line
 
@@ -80,7 +82,7 @@ def test_report_states_the_average_cores_busy_over_each_burst():
     ("content", "message"),
     [("not json", "not JSON"), ('{"runs": []}', "no traces"),
      ('{"burst": 2, "traces": {"cpu=2ms": {"blocking": {"requests": [{"x": 1}]}}}}',
-      "this version can draw")],
+      "this version can read")],
 )  # fmt: skip
 def test_redrawing_a_file_that_is_not_a_timeline_says_so(tmp_path, content, message):
     from loadgen.views.timeline import redraw
@@ -93,16 +95,16 @@ def test_redrawing_a_file_that_is_not_a_timeline_says_so(tmp_path, content, mess
 
 
 def test_lanes_read_the_task_of_new_traces_and_the_greenlet_of_old_ones():
-    from servers.tracing import task_of
-
-    assert task_of({"worker": "hub", "task": 7}) == 7
-    assert task_of({"worker": "hub", "greenlet": 5}) == 5  # written before 'task' existed
-    assert task_of({"worker": "0", "task": None}) is None
+    times = {"received_ns": 0, "start_ns": 0, "end_ns": 1, "cpu_ns": 0}
+    assert TracedRequest.from_dict({"worker": "hub", "task": 7, **times}).lane == 7
+    old = TracedRequest.from_dict({"worker": "hub", "greenlet": 5, **times})  # before 'task'
+    assert old.lane == 5
+    assert TracedRequest.from_dict({"worker": "0", "task": None, **times}).lane is None
 
 
 def test_column_titles_drop_the_gil_turn_on_a_free_threaded_build():
     from test_compare import results
 
     metadata = results([], server_python={"gil_enabled": False}).metadata
-    title = column_title("cpu=20ms", {"burst": 2, "gil_switch_interval_s": 0.005}, metadata)
+    title = column_title("cpu=20ms", TURN, metadata)
     assert "no GIL on this build" in title and "turn on the GIL" not in title

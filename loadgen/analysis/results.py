@@ -536,9 +536,58 @@ def load(path: Path) -> Results:
         raise ValueError(f"{path} is not a valid results file: {error}") from None
 
 
-def load_timeline(path: Path) -> dict[str, Any]:
-    """Read a timeline.json (schema 1, or none from before it), as saved: the traces are drawn
-    as they are. ValueError if it is not a timeline this version can read."""
+@dataclass(frozen=True, kw_only=True)
+class TracedRequest(Record):
+    """One request a traced server handled, in CLOCK_MONOTONIC nanoseconds: when recvfrom
+    returned it, when its work started and ended, the CPU its thread spent on it, checkpoints
+    ``(time, CPU so far)`` along its computation, and the worker (and task) that did it."""
+
+    worker: str
+    received_ns: int
+    start_ns: int
+    end_ns: int
+    cpu_ns: int
+    checkpoints: list[list[int]] = field(default_factory=list)
+    task: int | None = None  # the greenlet or asyncio task, where requests share a thread
+
+    @property
+    def lane(self) -> int | None:
+        """The task that ran it (traces from before ``task`` called it ``greenlet``)."""
+        return self.task if self.task is not None else self.extra.get("greenlet")
+
+    @property
+    def core_share(self) -> float:
+        """Its CPU time over the wall time of its work."""
+        return min(1.0, self.cpu_ns / max(1, self.end_ns - self.start_ns))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trace(Record):
+    """One model's traced burst with one workload: the median burst's requests and when it
+    was sent, and how long every burst took (``bursts_ms``)."""
+
+    burst_ns: int
+    requests: tuple[TracedRequest, ...]
+    bursts_ms: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeline(Record):
+    """A whole timeline.json: per workload spec, per model, its traced burst."""
+
+    burst: int  # requests sent at once
+    traces: dict[str, dict[str, Trace]]
+    repeat: int = 1  # bursts per model and workload; the median one is kept
+    cores: int | None = None
+    gil_switch_interval_s: float = 0.005  # the servers' own
+    calibration: dict[str, str] = field(default_factory=dict)
+    metadata: Metadata | None = None
+    schema: int = TIMELINE_SCHEMA
+
+
+def load_timeline(path: Path) -> Timeline:
+    """Read a timeline.json (schema 1, or none from before it). ValueError if it is not a
+    timeline this version can read."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -548,15 +597,8 @@ def load_timeline(path: Path) -> dict[str, Any]:
     if data.get("schema", TIMELINE_SCHEMA) != TIMELINE_SCHEMA:
         raise ValueError(f"{path} is a timeline.json of schema {data['schema']!r}; this "
                          f"version reads schema {TIMELINE_SCHEMA}")  # fmt: skip
-    return data
-
-
-def timeline_metadata(data: dict[str, Any], path: Path | str = "timeline.json") -> Metadata | None:
-    """The metadata a timeline was recorded with, typed (None: it has none)."""
-    if data.get("metadata") is None:
-        return None
     try:
-        return Metadata.from_dict(data["metadata"], "metadata")
+        return Timeline.from_dict(data, "timeline")
     except ValueError as error:
         raise ValueError(f"{path} is not a timeline.json this version can read: {error}") from None
 

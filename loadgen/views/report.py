@@ -21,7 +21,15 @@ from loadgen.analysis.expectations import (
     other_cores,
     parallel_floor,
 )
-from loadgen.analysis.results import Metadata, Results, Run, RunKind, load, load_timeline
+from loadgen.analysis.results import (
+    Metadata,
+    Results,
+    Run,
+    RunKind,
+    Timeline,
+    load,
+    load_timeline,
+)
 from loadgen.analysis.summary import (
     Point,
     Summary,
@@ -333,31 +341,31 @@ def disagreement_findings(summary: Summary, work: str, cores: int) -> list[str]:
 # ---- the traced bursts -----------------------------------------------------------------------
 
 
-def timeline_findings(timeline: dict[str, Any] | None) -> list[str]:
+def timeline_findings(timeline: Timeline | None) -> list[str]:
     """From the traced bursts, per model: how long the drawn (median) burst took and the range
     over all bursts, the cores busy on average over it (all its CPU time over that span: robust
     to the strip's millisecond spikes), and the median share of a core per request."""
     if not timeline:
         return []
     lines = []
-    for spec, traces in timeline["traces"].items():
+    for spec, traces in timeline.traces.items():
         parts = []
         for model in ordered(traces):
-            requests = traces[model]["requests"]
+            requests = traces[model].requests
             if not requests:
                 continue
-            shares = [r["cpu_ns"] / max(1, r["end_ns"] - r["start_ns"]) for r in requests]
-            first = min(r["start_ns"] for r in requests)
-            last = max(r["end_ns"] for r in requests)
-            cores = sum(r["cpu_ns"] for r in requests) / max(1, last - first)
-            done = (last - traces[model]["burst_ns"]) / 1e6
-            spread = traces[model].get("bursts_ms") or []
+            shares = [r.cpu_ns / max(1, r.end_ns - r.start_ns) for r in requests]
+            first = min(r.start_ns for r in requests)
+            last = max(r.end_ns for r in requests)
+            cores = sum(r.cpu_ns for r in requests) / max(1, last - first)
+            done = (last - traces[model].burst_ns) / 1e6
+            spread = traces[model].bursts_ms
             within = (f" (of {len(spread)} bursts: {min(spread):.1f}-{max(spread):.1f})"
                       if len(spread) > 1 else "")  # fmt: skip
             parts.append(f"{model} done in {done:.1f} ms{within}, {cores:.1f} cores busy on "
                          f"average, {median(shares):.0%} of a core per request")  # fmt: skip
         if parts:
-            lines.append(f"In the traced burst of {timeline['burst']} requests with {spec}: "
+            lines.append(f"In the traced burst of {timeline.burst} requests with {spec}: "
                          + "; ".join(parts) + ".")  # fmt: skip
     return lines
 
@@ -562,7 +570,7 @@ def preamble(metadata: Metadata, measured: list[str]) -> list[str]:
     return lines
 
 
-def render(results: Results, figures: list[str], timeline: dict[str, Any] | None = None) -> str:
+def render(results: Results, figures: list[str], timeline: Timeline | None = None) -> str:
     summary = Summary(results)
     lines = [*preamble(results.metadata, summary.models()), "", "## What this shows", ""]
     findings = [sentence for work in summary.works()

@@ -13,19 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import Metadata, load_timeline, timeline_metadata
+from loadgen.analysis.results import Metadata, Timeline, Trace, TracedRequest, load_timeline
 from loadgen.analysis.summary import ordered
 from loadgen.views.figures import footnote, style
-from servers.tracing import task_of
 from servers.work import parse
 
 
-def share(request: dict[str, Any]) -> float:
-    """A request's share of a core: its CPU time over the wall time of its work."""
-    return min(1.0, request["cpu_ns"] / max(1, request["end_ns"] - request["start_ns"]))
-
-
-def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
+def pieces(request: TracedRequest) -> list[tuple[int, int, float]]:
     """A request's work as ``(start_ns, end_ns, share of a core)`` pieces.
 
     With checkpoints (traced CPU work), one piece between each two, so a thread that waited for
@@ -33,10 +27,10 @@ def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
     piece with the request's average share. Time outside the checkpoints (decoding, an ``io=``
     wait after the computation) used next to no CPU.
     """
-    start, end = request["start_ns"], request["end_ns"]
-    marks = request.get("checkpoints") or []
+    start, end = request.start_ns, request.end_ns
+    marks = request.checkpoints
     if len(marks) < 2:
-        return [(start, end, share(request))]
+        return [(start, end, request.core_share)]
     result = [(start, marks[0][0], 0.0)] if marks[0][0] > start else []
     for (t0, c0), (t1, c1) in zip(marks, marks[1:], strict=False):
         result.append((t0, t1, min(1.0, (c1 - c0) / max(1, t1 - t0))))
@@ -46,7 +40,7 @@ def pieces(request: dict[str, Any]) -> list[tuple[int, int, float]]:
 
 
 def cores_busy(
-    requests: list[dict[str, Any]], t0: int, cores: int
+    requests: tuple[TracedRequest, ...] | list[TracedRequest], t0: int, cores: int
 ) -> tuple[list[float], list[float]]:
     """Cores busy over time, in ms since ``t0``: a step function, summing every piece's share.
 
@@ -74,14 +68,14 @@ READING = (
 )
 
 
-def column_title(spec: str, data: dict[str, Any], metadata: Metadata | None) -> str:
+def column_title(spec: str, data: Timeline, metadata: Metadata | None) -> str:
     """The workload, the burst, and how the computation compares with one turn on the GIL."""
     work = parse(spec)
-    turn = data.get("gil_switch_interval_s", 0.005)
+    turn = data.gil_switch_interval_s
     label = metadata.work_label(spec) if metadata else spec
-    title = f"{label}: a burst of {data['burst']} requests"
-    if data.get("repeat", 1) > 1:
-        title += f" (the median of {data['repeat']})"
+    title = f"{label}: a burst of {data.burst} requests"
+    if data.repeat > 1:
+        title += f" (the median of {data.repeat})"
     if work.cpu_seconds and metadata and not metadata.gil_enabled:
         return f"{title}\n(computing; no GIL on this build: threads need not take turns)"
     if work.cpu_seconds:
@@ -94,29 +88,29 @@ def column_title(spec: str, data: dict[str, Any], metadata: Metadata | None) -> 
     return title
 
 
-def draw(data: dict[str, Any], metadata: Metadata | None = None) -> Any:
+def draw(data: Timeline, metadata: Metadata | None = None) -> Any:
     """The whole figure: a column per workload, two rows (bars, cores strip) per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    works = list(data["traces"])
-    models = ordered({m for traces in data["traces"].values() for m in traces})
-    cores = data.get("cores") or 1
+    works = list(data.traces)
+    models = ordered({m for traces in data.traces.values() for m in traces})
+    cores = data.cores or 1
     heights = [ratio for _ in models for ratio in (3, 1)]
     figure, axes = plt.subplots(
         2 * len(models), len(works), figsize=(5.4 * len(works) + 1.4, 2.3 * len(models) + 1.8),
         gridspec_kw={"height_ratios": heights}, squeeze=False,
     )  # fmt: skip
     for column, spec in enumerate(works):
-        traces = data["traces"][spec]
-        span = max((r["end_ns"] - t["burst_ns"] for t in traces.values()
-                    for r in t["requests"]), default=1) / 1e6  # fmt: skip
+        traces = data.traces[spec]
+        span = max((r.end_ns - t.burst_ns for t in traces.values()
+                    for r in t.requests), default=1) / 1e6  # fmt: skip
         for row, model in enumerate(models):
             bars, strip = axes[2 * row][column], axes[2 * row + 1][column]
             trace = traces.get(model)
-            if not trace or not trace["requests"]:
+            if not trace or not trace.requests:
                 bars.set_axis_off()
                 strip.set_axis_off()
                 continue
@@ -128,17 +122,20 @@ def draw(data: dict[str, Any], metadata: Metadata | None = None) -> Any:
     return figure
 
 
-def draw_requests(bars: Any, model: str, trace: dict[str, Any], span: float) -> None:
+def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> None:
     """A lane per worker (or per task where requests share a thread), a bar per request."""
     colour, _ = style(model)
-    t0, requests = trace["burst_ns"], trace["requests"]
-    by_task = all(task_of(r) is not None for r in requests)
-    lane_of = task_of if by_task else (lambda r: r["worker"])
-    lanes = list(dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r["start_ns"])))
+    t0, requests = trace.burst_ns, trace.requests
+    by_task = all(r.lane is not None for r in requests)
+
+    def lane_of(r: TracedRequest) -> int | str | None:
+        return r.lane if by_task else r.worker
+
+    lanes = list(dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r.start_ns)))
     for r in requests:
         lane = lanes.index(lane_of(r))
-        start, end = (r["start_ns"] - t0) / 1e6, (r["end_ns"] - t0) / 1e6
-        waited = (r["received_ns"] - t0) / 1e6
+        start, end = (r.start_ns - t0) / 1e6, (r.end_ns - t0) / 1e6
+        waited = (r.received_ns - t0) / 1e6
         bars.plot([waited, start], [lane, lane], color="#999999", linewidth=1)
         for piece_start, piece_end, piece_share in pieces(r):
             bars.barh(lane, (piece_end - piece_start) / 1e6, left=(piece_start - t0) / 1e6,
@@ -147,7 +144,7 @@ def draw_requests(bars: Any, model: str, trace: dict[str, Any], span: float) -> 
         bars.barh(lane, max(end - start, span / 400), left=start, height=0.7, fill=False,
                   edgecolor=colour, linewidth=0.8)  # fmt: skip
         if end - start > span / 12:
-            bars.text((start + end) / 2, lane, f"{share(r):.0%}", ha="center", va="center",
+            bars.text((start + end) / 2, lane, f"{r.core_share:.0%}", ha="center", va="center",
                       fontsize=7, bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                         "pad": 1})  # fmt: skip
     labels = [f"task {i + 1}" if by_task else str(lane) for i, lane in enumerate(lanes)]
@@ -159,10 +156,10 @@ def draw_requests(bars: Any, model: str, trace: dict[str, Any], span: float) -> 
     bars.set_ylabel(model, fontsize=10, color=colour, fontweight="bold")
 
 
-def draw_cores(strip: Any, model: str, trace: dict[str, Any], span: float, cores: int) -> None:
+def draw_cores(strip: Any, model: str, trace: Trace, span: float, cores: int) -> None:
     """The strip under the bars: how many cores were busy, against the one-core line."""
     colour, _ = style(model)
-    xs, busy = cores_busy(trace["requests"], trace["burst_ns"], cores)
+    xs, busy = cores_busy(trace.requests, trace.burst_ns, cores)
     strip.fill_between(xs, busy, step="post", color=colour, alpha=0.6)
     strip.axhline(1, color="#333333", linestyle="--", linewidth=0.8)
     strip.set_ylim(0, cores + 0.3)
@@ -199,14 +196,9 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     data = load_timeline(saved)
-    metadata = timeline_metadata(data, saved)
     out = out or Path(saved).parent
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        figure = draw(data, metadata)
-    except (KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{saved} is not a timeline.json this version can draw: "
-                         f"{type(error).__name__} {error}") from None  # fmt: skip
+    figure = draw(data, data.metadata)
     for suffix in ("png", "svg"):
         figure.savefig(out / f"timeline.{suffix}", dpi=120)
     plt.close(figure)
