@@ -20,7 +20,6 @@ from test_compare import results, trials
 
 from loadgen.analysis.results import (
     SCHEMA,
-    Latency,
     Results,
     RunKind,
     load,
@@ -28,6 +27,7 @@ from loadgen.analysis.results import (
     parse,
     upgrade_schema_1,
 )
+from loadgen.generator.result import Latency
 from loadgen.harness.machine import TICKS_PER_S, MachineSample, machine_sample, machine_window
 
 SCHEMA_1 = ROOT / "tests" / "data"

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadgen.analysis.results import Latency, Run
+from loadgen.analysis.results import Run
+from loadgen.generator.result import Latency
 from servers.work import parse
 
 

@@ -6,7 +6,9 @@ toolkit must be able to read; a view cannot change what it reads by accident (``
 ``run.loadgen.latency_us.p99`` is an attribute that a linter and an editor follow, where the
 string path ``'loadgen.latency_us.p99'`` was not; and one pair of functions, ``from_dict`` and
 ``to_dict``, driven by the classes' own type hints, does the JSON round trip for every record
-and says where a file is malformed (``runs[3].loadgen lacks sent``). Keys a record does not
+and says where a file is malformed (``runs[3].loadgen lacks sent``): ``generator.records``,
+beside the generator's own result (``generator.result.LoadResult``), which a run keeps as it
+is. Keys a record does not
 know (a newer writer's, a server's new event field) are kept in its ``extra`` and written
 back, so a round trip loses nothing.
 
@@ -22,8 +24,8 @@ average, CPU steal, CPU used; null when /proc could not tell), and every latency
 ``count``, the samples its percentiles were drawn from (the bench has always written it: a
 schema-1 file without it gets null). Nothing else changed.
 
-``results/latest/`` holds the newest bench; starting a new one moves the previous ``latest`` to
-``results/archive/<its start time>/`` first, so no result is ever overwritten.
+``results/latest/`` holds the newest bench; starting a new one moves the previous bench's files
+to ``results/archive/<its start time>/`` first, so no result is ever overwritten.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ import json
 import os
 import shutil
 import tempfile
-import types
-import typing
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
+from loadgen.generator.records import Record
+from loadgen.generator.result import LoadResult
 from servers.work import WorkKind
 from servers.work import parse as parse_work
 
@@ -64,173 +66,7 @@ class RunKind(enum.StrEnum):
 LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
 
 
-# ---- one JSON round trip for every record --------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """A record of a results file: its fields are the JSON keys, ``extra`` holds the rest."""
-
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str | None = None) -> Self:
-        """The record in ``data`` (parsed JSON); ValueError naming the first thing wrong."""
-        return _record(cls, data, where or cls.__name__)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for json.dump; ``from_dict(to_dict())`` gives the record back."""
-        return _plain(self)
-
-
-@functools.cache
-def _fields(cls: type) -> dict[str, tuple[Any, bool]]:
-    """Field name -> (type, required) for every field of ``cls`` but ``extra``."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: (hints[f.name], f.default is MISSING and f.default_factory is MISSING)
-            for f in fields(cls) if f.name != "extra"}  # fmt: skip
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-             int: "an integer", float: "a number"}  # fmt: skip
-    return "null" if value is None else names.get(type(value), f"a {type(value).__name__}")
-
-
-def _record(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} is {_kind(data)}, not an object")
-    known = _fields(cls)
-    values = {}
-    for name, (hint, required) in known.items():
-        if name in data:
-            values[name] = _value(hint, data[name], f"{where}.{name}")
-        elif required:
-            raise ValueError(f"{where} lacks {name}")
-    return cls(**values, extra={key: data[key] for key in data if key not in known})
-
-
-def _value(hint: Any, value: Any, where: str) -> Any:
-    """``value`` read as ``hint`` says: records built, lists and objects checked item by item,
-    numbers, strings and booleans checked (an int is a float; a boolean is not a number)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        [inner] = [arg for arg in args if arg is not type(None)]
-        return _value(inner, value, where)
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return _record(hint, value, where)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            known = ", ".join(str(member.value) for member in hint)
-            raise ValueError(
-                f"{where}: unknown {hint.__name__} {value!r} (one of {known})"
-            ) from None
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise ValueError(f"{where} is {_kind(value)}, not a list")
-        items = [_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} is {_kind(value)}, not an object")
-        return {key: _value(args[1], item, f"{where}.{key}") for key, item in value.items()}
-    wanted = (int, float) if hint is float else hint
-    if not isinstance(value, wanted) or (isinstance(value, bool) and hint in (int, float)):
-        raise ValueError(f"{where} is {_kind(value)}, not {hint.__name__}")
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Record):
-        known = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "extra"}
-        return known | value.extra
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
 # ---- the records -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Latency(Record):
-    """One HdrHistogram summarised, in microseconds (None: nothing was recorded), with
-    ``count``, the samples the percentiles were drawn from (None: not recorded)."""
-
-    min: float | None
-    mean: float | None
-    p50: float | None
-    p90: float | None
-    p99: float | None
-    p999: float | None
-    max: float | None
-    count: int | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Second(Record):
-    """One second of a run, as the generator saw it."""
-
-    second: int
-    sent: int
-    replies: int
-    lost: int
-    p50_us: float | None
-    p99_us: float | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class GeneratorLoad(Record):
-    """The load generator's own cost and whether it kept up."""
-
-    cpu_cores: float
-    cpu_us_per_request: float | None = None
-    achieved_send_rps: float | None = None
-    behind: bool = False
-    lag_us: Latency | None = None
-    saturated: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoadResult(Record):
-    """What the load generator did in one run (``generator.runner.merge``'s result)."""
-
-    mode: str
-    concurrency: int
-    rate: float | None
-    duration_s: float
-    sent: int
-    received: int
-    lost: int
-    in_flight: int
-    throughput_rps: float
-    latency_us: Latency
-    histogram: str
-    generator: GeneratorLoad
-    target: str | None = None
-    arrival: str | None = None
-    warmup_s: float | None = None
-    timeout_s: float | None = None
-    payload_size: int | None = None
-    encoding: str | None = None
-    procs: int | None = None
-    started_at: str | None = None
-    late: int = 0
-    duplicate: int = 0
-    corrupt: int = 0
-    server_errors: int = 0
-    socket_errors: int = 0
-    accounting_ok: bool | None = None
-    latency_uncorrected_us: Latency | None = None
-    series: tuple[Second, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from loadgen.generator import engine, stats, wire
 from loadgen.generator.engine import Settings
+from loadgen.generator.result import GeneratorLoad, Latency, LoadResult, Second
 from servers.protocol import ERROR_PREFIX
 
 BEHIND_LAG_US = 10_000  # open loop: 1% of requests sent this late or later: it fell behind
@@ -217,44 +218,35 @@ def merge(
         achieved < BEHIND_RATE * settings.rate or (lag_figures["p99"] or 0) > BEHIND_LAG_US
     )
     engine_cores = [part["cpu_s"] / part["elapsed_s"] for part in parts if part["elapsed_s"]]
-    return {
-        "target": f"{settings.host}:{settings.port}",
-        "mode": settings.mode,
-        "concurrency": settings.concurrency,
-        "rate": settings.rate if open_loop else None,
-        "arrival": settings.arrival if open_loop else None,
-        "duration_s": round(duration, 4),
+    uncorrected = stats.merge([part["uncorrected"] for part in parts]) if open_loop else None
+    result = LoadResult(
+        target=f"{settings.host}:{settings.port}", mode=settings.mode,
+        concurrency=settings.concurrency, rate=settings.rate if open_loop else None,
+        arrival=settings.arrival if open_loop else None, duration_s=round(duration, 4),
         # a Dask part booked as lost (cluster.py) reports no warm-up: the one asked stands in
-        "warmup_s": round(max(part.get("warmup_s", settings.warmup) for part in parts), 4),
-        "timeout_s": settings.timeout,
-        "payload_size": settings.payload_size,
-        "encoding": settings.encoding,
-        "protocol": settings.protocol,
-        "procs": settings.procs,
-        "started_at": started_at,
-        **{key: counts[key] for key in ("sent", "received", "lost", "in_flight")},
-        **{key: counts[key] for key in ("late", "duplicate", "corrupt", "server_errors")},
-        "socket_errors": counts["socket_errors"],
-        "accounting_ok": counts["sent"]
-        == counts["received"] + counts["lost"] + counts["in_flight"],
-        "throughput_rps": round(counts["in_window"] / duration, 1),
-        "latency_us": stats.percentiles(latency),
-        "latency_uncorrected_us": (
-            stats.percentiles(stats.merge([part["uncorrected"] for part in parts]))
-            if open_loop
-            else None
+        warmup_s=round(max(part.get("warmup_s", settings.warmup) for part in parts), 4),
+        timeout_s=settings.timeout, payload_size=settings.payload_size,
+        encoding=settings.encoding, protocol=settings.protocol, procs=settings.procs,
+        started_at=started_at, sent=counts["sent"], received=counts["received"],
+        lost=counts["lost"], in_flight=counts["in_flight"], late=counts["late"],
+        duplicate=counts["duplicate"], corrupt=counts["corrupt"],
+        server_errors=counts["server_errors"], socket_errors=counts["socket_errors"],
+        accounting_ok=counts["sent"] == counts["received"] + counts["lost"] + counts["in_flight"],
+        throughput_rps=round(counts["in_window"] / duration, 1),
+        latency_us=Latency.from_dict(stats.percentiles(latency)),
+        latency_uncorrected_us=(Latency.from_dict(stats.percentiles(uncorrected))
+                                if uncorrected is not None else None),
+        series=tuple(Second.from_dict(second) for second in _merge_series(parts)),
+        histogram=stats.encode(latency),
+        generator=GeneratorLoad(
+            cpu_cores=round(cpu / duration, 3),
+            cpu_us_per_request=round(cpu / counts["sent"] * 1e6, 2) if counts["sent"] else None,
+            achieved_send_rps=round(achieved, 1), behind=behind,
+            lag_us=Latency.from_dict(lag_figures) if lag_figures is not None else None,
+            saturated=bool(engine_cores) and max(engine_cores) > SATURATED_CORES,
         ),
-        "series": _merge_series(parts),
-        "histogram": stats.encode(latency),
-        "generator": {
-            "cpu_cores": round(cpu / duration, 3),
-            "cpu_us_per_request": round(cpu / counts["sent"] * 1e6, 2) if counts["sent"] else None,
-            "achieved_send_rps": round(achieved, 1),
-            "behind": behind,
-            "lag_us": lag_figures,
-            "saturated": bool(engine_cores) and max(engine_cores) > SATURATED_CORES,
-        },
-    }
+    )  # fmt: skip
+    return result.to_dict()
 
 
 def _merge_series(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
