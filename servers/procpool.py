@@ -68,10 +68,7 @@ def _work(server: Server, pipe) -> None:
     for datagrams in iter(pipe.recv, []):  # an empty batch: nothing more
         replies, since = [], time.monotonic()
         for n, datagram in enumerate(datagrams, 1):
-            for step in server.steps(datagram):
-                if step is None:  # the request's wait
-                    server.work.wait()
-            replies.append(step)
+            replies.append(server.respond(datagram))
             if n == len(datagrams) or time.monotonic() - since > FLUSH_S:  # ready: send them
                 pipe.send(replies)
                 replies, since = [], time.monotonic()

@@ -123,9 +123,10 @@ class Server:
     - ``ready(**extra)``: once every worker can receive; the "ready" event.
     - In each worker's loop, between its recvfrom and its sendto: ``handle(datagram, worker)``
       (a wait sleeps), ``await handle_async(datagram, worker)`` (a wait is awaited), or, for a
-      model that counts where the reply is sent, ``steps(datagram)`` and later ``count(worker,
-      kind, timing)``. A sendto that fails: ``unsent(datagram, address, error, worker)``. A
-      worker whose trace the main interpreter cannot see calls ``flush_trace()`` as it ends.
+      model that counts where the reply is sent, ``respond(datagram)`` and later
+      ``count(worker, kind, timing)``. A sendto that fails: ``unsent(datagram, address,
+      error, worker)``. A worker whose trace the main interpreter cannot see calls
+      ``flush_trace()`` as it ends.
     - ``join(workers)``: after the stop, wait for every worker (the grace period at most) and
       end the rest; it returns how many had to be ended. A model that stops its own way waits
       with ``grace_left()`` and counts those itself.
@@ -168,12 +169,17 @@ class Server:
         message gets no answer (sockperf's warm-ups, under-load's messages between pongs,
         malformed ones): nothing to send, and it is counted as ignored, by why.
         """
+        reply, kind, timing = self.respond(datagram)
+        self.count(worker, kind, timing)
+        return reply
+
+    def respond(self, datagram: bytes) -> Handled:
+        """``handle`` without the counting (the wait sleeps), for a worker whose requests are
+        counted where the reply is sent (procpool's: the main process counts)."""
         for step in self.steps(datagram):
             if step is None:
                 self.work.wait()
-        reply, kind, timing = step
-        self.count(worker, kind, timing)
-        return reply
+        return step
 
     async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes | None:
         """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""

@@ -197,14 +197,14 @@ class Bench:
             runner.probe(self.loadgen_settings(server))
         return servers
 
-    def stop(self, servers: dict[str, ServerProcess], kind: RunKind, results: ResultsFile) -> None:
+    def stop(self, servers: dict[str, ServerProcess], kind: RunKind) -> None:
         """Stop them all at once; keep each one's stopped event (its per-worker split)."""
         for server in servers.values():
             server.request_stop()
         for server in servers.values():
             self.servers.remove(server)
             stopped = server.stop_or_none()
-            results.add_server(ServerRecord(
+            self.results.add_server(ServerRecord(
                 kind=kind, model=server.model, work=server.work,
                 ready=Ready.from_dict(server.ready, "ready"),
                 stopped=Stopped.from_dict(stopped, "stopped") if stopped else None,
@@ -292,7 +292,7 @@ class Bench:
             if self.settings.load_sweep and spec in self.sweep_works():
                 self.load_sweep(servers, capacity)
         finally:
-            self.stop(servers, RunKind.MATRIX, self.results)
+            self.stop(servers, RunKind.MATRIX)
 
     def sweep_works(self) -> list[str]:
         chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
@@ -345,7 +345,7 @@ class Bench:
                     self.point(
                         server, settings, RunKind.CORE_SWEEP, trial, f"{count} core(s)", cores
                     )
-            self.stop(servers, RunKind.CORE_SWEEP, self.results)
+            self.stop(servers, RunKind.CORE_SWEEP)
             self.read_machine(RunKind.CORE_SWEEP, work, count)
         if allowed:
             os.sched_setaffinity(0, allowed)

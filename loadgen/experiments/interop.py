@@ -42,7 +42,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
 from loadgen.generator import runner
@@ -69,7 +69,7 @@ DROPPED = re.compile(r"# dropped messages = (\d+); # duplicated messages = (\d+)
 # cross: the server on the last core, the clients on the first; same: all on the first;
 # none: unpinned
 Placement = Literal["cross", "same", "none"]
-PLACEMENTS: tuple[Placement, ...] = ("cross", "same", "none")
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
 
 
 def placement_cores(placement: Placement) -> tuple[list[int] | None, list[int] | None]:

@@ -236,7 +236,7 @@ def merge(
         latency_us=Latency.from_dict(stats.percentiles(latency)),
         latency_uncorrected_us=(Latency.from_dict(stats.percentiles(uncorrected))
                                 if uncorrected is not None else None),
-        series=tuple(Second.from_dict(second) for second in _merge_series(parts)),
+        series=_merge_series(parts),
         histogram=stats.encode(latency),
         generator=GeneratorLoad(
             cpu_cores=round(cpu / duration, 3),
@@ -249,21 +249,15 @@ def merge(
     return result.to_dict()
 
 
-def _merge_series(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge_series(parts: list[dict[str, Any]]) -> tuple[Second, ...]:
     seconds = max((len(part["series"]) for part in parts), default=0)
     merged = []
     for second in range(seconds):
         rows = [part["series"][second] for part in parts if second < len(part["series"])]
-        histogram = stats.merge([row["histogram"] for row in rows])
-        figures = stats.percentiles(histogram)
-        merged.append(
-            {
-                "second": second,
-                "sent": sum(row["sent"] for row in rows),
-                "replies": sum(row["replies"] for row in rows),
-                "lost": sum(row["lost"] for row in rows),
-                "p50_us": figures["p50"],
-                "p99_us": figures["p99"],
-            }
-        )
-    return merged
+        figures = stats.percentiles(stats.merge([row["histogram"] for row in rows]))
+        merged.append(Second(
+            second=second, sent=sum(row["sent"] for row in rows),
+            replies=sum(row["replies"] for row in rows), lost=sum(row["lost"] for row in rows),
+            p50_us=figures["p50"], p99_us=figures["p99"],
+        ))  # fmt: skip
+    return tuple(merged)

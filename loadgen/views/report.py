@@ -322,11 +322,8 @@ def disagreement_findings(summary: Summary, work: str, cores: int) -> list[str]:
         if abs(a - b) <= EXPECTED.disagreement * max(a, b):
             continue
         evidence = []
-        for name, point, kind in (
-            (RunKind.MATRIX, matrix, RunKind.MATRIX),
-            ("core sweep", sweep, RunKind.CORE_SWEEP),
-        ):
-            done = point.efficiency
+        for point, kind in ((matrix, RunKind.MATRIX), (sweep, RunKind.CORE_SWEEP)):
+            name, done = KIND_NAMES[kind], point.efficiency
             capacity = summary.capacity(work, kind)
             evidence.append(f"the {name}'s work efficiency {done:.2f}" if done else f"the {name}'s")
             if capacity:
@@ -354,7 +351,7 @@ def timeline_findings(timeline: Timeline | None) -> list[str]:
             requests = traces[model].requests
             if not requests:
                 continue
-            shares = [r.cpu_ns / max(1, r.end_ns - r.start_ns) for r in requests]
+            shares = [r.core_share for r in requests]
             first = min(r.start_ns for r in requests)
             last = max(r.end_ns for r in requests)
             cores = sum(r.cpu_ns for r in requests) / max(1, last - first)
