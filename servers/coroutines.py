@@ -5,9 +5,9 @@ asyncio.sleep``: the task gives the loop back, so thousands of waits overlap in 
 with gevent but with every switch an ``await``. Anything else stops the loop: ``cpu=2ms`` runs
 one task at a time, a blocking call (``block=5ms``) stalls every request. uvloop: on libuv.
 At most N (``--workers``) in progress: at N the loop stops watching the socket (add_reader:
-uvloop's datagram transport cannot pause reading). Not named asyncio.py (it shadows). Tasks
-are eager (3.12+); asyncio's loop waits in select(): epoll_wait (and libuv, so uvloop) take
-whole ms, so a 5 ms sleep wakes up to 1 ms late (figures: docs/measurements.md, lesson 8).
+uvloop's datagram transport cannot pause reading). Tasks are eager (3.12+); asyncio's loop
+waits in select(): epoll_wait (and libuv) take whole ms, so a 5 ms sleep wakes up to 1 ms
+late (docs/measurements.md, lesson 8). Not named asyncio.py, which it would shadow.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import selectors
 import signal
 from collections.abc import Callable
 
-from servers.runtime import JOIN_POLL_S, Address, Server, log
+from servers.runtime import Address, Server, log
 
 
 def serve(server: Server) -> None:
@@ -35,7 +35,7 @@ def _run(server: Server, loop_factory: Callable[[], asyncio.AbstractEventLoop]) 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         forced = runner.run(_serve(server))
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # the loop's handlers left with it
-        signal.signal(stop_signal, lambda *_: server.mark_stop())
+        signal.signal(stop_signal, lambda *_: server.stop.ask())
     server.stopped(forced)  # the loop is closed: every task has ended
 
 
@@ -82,8 +82,8 @@ async def _serve(server: Server) -> int:  # until a stop: the requests the grace
                 loop.add_reader(sock, receive)  # it was full, so not reading: read on
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # run by the loop, between callbacks
-        loop.add_signal_handler(stop_signal, lambda: (server.mark_stop(), stop.set()))
-    if server.stopping:  # a signal came before the loop could take it
+        loop.add_signal_handler(stop_signal, lambda: (server.stop.ask(), stop.set()))
+    if server.stop.requested:  # a signal came before the loop could take it
         stop.set()
 
     server.ready()
@@ -91,8 +91,8 @@ async def _serve(server: Server) -> int:  # until a stop: the requests the grace
     await stop.wait()
 
     loop.remove_reader(sock)  # stop reading; requests in progress get the grace period
-    while tasks and server.grace_left() > 0:
-        await asyncio.wait(tasks, timeout=min(JOIN_POLL_S, server.grace_left()))
+    while tasks and server.stop.grace_left() > 0:
+        await asyncio.wait(tasks, timeout=server.stop.poll_s())
     forced = list(tasks)  # still waiting when the grace period ends
     for task in forced:
         task.cancel()

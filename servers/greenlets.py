@@ -49,7 +49,7 @@ def serve(server: Server) -> None:
     receiver = gevent.spawn(_receive, server, inbox, places)
 
     def stop() -> None:  # run by the hub between greenlets, never in the middle of one
-        server.mark_stop()  # a second one skips the grace period
+        server.stop.ask()  # a second one skips the grace period
         receiver.kill(block=False)
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
@@ -59,7 +59,7 @@ def serve(server: Server) -> None:
     receiver.join()  # until a stop signal kills it
 
     taken = 0  # requests in progress get the grace period: take back every place
-    while taken < server.workers and places.acquire(timeout=server.grace_left()):
+    while taken < server.workers and places.acquire(timeout=server.stop.grace_left()):
         taken += 1
     gevent.killall(workers, timeout=1)
     server.stopped(forced=server.workers - taken)

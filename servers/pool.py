@@ -99,7 +99,7 @@ class Pool:
         """Take back every slot (every reply sent) within the grace period, then stop the
         reply thread."""
         for _ in range(self.server.workers * PENDING_PER_WORKER):
-            if not self.slots.acquire(timeout=self.server.grace_left()):
+            if not self.slots.acquire(timeout=self.server.stop.grace_left()):
                 break
         self.done.set()
 
@@ -108,4 +108,4 @@ class Pool:
         for member in self.members:
             with contextlib.suppress(OSError):  # one that just died
                 member.pipe.send([])
-        return self.server.join([member.process for member in self.members])
+        return self.server.stop.join([member.process for member in self.members])

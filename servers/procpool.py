@@ -16,7 +16,8 @@ import time
 from functools import partial
 
 from servers.pool import Pool
-from servers.runtime import JOIN_POLL_S, SHUT_DOWN, Server, become_worker_process
+from servers.runtime import SHUT_DOWN, Server, become_worker_process
+from servers.stopping import JOIN_POLL_S
 from servers.supervision import Supervisor
 
 BATCH_MAX = 64  # datagrams taken from the socket per turn at most

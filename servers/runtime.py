@@ -13,7 +13,7 @@ sub-interpreter sharing it (through a dup of its fd), and each returns ``SHUT_DO
 ``(b"", None)``, once the queue is drained, so the datagrams already received are still
 answered. A real empty datagram always comes with an address, so the two never mix up. An
 event loop cannot stop that way (a non-blocking socket shut down while its reader is busy polls
-readable and answers EAGAIN forever): it calls ``mark_stop`` and stops reading itself.
+readable and answers EAGAIN forever): it calls ``stop.ask()`` and stops reading itself.
 
 A blocking recvfrom on an unconnected UDP socket does not fail on Linux (ICMP errors are not
 reported to it), so the blocking loops do not guard it; a sendto can fail (a vanished route, a
@@ -37,19 +37,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from servers import protocol, tracing
 from servers.counters import Counters, Kind
 from servers.protocol import WireProtocol
+from servers.stopping import Stop
 from servers.work import Work
 
 if TYPE_CHECKING:
     from servers.supervision import Supervisor
-
-# After a stop request, workers get this long to answer what they hold; then they are ended.
-STOP_GRACE_S = 1.5
-JOIN_POLL_S = 0.1  # how often a waiting main thread looks again (workers, a grace period)
 
 Address = Any  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
 # The reply (None: the message gets no answer, sockperf's), its kind, its timing.
@@ -75,11 +72,6 @@ class Config:
     trace: str | None = None  # a file to write per-request records to, at stop
     # Last: from here on, in this class body, the name is this field's, not the module's.
     protocol: WireProtocol = "echo"  # or "sockperf"
-
-
-class Joinable(Protocol):
-    def is_alive(self) -> bool: ...
-    def join(self, timeout: float | None = None) -> None: ...
 
 
 def log(message: str) -> None:
@@ -122,36 +114,38 @@ class Server:
       starts (``shared``: workers in other processes or interpreters write theirs).
     - ``ready(**extra)``: once every worker can receive; the "ready" event.
     - In each worker's loop, between its recvfrom and its sendto: ``handle(datagram, worker)``
-      (a wait sleeps), ``await handle_async(datagram, worker)`` (a wait is awaited), or, for a
+      (a wait sleeps), ``handle_async(datagram, worker)`` (awaited: so is a wait), or, for a
       model that counts where the reply is sent, ``respond(datagram)`` and later
       ``count(worker, kind, timing)``. A sendto that fails: ``unsent(datagram, address,
       error, worker)``. A worker whose trace the main interpreter cannot see calls
       ``flush_trace()`` as it ends.
-    - ``join(workers)``: after the stop, wait for every worker (the grace period at most) and
-      end the rest; it returns how many had to be ended. A model that stops its own way waits
-      with ``grace_left()`` and counts those itself.
+    - ``stop.join(workers)``: after the stop, wait for every worker (the grace period at most)
+      and end the rest; it returns how many had to be ended. A model that stops its own way
+      waits with ``stop.grace_left()`` and counts those itself.
     - ``stopped(forced, supervisor=None)``: last; the "stopped" event with the counts.
 
-    Stopping: ``request_stop`` (the signal handler ``run`` installs) shuts the socket down for
-    reading; ``mark_stop`` records a stop for a loop that stops reading itself; ``stopping``
-    says whether one was asked for. A model may install signal handlers of its own.
+    Stopping: ``request_stop`` (the signal handler ``run`` installs) asks ``stop``
+    (``servers.stopping``) and shuts the socket down for reading; a loop that stops reading
+    itself calls ``stop.ask()``; ``stop.requested`` says whether one was asked for. A model may
+    install signal handlers of its own.
 
-    Attributes a model reads and never assigns: ``config``, ``sock``, ``work``, ``workers``
-    (how many: ``config.workers``), ``bufsize`` (for recvfrom: one byte over the size limit,
-    so an oversized datagram shows), ``counters``. Nothing here is meant to be overridden.
+    Attributes a model reads and never assigns: ``config``, ``sock``, ``work``, ``stop``,
+    ``workers`` (how many: ``config.workers``), ``bufsize`` (for recvfrom: one byte over the size
+    limit, so an oversized datagram shows), ``counters``. Nothing here is meant to be
+    overridden.
     """
 
     def __init__(
         self, config: Config, sock: socket.socket, work: Work, counters: Counters | None = None
     ) -> None:
-        """``counters``: rows another interpreter made (a sub-interpreter's ``Server``, whose
-        trace records then go to a part file for the main interpreter to merge)."""
+        # counters: rows another interpreter made (a sub-interpreter's Server: its trace
+        # records then go to a part file for the main interpreter to merge)
         self.config, self.sock, self.work = config, sock, work
         self.workers = config.workers
         self.counters = counters or Counters(["main"])
         self.bufsize = config.max_size + 1
         self.gave_up = False  # its supervisor gave up: the server stopped itself, exit status 1
-        self._stop_requested_at: float | None = None
+        self.stop = Stop()
         self.trace: tracing.Trace | None = None
         if config.trace:
             header = {"model": config.model, "work": work.spec, "work_exact": work.exact_spec,
@@ -162,13 +156,10 @@ class Server:
     # -- what a worker does between its recvfrom and its sendto ---------------------------
 
     def handle(self, datagram: bytes, worker: int = 0) -> bytes | None:
-        """One request, all but the socket: decode it, do the work, build the reply, count it.
-
-        The wait (``io=``) sleeps the thread (a greenlet yields, under gevent). The request is
-        counted as its reply is ready; if the reply cannot be sent, ``unsent``. None: the
-        message gets no answer (sockperf's warm-ups, under-load's messages between pongs,
-        malformed ones): nothing to send, and it is counted as ignored, by why.
-        """
+        """One request, all but the socket: decode it, do the work (a wait sleeps the thread;
+        under gevent, the greenlet), build the reply and count it (``unsent`` if it cannot be
+        sent). None: no answer (sockperf's warm-ups and messages between pongs, malformed ones),
+        counted as ignored, by why."""
         reply, kind, timing = self.respond(datagram)
         self.count(worker, kind, timing)
         return reply
@@ -176,29 +167,27 @@ class Server:
     def respond(self, datagram: bytes) -> Handled:
         """``handle`` without the counting (the wait sleeps), for a worker whose requests are
         counted where the reply is sent (procpool's: the main process counts)."""
-        for step in self.steps(datagram):
+        for step in self._steps(datagram):
             if step is None:
                 self.work.wait()
         return step
 
     async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes | None:
         """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""
-        for step in self.steps(datagram):
+        for step in self._steps(datagram):
             if step is None:
                 await self.work.wait_async()
         reply, kind, timing = step
         self.count(worker, kind, timing)
         return reply
 
-    def steps(self, datagram: bytes) -> Iterator[Handled | None]:
+    def _steps(self, datagram: bytes) -> Iterator[Handled | None]:
         """Every step of one request, uncounted: None where it waits (the caller waits its own
-        way), then its reply, kind and timing (``Handled``).
-
-        So the decoding, the computation, the tracing and the reply exist once for every
-        model, and the traced end of the work comes after the wait, however it was waited.
+        way), then its reply, kind and timing (``Handled``): so the decoding, the work, the
+        tracing and the reply exist once, and the traced end comes after the wait, however waited.
         """
         start_ns = time.monotonic_ns() if self.trace else 0
-        reply, kind = self.decide(datagram)
+        reply, kind = self._decide(datagram)
         cpu_ns, checkpoints = 0, []
         if kind is None:  # a request to answer: the work runs (not for errors, nor ignored)
             cpu_ns, checkpoints = self.work.hold(measured=self.trace is not None)
@@ -209,7 +198,7 @@ class Server:
         else:
             yield reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
 
-    def decide(self, datagram: bytes) -> tuple[bytes | None, Kind]:
+    def _decide(self, datagram: bytes) -> tuple[bytes | None, Kind]:
         """The reply to ``datagram`` in this server's protocol (None: no answer) and its kind;
         pure, so ``unsent`` can ask again how a request was counted."""
         if self.config.protocol == "sockperf":
@@ -226,14 +215,14 @@ class Server:
     def unsent(self, datagram: bytes, address: Address, error: OSError, worker: int = 0) -> None:
         """The reply to ``datagram`` could not be sent (a vanished route, a full buffer): count
         the request as failed instead of as answered, say so, and serve on."""
-        self.counters.record_unsent(worker, self.decide(datagram)[1])  # its kind, as counted
+        self.counters.record_unsent(worker, self._decide(datagram)[1])  # its kind, as counted
         if self.trace is not None:
             self.trace.forget(getattr(datagram, "received_ns", None))
         log(f"{self.config.model}: reply to {address} failed: {error}")
 
     def flush_trace(self) -> None:
-        """At the end of a worker whose trace records the main interpreter cannot see (a forked
-        process, a sub-interpreter): leave them in a part file, for ``stopped`` to merge."""
+        """A worker the main interpreter cannot see ends (a forked process, a sub-interpreter):
+        its trace records go to a part file, for ``stopped`` to merge."""
         if self.trace is not None:
             self.trace.flush_part()
 
@@ -252,57 +241,23 @@ class Server:
              **extra)  # fmt: skip
         log(f"{config.model}: serving UDP on {host}:{port} with {self.workers} worker(s)")
 
-    @property
-    def stopping(self) -> bool:
-        """A stop was asked for (a signal, or the server itself)."""
-        return self._stop_requested_at is not None
-
-    def mark_stop(self) -> None:
-        """Record a stop request, for ``grace_left``; a second one skips the grace period.
-
-        It leaves the socket alone: a model that stops reading its own way calls this alone.
-        """
-        first = not self.stopping
-        self._stop_requested_at = time.monotonic() if first else -STOP_GRACE_S  # (past it)
-
     def request_stop(self, *_: Any) -> None:
         """Signal handler: stop receiving; a second request skips the grace period."""
-        first = not self.stopping
-        self.mark_stop()
+        first = not self.stop.requested
+        self.stop.ask()
         if first:
             try:
                 self.sock.shutdown(socket.SHUT_RD)
             except OSError:  # Linux answers ENOTCONN for an unconnected UDP socket ...
                 pass  # ... yet wakes its readers
 
-    def grace_left(self) -> float:
-        """Seconds left for workers to finish after a stop request (infinite before one)."""
-        if self._stop_requested_at is None:
-            return float("inf")
-        return max(0.0, self._stop_requested_at + STOP_GRACE_S - time.monotonic())
-
-    def join(self, workers: Sequence[Joinable]) -> int:
-        """Wait for every worker to return; after a stop request, at most the grace period.
-
-        Workers still running then are ended (processes are killed; threads are daemons and
-        end with this process a moment later), and their number returned: ``forced``.
-        """
-        while alive := [worker for worker in workers if worker.is_alive()]:
-            if self.grace_left() == 0:
-                log(f"{self.config.model}: {len(alive)} worker(s) still busy, ending them")
-                for worker in alive:
-                    if hasattr(worker, "kill"):
-                        worker.kill()
-                        worker.join(1.0)
-                return len(alive)
-            alive[0].join(min(JOIN_POLL_S, self.grace_left()) or JOIN_POLL_S)
-        return 0
-
     def stopped(self, forced: int = 0, supervisor: Supervisor | None = None) -> None:
         """Last: the "stopped" event, with the counts, the workers that had to be ended and
         the supervisor's restarts; a supervisor that gave up makes the exit status 1."""
         if self.trace is not None:
             self.trace.write()  # before the event: a reader of "stopped" finds the file whole
+        if forced:
+            log(f"{self.config.model}: {forced} worker(s) still busy after the grace period, ended")
         extra = supervisor.fields() if supervisor else {}
         self.gave_up = bool(supervisor and supervisor.gave_up)
         emit("stopped", model=self.config.model, forced=forced, **extra,

@@ -7,7 +7,7 @@ What a model with workers that can die (processes, procpool, subinterpreters) us
   stopped event then lists who did (``died``, a list even when empty). Elsewhere it is absent:
   a forked process that ends leaves only an exit code.
 - ``watch(workers, restart)``: the main thread's wait until a stop request, replacing each
-  worker that ended by ``restart(its index)``; then ``server.join``. Returns how many workers
+  worker that ended by ``restart(its index)``; then ``server.stop.join``. Returns how many workers
   had to be ended (``forced``).
 - ``replace_ended(i, worker, restart)``: the same for one worker, for a model that learns of a
   death its own way (procpool's reply thread sees the pipe's EOF).
@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from servers.runtime import JOIN_POLL_S, Server, log
+from servers.runtime import Server, log
+from servers.stopping import JOIN_POLL_S
 
 # A worker that ends unasked is replaced, unless workers die this often: then the fault is not
 # a passing one and restarting would only hide it.
@@ -48,20 +49,21 @@ class Supervisor:
         ``JOIN_POLL_S``); then wait for them all. Returns how many had to be ended."""
         server = self.server
         self.restarts = self.restarts or dict.fromkeys(server.counters.labels, 0)
-        while not server.stopping:
+        while not server.stop.requested:
             for i, worker in enumerate(workers):
-                if worker.is_alive() or server.stopping:
+                if worker.is_alive() or server.stop.requested:
                     continue
                 workers[i] = self.replace_ended(i, worker, restart) or worker
             time.sleep(JOIN_POLL_S)
-        return server.join(workers)
+        return server.stop.join(workers)
 
     def replace_ended(self, i: int, worker: Any, restart: Callable[[int], Any]) -> Any:
         """Worker ``i`` ended unasked: reap it and return ``restart(i)``, or None after a stop
         request or when workers die too often (``may_restart``)."""
         worker.join(1.0)  # it has ended: this reaps it
         why = f"exit code {getattr(worker, 'exitcode', None)}"
-        if not self.server.stopping and self.may_restart([self.server.counters.labels[i]], why):
+        label = self.server.counters.labels[i]
+        if not self.server.stop.requested and self.may_restart([label], why):
             return restart(i)
         return None
 

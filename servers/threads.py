@@ -24,7 +24,7 @@ def serve(server: Server) -> None:
         thread.start()
 
     server.ready()
-    forced = server.join(threads)  # until a stop request shuts the socket down under them
+    forced = server.stop.join(threads)  # until a stop request shuts the socket down under them
 
     server.stopped(forced)
 

@@ -15,7 +15,7 @@ from helpers import runnable_models, udp_client
 
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX
-from servers.runtime import STOP_GRACE_S
+from servers.stopping import STOP_GRACE_S
 
 pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
 

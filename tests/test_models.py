@@ -250,6 +250,20 @@ def test_model_files_share_one_skeleton():
         assert "server.ready(" in source and "server.stopped(" in source, path
 
 
+def test_the_server_contract_names_every_public_method_and_stays_short():
+    """``Server``'s docstring is its contract (socketserver's way): every method a model may
+    call is in it, and the class stays small enough to read at once."""
+    import inspect
+
+    from servers.runtime import Server
+
+    contract = Server.__doc__ or ""
+    public = [name for name in vars(Server) if not name.startswith("_")]
+    assert len(public) >= 10
+    assert [name for name in public if f"``{name}" not in contract] == []
+    assert len(inspect.getsource(Server).splitlines()) <= 160
+
+
 def server_assignments(source: str) -> list[str]:
     """Where ``source`` assigns an attribute of a server (``server.x =``, ``self.server.x
     +=``, ``setattr(server, ...)``): the server's state is its own (runtime.Server)."""
