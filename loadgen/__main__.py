@@ -36,6 +36,7 @@ from loadgen.harness.pythons import InterpreterError
 from loadgen.harness.testhost import HostError
 from servers import MODELS
 from servers.protocol import DEFAULT_PREFIX, PROTOCOLS
+from servers.work import Work
 from servers.work import parse as parse_work
 
 
@@ -87,12 +88,12 @@ def _percent(text: str) -> float:
     return value / 100
 
 
-def _work(text: str) -> str:
+def _work(text: str) -> Work:
+    """A ``--work`` spec, parsed once here: from here on the workload is a ``Work``."""
     try:
-        parse_work(text)
+        return parse_work(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def _numbers(kind: type):

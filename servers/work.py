@@ -97,6 +97,24 @@ class Work:
         seconds = iterations_per_second.get(self.cpu_iterations or 0)
         return replace(self, cpu_seconds=seconds) if seconds else self
 
+    def told_as(self, asked: Work) -> Work:
+        """This work as done (``cpu=21554it``) told as it was asked (``cpu=2ms``): one value
+        that is both, ``spec`` for a reader and ``exact_spec`` for another server."""
+        if self.cpu_iterations and asked.cpu_seconds:
+            return replace(self, cpu_seconds=asked.cpu_seconds)
+        return self
+
+    def to_json(self) -> str:
+        """In a file: the work as done (the asked form is the calibration's to tell)."""
+        return self.exact_spec
+
+    @classmethod
+    def from_json(cls, value: object) -> Work:
+        """A spec read from a file; ValueError if it is none this version understands."""
+        if not isinstance(value, str):
+            raise ValueError(f"a work spec is a string, not {type(value).__name__}")
+        return parse(value)
+
     @property
     def calibrated(self) -> bool:
         return self.cpu_iterations is not None
@@ -148,6 +166,9 @@ class Work:
         measured = self.hold(measured=True)
         self.wait()
         return measured
+
+
+ECHO = Work()  # nothing but the echo
 
 
 def unyielding_sleep() -> Callable[[float], None]:

@@ -15,6 +15,7 @@ from helpers import ROOT, wait_gone
 
 from loadgen.analysis.results import SCHEMA, archive, load, parse
 from loadgen.experiments.bench import results_folder
+from servers.work import parse as parse_work
 
 TINY = (
     "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
@@ -269,7 +270,9 @@ def test_demo_runs_without_a_terminal_and_prints_the_final_table():
     assert "replies/s" in out.split("Side by side")[0]  # plain progress lines came first
     from loadgen.experiments.demo import caption
 
-    assert f"  gevent: {caption('io=2ms', 'gevent', 4)}" in out  # what to look at, per model
+    assert (
+        f"  gevent: {caption(parse_work('io=2ms'), 'gevent', 4)}" in out
+    )  # what to look at, per model
     assert "all 4 wait at once" in out and "about 500 replies/s at most" in out
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from rich.console import Console
 
 from loadgen.experiments.demo import BAR_WIDTH, Scoreboard, caption
+from servers.work import parse
+
+CALIBRATED = parse("cpu=20000it").told_as(parse("cpu=2ms"))  # cpu=2ms, done in iterations
 
 
 def test_the_live_scoreboard_shows_each_model_its_bars_and_the_caption():
     """What the room sees while the demo runs in a terminal (rendered here without one)."""
-    board = Scoreboard(["blocking", "processes", "gevent"], "cpu=2ms", cores=2, clients=16)
+    board = Scoreboard(["blocking", "processes", "gevent"], parse("cpu=2ms"), cores=2, clients=16)
     board.rows = {"blocking": {"rate": 500.0, "cores": 1.0},
                   "processes": {"rate": 1000.0, "cores": 2.0}}  # fmt: skip
     board.current = "processes"
@@ -23,9 +26,9 @@ def test_the_live_scoreboard_shows_each_model_its_bars_and_the_caption():
 
 
 def test_captions_follow_the_options():
-    assert "all 64 wait at once" in caption("io=5ms", "gevent", 64)
-    assert "about 100 replies/s at most" in caption("io=10ms", "blocking", 16)
-    assert caption("echo", "threads", 16) == ""  # nothing particular to look at
+    assert "all 64 wait at once" in caption(parse("io=5ms"), "gevent", 64)
+    assert "about 100 replies/s at most" in caption(parse("io=10ms"), "blocking", 16)
+    assert caption(parse("echo"), "threads", 16) == ""  # nothing particular to look at
 
 
 def test_the_demo_judges_cpu_work_by_the_reports_rule():
@@ -35,14 +38,14 @@ def test_the_demo_judges_cpu_work_by_the_reports_rule():
 
     rounds = {"blocking": [{"rate": 500.0}] * 3, "processes": [{"rate": 500.0}] * 3,
               "threads": [{"rate": 505.0}] * 3}  # fmt: skip
-    unread = "\n".join(verdicts("cpu=2ms", "cpu=20000it", rounds, None, "blocking"))
+    unread = "\n".join(verdicts(CALIBRATED, rounds, None, "blocking"))
     assert "processes       1.00x blocking" in unread and "short of parallel" in unread
     assert "threads         1.01x blocking (rounds 1.01-1.01): took turns" in unread
     faster = {**rounds, "processes": [{"rate": 900.0}] * 3}
-    judged = "\n".join(verdicts("cpu=2ms", "cpu=20000it", faster, 2.0, "blocking"))
+    judged = "\n".join(verdicts(CALIBRATED, faster, 2.0, "blocking"))
     assert "the machine delivered 2.00 cores' worth" in judged
     assert (
         "1.80x blocking (rounds 1.80-1.80), 0.90 of what the machine delivered: in parallel"
         in judged
     )
-    assert verdicts("io=5ms", "io=5ms", rounds, 2.0, "blocking") == []  # no CPU work, no verdict
+    assert verdicts(parse("io=5ms"), rounds, 2.0, "blocking") == []  # no CPU work, no verdict

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from dataclasses import asdict
 
 import pytest
 
@@ -20,7 +19,9 @@ from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.machine import metadata
 from loadgen.harness.server import start_model
 from servers import available_cores
+from servers.work import parse
 
+CPU = parse("cpu=1ms")
 HOG = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass\n"
 
 pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs two cores to share")
@@ -29,12 +30,12 @@ pytestmark = pytest.mark.skipif(available_cores() < 2, reason="needs two cores t
 @pytest.fixture
 def bench(tmp_path):
     """A Bench around one blocking server doing 1 ms of calibrated CPU work per request."""
-    calibration = calibrate_works(["cpu=1ms"])
-    settings = BenchSettings(models=["blocking"], works=["cpu=1ms"], duration=0.6, warmup=0.05,
+    calibration = calibrate_works([CPU])
+    settings = BenchSettings(models=["blocking"], works=[CPU], duration=0.6, warmup=0.05,
                              warmup_max=0.3, min_replies=50, out=tmp_path)  # fmt: skip
-    about = metadata(asdict(settings), calibration.measured)
+    about = metadata(vars(settings), calibration.measured)
     results = ResultsFile(tmp_path, Metadata.from_dict(about, "metadata"))
-    with start_model("blocking", calibration.exact["cpu=1ms"]) as server:
+    with start_model("blocking", calibration.of(CPU)) as server:
         server.wait_ready()
         yield Bench(settings, results), server
         server.stop_or_none()

@@ -29,6 +29,7 @@ from loadgen.analysis.results import (
 )
 from loadgen.generator.result import Latency
 from loadgen.harness.machine import TICKS_PER_S, MachineSample, machine_sample, machine_window
+from servers.work import parse as parse_work
 
 SCHEMA_1 = ROOT / "tests" / "data"
 QUIET = {"seconds": 0.8, "cpus": 2, "busy_cores": 1.1, "steal_share": 0.0,
@@ -166,7 +167,8 @@ def test_a_timeline_without_a_schema_still_loads_and_a_newer_one_is_refused(
     old = load_timeline(saved)
     assert "schema" not in raw and old.schema == 1 and old.traces
     metadata = old.metadata
-    assert metadata is not None and metadata.work_label("cpu=28337it") == "cpu=2ms"
+    done = parse_work("cpu=28337it")
+    assert metadata is not None and metadata.told_as_asked(done).spec == "cpu=2ms"
     newer = tmp_path / "timeline.json"
     newer.write_text(json.dumps({**raw, "schema": 2}), encoding="utf-8")
     with pytest.raises(ValueError, match="timeline.json of schema 2; this version reads schema 1"):
@@ -218,3 +220,21 @@ def test_a_run_kind_is_never_spelled_as_a_string_in_the_code():
 def test_the_run_kind_check_can_fail():
     assert kind_literals('summary.models("matrix", work)') == ["line 1: 'matrix'"]
     assert kind_literals("summary.models(RunKind.MATRIX, work)") == []
+
+
+def test_a_workload_is_one_value_from_the_file_and_back():
+    """A run's workload is read once into a ``Work``: as done (the file's ``cpu=32121it``) and
+    as asked (the calibration's ``cpu=2ms``); written back, the file keeps the form done."""
+    data = results(trials("threads", "cpu=32121it", 16, [500, 505])
+                   + trials("threads", "io=5ms", 16, [90, 91]))  # fmt: skip
+    cpu, io = data.runs[0].work, data.runs[2].work
+    assert (cpu.spec, cpu.exact_spec, cpu.kind) == ("cpu=2ms", "cpu=32121it", "cpu")
+    assert (io.spec, io.exact_spec, io.kind) == ("io=5ms", "io=5ms", "io")
+    assert [run["work"] for run in data.to_dict()["runs"]] == ["cpu=32121it"] * 2 + ["io=5ms"] * 2
+    assert parse(data.to_dict()) == data
+
+
+def test_a_workload_this_version_cannot_read_is_named():
+    broken = trials("threads", "cpu=fast", 16, [500])
+    with pytest.raises(ValueError, match=r"results.runs\[0\].work: bad work term 'cpu=fast'"):
+        results(broken)

@@ -54,7 +54,7 @@ def test_host(request):
 
 def load_served(host: TestHost, rate: float, seconds: float) -> tuple[dict, dict]:
     """A blocking server on the test host, open loop at ``rate`` from here: (result, stopped)."""
-    with start_model("blocking", "echo", 1, extra=("--host", host.address),
+    with start_model("blocking", workers=1, extra=("--host", host.address),
                      wrap=host.wrap) as server:  # fmt: skip
         server.wait_ready()
         result = open_loop(host, server, rate, seconds)

@@ -21,7 +21,7 @@ reaches somewhat less than twice one core's bound; that share is measured and sh
 from __future__ import annotations
 
 from servers import MODELS
-from servers.work import parse
+from servers.work import Work
 
 
 def in_progress(model: str, clients: int, workers: int | None = None) -> int:
@@ -34,7 +34,7 @@ def in_progress(model: str, clients: int, workers: int | None = None) -> int:
 
 
 def bound(
-    model: str, work: str, clients: int, workers: int | None, cores: int,
+    model: str, work: Work, clients: int, workers: int | None, cores: int,
     gil_enabled: bool = True, cpu_seconds: float | None = None,
 ) -> float | None:  # fmt: skip
     """Replies a second ``model`` could give at most for ``work``; None where no model bound
@@ -42,11 +42,10 @@ def bound(
 
     ``cpu_seconds`` is one request's CPU time where ``work`` names iterations
     (``cpu=27000it``) rather than a time."""
-    spec = parse(work)
     known = MODELS[model]
     holding = in_progress(model, clients, workers)
-    seconds = cpu_seconds if spec.cpu_iterations else spec.cpu_seconds
-    waiting = spec.io_seconds + spec.block_seconds
+    seconds = cpu_seconds if work.cpu_iterations else work.cpu_seconds
+    waiting = work.io_seconds + work.block_seconds
     if seconds and waiting:
         return None
     if seconds:
@@ -54,5 +53,5 @@ def bound(
     if not waiting:
         return None
     overlapped = all(kind in known.overlaps for kind, wait in
-                     (("io", spec.io_seconds), ("block", spec.block_seconds)) if wait)  # fmt: skip
+                     (("io", work.io_seconds), ("block", work.block_seconds)) if wait)  # fmt: skip
     return (holding if overlapped else 1) / waiting

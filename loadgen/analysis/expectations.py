@@ -42,7 +42,6 @@ from dataclasses import dataclass
 
 from loadgen.analysis.results import Run
 from loadgen.generator.result import Latency
-from servers.work import parse
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def efficiency(run: Run, iterations_per_second: float | None) -> float | None:
     """Calibrated CPU per request over the server CPU spent per reply (None: no CPU work, no
     calibration, or nothing measured). 1.0: the machine ran the work at its calibrated speed."""
     try:
-        iterations = parse(run.work).cpu_iterations
+        iterations = run.work.cpu_iterations
     except ValueError:
         return None
     cores, rate = run.server.cores_used, run.loadgen.throughput_rps

@@ -44,7 +44,7 @@ from typing import Any
 
 from loadgen.generator.records import Record
 from loadgen.generator.result import LoadResult
-from servers.work import WorkKind
+from servers.work import Work
 from servers.work import parse as parse_work
 
 # Where every experiment writes unless told otherwise (--out): the newest results.
@@ -107,7 +107,7 @@ class Run(Record):
 
     kind: RunKind
     model: str
-    work: str
+    work: Work  # as done (cpu=21554it in the file), told as asked (cpu=2ms) once read
     trial: int
     cores_allowed: int
     server: ServerFigures
@@ -135,7 +135,7 @@ class MachineProbe(Record):
 
     at_s: float  # seconds since the bench began
     kind: RunKind
-    work: str
+    work: Work
     trial: int | None  # the round it followed (None: before the first)
     solo_rate: float
     parallel_rate: float
@@ -181,7 +181,7 @@ class ServerRecord(Record):
 
     kind: RunKind
     model: str
-    work: str
+    work: Work
     ready: Ready
     stopped: Stopped | None
 
@@ -259,24 +259,13 @@ class Metadata(Record):
                 return figures.iterations / (figures.ms / 1000)
         return None
 
-    def work_label(self, work: str) -> str:
-        """``cpu=21554it`` back to the ``cpu=2ms`` it was calibrated from, for titles (a spec
-        that does not parse, from a file of another version, is shown as it is)."""
-        try:
-            exact = parse_work(work)
-        except ValueError:
-            return work
-        seconds = {figures.iterations: parse_work(spec).cpu_seconds
-                   for spec, figures in self.calibration.items()}  # fmt: skip
-        return exact.labelled(seconds).spec
-
-    def work_kind(self, work: str) -> WorkKind:
-        """What a run's requests did: echo, cpu, io, block, or a mix (a spec this version
-        cannot parse, from another version's file, counts as a mix: no finding is drawn)."""
-        try:
-            return parse_work(work).kind
-        except ValueError:
-            return "mixed"
+    def told_as_asked(self, work: Work) -> Work:
+        """``work`` as done (``cpu=21554it``) told as the calibration says it was asked
+        (``cpu=2ms``), for a reader; a work nothing here calibrated stays as it is."""
+        for spec, figures in self.calibration.items():
+            if work.cpu_iterations == figures.iterations:
+                return work.told_as(parse_work(spec))
+        return work
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +277,17 @@ class Results(Record):
     runs: tuple[Run, ...]
     servers: tuple[ServerRecord, ...] = ()
     probes: tuple[MachineProbe, ...] = ()
+
+    def told_as_asked(self) -> Results:
+        """These results with every workload told as asked as well as done: the file keeps
+        the work as done, the metadata its calibration (``Metadata.told_as_asked``)."""
+        tell = self.metadata.told_as_asked
+        return replace(
+            self,
+            runs=tuple(replace(run, work=tell(run.work)) for run in self.runs),
+            servers=tuple(replace(server, work=tell(server.work)) for server in self.servers),
+            probes=tuple(replace(probe, work=tell(probe.work)) for probe in self.probes),
+        )
 
     def runs_of(self, kind: RunKind) -> list[Run]:
         """The runs of ``kind`` that count: of each trial, its last attempt."""
@@ -352,7 +352,7 @@ def parse(data: Any) -> Results:
     if schema == 1:
         data = upgrade_schema_1(data)
     data = {**data, "schema": SCHEMA}  # schema 2 is schema 3 with no probes and first attempts
-    results = Results.from_dict(data, "results")
+    results = Results.from_dict(data, "results").told_as_asked()
     for i, run in enumerate(results.runs):
         counts = run.loadgen
         if counts.sent != counts.received + counts.lost + counts.in_flight:
@@ -419,6 +419,12 @@ class Timeline(Record):
     calibration: dict[str, str] = field(default_factory=dict)
     metadata: Metadata | None = None
     schema: int = TIMELINE_SCHEMA
+
+    def work(self, spec: str) -> Work:
+        """The workload a trace is keyed by (as asked: ``cpu=20ms``), told as done too
+        (``cpu=215540it``, from ``calibration``)."""
+        asked = parse_work(spec)
+        return parse_work(self.calibration.get(spec, spec)).told_as(asked)
 
 
 def load_timeline(path: Path) -> Timeline:
@@ -528,7 +534,7 @@ def csv_row(run: Run) -> dict[str, Any]:
     return {
         "kind": run.kind,
         "model": run.model,
-        "work": run.work,
+        "work": run.work.exact_spec,
         "trial": run.trial,
         "concurrency": loadgen.concurrency,
         "rate": loadgen.rate,

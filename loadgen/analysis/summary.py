@@ -15,6 +15,7 @@ from typing import Any
 from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, few_samples
 from loadgen.analysis.results import MachineProbe, Metadata, Results, Run, RunKind
 from servers import MODELS, Model
+from servers.work import Work
 
 
 def ordered(models: Iterable[str]) -> list[str]:
@@ -73,7 +74,7 @@ class Point:
 
     kind: RunKind
     model: str
-    work: str
+    work: Work
     level: Any
     runs: tuple[Run, ...]
     iterations_per_second: float | None = None  # the calibration's: for work efficiency
@@ -131,26 +132,26 @@ class Summary:
         for run in results.counted:
             self.groups[(run.kind, run.model, run.work, run.level)].append(run)
 
-    def works(self, kind: RunKind = RunKind.MATRIX) -> list[str]:
+    def works(self, kind: RunKind = RunKind.MATRIX) -> list[Work]:
         return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))
 
-    def models(self, kind: RunKind = RunKind.MATRIX, work: str | None = None) -> list[str]:
+    def models(self, kind: RunKind = RunKind.MATRIX, work: Work | None = None) -> list[str]:
         return ordered({k[1] for k in self.groups if k[0] == kind and work in (None, k[2])})
 
-    def levels(self, kind: RunKind, model: str, work: str) -> list:
+    def levels(self, kind: RunKind, model: str, work: Work) -> list:
         return sorted(k[3] for k in self.groups if k[:3] == (kind, model, work))
 
-    def point(self, kind: RunKind, model: str, work: str, level: Any) -> Point:
+    def point(self, kind: RunKind, model: str, work: Work, level: Any) -> Point:
         runs = tuple(sorted(self.groups[(kind, model, work, level)], key=lambda run: run.trial))
         return Point(kind, model, work, level, runs, self.iterations_per_second)
 
     def points(self) -> list[Point]:
         return [self.point(*key) for key in self.groups]
 
-    def rate(self, kind: RunKind, model: str, work: str, level: Any) -> float:
+    def rate(self, kind: RunKind, model: str, work: Work, level: Any) -> float:
         return self.point(kind, model, work, level).rate
 
-    def compared(self, model: str, work: str) -> Point:
+    def compared(self, model: str, work: Work) -> Point:
         """The matrix point compared: at the highest concurrency level, where every model is
         loaded. Taking each model's best level instead would pick the luckiest of several noisy
         numbers, and compare models at different loads."""
@@ -158,7 +159,7 @@ class Summary:
             RunKind.MATRIX, model, work, max(self.levels(RunKind.MATRIX, model, work))
         )
 
-    def round_ratios(self, model: str, base_model: str, work: str) -> list[float]:
+    def round_ratios(self, model: str, base_model: str, work: Work) -> list[float]:
         """At the level compared, ``model``'s replies/s over the baseline's in each round
         (trial) both were measured in: the speed-up, once per round, so a drift that hit one
         round hits both sides of its ratio."""
@@ -167,18 +168,20 @@ class Summary:
         return [run.loadgen.throughput_rps / base_rates[run.trial] for run in point.runs
                 if base_rates.get(run.trial)]  # fmt: skip
 
-    def probes(self, work: str | None = None, kind: RunKind = RunKind.MATRIX) -> list[MachineProbe]:
+    def probes(
+        self, work: Work | None = None, kind: RunKind = RunKind.MATRIX
+    ) -> list[MachineProbe]:
         """The machine's readings taken around ``work``'s runs of ``kind`` (all: None)."""
         return [probe for probe in self.results.probes
                 if work is None or (probe.kind, probe.work) == (kind, work)]  # fmt: skip
 
-    def capacity(self, work: str | None = None, kind: RunKind = RunKind.MATRIX) -> float | None:
+    def capacity(self, work: Work | None = None, kind: RunKind = RunKind.MATRIX) -> float | None:
         """The median capacity the machine delivered around ``work`` (else over the whole
         run; None: never read)."""
         readings = self.probes(work, kind) or self.probes()
         return median([probe.capacity for probe in readings]) if readings else None
 
-    def best(self, model: str, work: str) -> tuple[Any, float]:
+    def best(self, model: str, work: Work) -> tuple[Any, float]:
         """The level compared and the median replies/s there (see ``compared``)."""
         point = self.compared(model, work)
         return point.level, point.rate

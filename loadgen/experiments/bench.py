@@ -28,7 +28,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,22 +52,29 @@ from loadgen.experiments.timeline import DEFAULT_WORKS as TIMELINE_WORKS
 from loadgen.experiments.timeline import TimelineSettings, record_timeline
 from loadgen.generator import engine, runner
 from loadgen.generator.cluster import DaskRunner
-from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.calibration import Calibration, calibrate_works
 from loadgen.harness.capacity import Probe
 from loadgen.harness.machine import MachineSample, machine_sample, machine_window, metadata
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import Sample, ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
+from servers.work import Work, parse
 
 # Two points in a row disturbed through every retry: the machine is busy for longer than a
 # retry waits, and measuring each point three times would only triple the bench's length.
 STUCK_AFTER = 2
 
 
+def parse_all(*specs: str) -> list[Work]:
+    return [parse(spec) for spec in specs]
+
+
 @dataclass
 class BenchSettings:
     models: list[str] = field(default_factory=lambda: list(MODELS))
-    works: list[str] = field(default_factory=lambda: ["echo", "cpu=2ms", "io=5ms", "block=5ms"])
+    works: list[Work] = field(
+        default_factory=lambda: parse_all("echo", "cpu=2ms", "io=5ms", "block=5ms")
+    )
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     trials: int = 3  # rounds: every model's point once per round, in turns
     duration: float = 0.6
@@ -83,14 +90,14 @@ class BenchSettings:
     workers: int = 8
     load_sweep: list[int] = field(default_factory=lambda: [25, 50, 75, 90, 100, 120])
     # block=5ms tells nothing new about queueing that io=5ms does not: left out of the sweep
-    sweep_works: list[str] = field(default_factory=lambda: ["echo", "cpu=2ms", "io=5ms"])
+    sweep_works: list[Work] = field(default_factory=lambda: parse_all("echo", "cpu=2ms", "io=5ms"))
     sweep_clients: int = 32
     core_sweep: bool = True
-    core_work: str = "cpu=2ms"
+    core_work: Work = parse("cpu=2ms")
     core_concurrency: int = 16
     core_trials: int | None = None  # rounds of the core sweep (None: trials)
     timeline: bool = True  # trace one burst per model: who runs when
-    timeline_works: list[str] = field(default_factory=lambda: list(TIMELINE_WORKS))
+    timeline_works: list[Work] = field(default_factory=lambda: list(TIMELINE_WORKS))
     timeline_repeat: int = 5  # bursts per model and work, the median one kept
     timeout: float = 1.0  # no reply by then is a loss; 64 queued cpu=2ms requests stay under it
     out: Path = DEFAULT_OUT  # the folder the results go into (see results_folder)
@@ -106,10 +113,10 @@ PRESETS: dict[Preset, BenchSettings] = {
     # three short rounds, each model in turn, so a drift hits them all alike; one load sweep),
     # the timeline's two lessons; under a minute
     "quick": BenchSettings(
-        works=["echo", "cpu=2ms", "io=5ms"], concurrency=[16], trials=3, duration=0.2,
+        works=parse_all("echo", "cpu=2ms", "io=5ms"), concurrency=[16], trials=3, duration=0.2,
         warmup=0.05, warmup_max=0.3, min_replies=40, duration_max=0.6, load_sweep=[50, 120],
-        sweep_works=["cpu=2ms"], core_trials=1, probe_phase=0.06,
-        timeline_works=["cpu=20ms", "io=5ms"], timeline_repeat=3,
+        sweep_works=parse_all("cpu=2ms"), core_trials=1, probe_phase=0.06,
+        timeline_works=parse_all("cpu=20ms", "io=5ms"), timeline_repeat=3,
     ),
     "default": BenchSettings(),
     "full": BenchSettings(
@@ -184,7 +191,7 @@ class Bench:
         # address on the way to the scheduler, so the servers listen on every address.
         self.target = dask.local_address() if dask else None
 
-    def start(self, work: str, cores: list[int] | None = None) -> dict[str, ServerProcess]:
+    def start(self, work: Work, cores: list[int] | None = None) -> dict[str, ServerProcess]:
         """One fresh server per model, all starting at once (start-up is mostly imports)."""
         servers = {}
         extra = ("--host", "0.0.0.0") if self.dask else ()
@@ -249,7 +256,7 @@ class Bench:
                   "until one is quiet again", flush=True)  # fmt: skip
         return run
 
-    def read_machine(self, kind: RunKind, work: str, trial: int | None) -> None:
+    def read_machine(self, kind: RunKind, work: Work, trial: int | None) -> None:
         """A capacity reading between rounds, kept in the results file."""
         if self.probe is None:
             return
@@ -276,29 +283,29 @@ class Bench:
             flag += f"\n      disturbed: {'; '.join(reasons)}{'; measured again' if again else ''}"
         p50 = loadgen.latency_us.p50
         print(
-            f"[{self.done:3}] {run.model:{NAME_WIDTH}} {run.work:13} {label:10} "
+            f"[{self.done:3}] {run.model:{NAME_WIDTH}} {run.work.spec:13} {label:10} "
             f"{loadgen.throughput_rps:9,.0f} replies/s  p50 {p50 or 0:7,} us  "
             f"lost {loadgen.lost:4}  server {server.cores_used or 0:.2f} cores  "
             f"generator {loadgen.generator.cpu_cores:.2f}{flag}",
             flush=True,
         )
 
-    def workload(self, spec: str, work: str) -> None:
-        """One workload: its servers started, the matrix, then (if asked) the load sweep at
-        fractions of the capacity the matrix just measured, on the same servers."""
+    def workload(self, work: Work) -> None:
+        """One workload (calibrated): its servers started, the matrix, then (if asked) the
+        load sweep at fractions of the capacity the matrix just measured, on the same servers."""
         servers = self.start(work)
         try:
             capacity = self.matrix(servers, work)
-            if self.settings.load_sweep and spec in self.sweep_works():
+            if self.settings.load_sweep and work.spec in {w.spec for w in self.sweep_works()}:
                 self.load_sweep(servers, capacity)
         finally:
             self.stop(servers, RunKind.MATRIX)
 
-    def sweep_works(self) -> list[str]:
+    def sweep_works(self) -> list[Work]:
         chosen = [work for work in self.settings.sweep_works if work in self.settings.works]
         return chosen or self.settings.works
 
-    def matrix(self, servers: dict[str, ServerProcess], work: str) -> dict[str, float]:
+    def matrix(self, servers: dict[str, ServerProcess], work: Work) -> dict[str, float]:
         """Closed loop, in rounds (each model in turn), the machine read before the first and
         after each; returns each model's capacity: its best median replies/s."""
         rates: dict[tuple[str, int], list[float]] = {}
@@ -329,9 +336,9 @@ class Bench:
                 self.point(server, settings, RunKind.LOAD_SWEEP, 0, f"{percent}% load",
                            offered_percent=percent, capacity_rps=capacity[model])  # fmt: skip
 
-    def core_sweep(self, exact: dict[str, str]) -> None:
+    def core_sweep(self, work: Work) -> None:
+        """The servers pinned to 1..K cores in turn, with ``work`` (calibrated)."""
         allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        work = exact[self.settings.core_work]
         for count in range(1, len(allowed) + 1):
             cores = allowed[:count]
             servers = self.start(work, cores)
@@ -351,13 +358,13 @@ class Bench:
             os.sched_setaffinity(0, allowed)
 
 
-def _the_matrix(bench: Bench, exact: dict[str, str]) -> None:
+def _the_matrix(bench: Bench, calibration: Calibration) -> None:
     """Every workload's matrix and sweeps, then the core sweep; the servers stopped after."""
     try:
-        for spec in bench.settings.works:
-            bench.workload(spec, exact[spec])
+        for asked in bench.settings.works:
+            bench.workload(calibration.of(asked))
         if bench.settings.core_sweep:
-            bench.core_sweep(exact)
+            bench.core_sweep(calibration.of(bench.settings.core_work))
     except KeyboardInterrupt:  # the servers are stopped below, then the run ends with 130
         runs, path = len(bench.results.results.runs), bench.results.path
         print(f"\ninterrupted: the {runs} finished runs are in {path}", file=sys.stderr)
@@ -382,11 +389,10 @@ def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
     server_python, settings.models, skipped = runnable(settings.python, settings.models)
     calibration = calibrate_works([*settings.works, settings.core_work])
-    exact = calibration.exact
     folder = results_folder(settings.out)
     archived = archive(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    about = metadata(asdict(settings), calibration.measured, server_python, skipped)
+    about = metadata(vars(settings), calibration.measured, server_python, skipped)
     results = ResultsFile(folder, Metadata.from_dict(about, "metadata"))
     if archived:
         print(f"previous results moved to {archived}", flush=True)
@@ -398,12 +404,12 @@ def run_bench(settings: BenchSettings) -> Path:
         if settings.probe
         else contextlib.nullcontext() as probe,
     ):
-        _the_matrix(Bench(settings, results, dask, probe), exact)
+        _the_matrix(Bench(settings, results, dask, probe), calibration)
     print(f"\n{len(results.results.runs)} runs written to {results.path}", flush=True)
     if settings.timeline:
         print("tracing one burst per model for the timeline...", flush=True)
         timeline = TimelineSettings(models=settings.models, works=settings.timeline_works,
                                     repeat=settings.timeline_repeat, out=folder,
                                     python=settings.python)  # fmt: skip
-        record_timeline(timeline, metadata=about, exact=exact)
+        record_timeline(timeline, metadata=about, known=calibration.works.values())
     return folder

@@ -34,7 +34,7 @@ from loadgen.harness.capacity import Probe
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import ServerProcess, cpu_window, start_model
 from servers import MODELS, NAME_WIDTH, available_cores
-from servers.work import format_seconds, parse
+from servers.work import Work, format_seconds, parse
 
 WORKERS = 8
 BAR_WIDTH = 16
@@ -43,16 +43,15 @@ BAR_WIDTH = 16
 @dataclass(frozen=True)
 class DemoSettings:
     models: list[str] | None = None  # None: every model the servers' Python can run
-    works: list[str] = field(default_factory=lambda: ["cpu=2ms", "io=5ms"])
+    works: list[Work] = field(default_factory=lambda: [parse("cpu=2ms"), parse("io=5ms")])
     seconds: float = 2.0  # per model and workload, shared among the rounds
     clients: int = 16  # closed-loop clients
     rounds: int = 3  # the models take turns this many times
     python: str | None = None  # the servers' interpreter (None: this one)
 
 
-def caption(spec: str, model: str, clients: int) -> str:
-    """What to look at while ``model`` serves ``spec``: one line for the room."""
-    work = parse(spec)
+def caption(work: Work, model: str, clients: int) -> str:
+    """What to look at while ``model`` serves ``work``: one line for the room."""
     seconds = {"io": work.io_seconds, "block": work.block_seconds}.get(work.kind, 0.0)
     text = MODELS[model].captions.get(work.kind, "") if model in MODELS else ""
     return text.format(workers=WORKERS, clients=clients, wait=format_seconds(seconds),
@@ -68,17 +67,17 @@ class Scoreboard:
     """What the room sees: a row per model (the median of its rounds so far, and their spread),
     the one running now updated live, and what the machine delivered."""
 
-    def __init__(self, models: list[str], spec: str, cores: int, clients: int):
-        self.models, self.spec, self.cores, self.clients = models, spec, cores, clients
+    def __init__(self, models: list[str], work: Work, cores: int, clients: int):
+        self.models, self.work, self.cores, self.clients = models, work, cores, clients
         self.rows: dict[str, dict[str, float]] = {}
         self.current = ""
         self.capacity: list[float] = []  # the machine's readings, one before each round
 
     def table(self) -> Table:
-        now = caption(self.spec, self.current, self.clients) if self.current else ""
+        now = caption(self.work, self.current, self.clients) if self.current else ""
         machine = (f"; the machine: {statistics.median(self.capacity):.2f} cores' worth of work"
                    if self.capacity else "")  # fmt: skip
-        title = f"{self.spec}: the same load on each model in turn{machine}"
+        title = f"{self.work.spec}: the same load on each model in turn{machine}"
         table = Table(title=title, expand=False,
                       caption=f"▶ {self.current}: {now}" if now else None)  # fmt: skip
         table.add_column("model", style="bold", no_wrap=True)
@@ -121,16 +120,16 @@ def summarise(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 def verdicts(
-    spec: str, exact_spec: str, rounds: dict[str, list[dict[str, float]]],
-    capacity: float | None, base: str | None,
+    work: Work, rounds: dict[str, list[dict[str, float]]], capacity: float | None,
+    base: str | None,
 ) -> list[str]:  # fmt: skip
     """For CPU work: each model's speed-up over the baseline (the median over rounds of the
     ratio within a round), against what the registry expects and the machine delivered."""
-    if base is None or not parse(exact_spec).cpu_iterations or base not in rounds:
+    if base is None or not work.cpu_iterations or base not in rounds:
         return []
     lines = []
     if capacity is not None:
-        lines.append(f"{spec}: the machine delivered {capacity:.2f} cores' worth of the same "
+        lines.append(f"{work.spec}: the machine delivered {capacity:.2f} cores' worth of the same "
                      f"work with every core busy (median of its readings).")  # fmt: skip
     for model, mine in rounds.items():
         if model == base or model not in MODELS:
@@ -154,15 +153,15 @@ def verdicts(
 
 
 def serve_work(
-    exact_spec: str, board: Scoreboard, probe: Probe | None, live: Live | None,
+    work: Work, board: Scoreboard, probe: Probe | None, live: Live | None,
     settings: DemoSettings,
 ) -> dict[str, list[dict[str, float]]]:  # fmt: skip
     """Every model's server up at once, then the settings' rounds of each in turn, the
     machine read before each (into ``board.capacity``); every model's rounds."""
-    spec, clients = board.spec, board.clients
+    clients = board.clients
     seconds = settings.seconds / settings.rounds
     done: dict[str, list[dict[str, float]]] = {model: [] for model in board.models}
-    servers = [start_model(model, exact_spec, WORKERS, python=settings.python)
+    servers = [start_model(model, work, WORKERS, python=settings.python)
                for model in board.models]  # fmt: skip
     try:
         for server in servers:
@@ -179,7 +178,7 @@ def serve_work(
                 if live is not None:
                     live.update(board.table())
                 else:
-                    print(f"  {spec:8} {model:{NAME_WIDTH}} round {len(done[model])}: "
+                    print(f"  {work.spec:8} {model:{NAME_WIDTH}} round {len(done[model])}: "
                           f"{done[model][-1]['rate']:8,.0f} replies/s (median so far "
                           f"{row['rate']:,.0f}), {row['cores']:.2f} cores", flush=True)  # fmt: skip
         board.current = ""
@@ -198,38 +197,38 @@ def main(settings: DemoSettings) -> int:
     console = Console()
     terminal = sys.stdout.isatty()
     cores = available_cores()
-    exact = calibrate_works(works).exact
+    calibration = calibrate_works(works)
     results: dict[str, dict[str, dict[str, float]]] = {}
     judged: list[str] = []
     base = next((m for m in models if m in MODELS and MODELS[m].baseline), None)
     # One core: nothing to compare a core with.
     with Probe() if cores > 1 else contextlib.nullcontext() as probe:
-        for spec in works:
-            board = Scoreboard(models, spec, cores, clients)
+        for work in map(calibration.of, works):
+            board = Scoreboard(models, work, cores, clients)
             if terminal:
                 with Live(board.table(), console=console, refresh_per_second=4) as live:
-                    per_model = serve_work(exact[spec], board, probe, live, settings)
+                    per_model = serve_work(work, board, probe, live, settings)
                     live.update(board.table())
             else:
-                print(f"{spec}: {clients} clients, {seconds:g} s per model in {rounds} rounds",
+                print(f"{work.spec}: {clients} clients, {seconds:g} s per model in {rounds} rounds",
                       flush=True)  # fmt: skip
                 for model in models:
-                    print(f"  {model}: {caption(spec, model, clients) or 'the same load'}",
+                    print(f"  {model}: {caption(work, model, clients) or 'the same load'}",
                           flush=True)  # fmt: skip
-                per_model = serve_work(exact[spec], board, probe, None, settings)
-            results[spec] = {model: summarise(r) for model, r in per_model.items() if r}
+                per_model = serve_work(work, board, probe, None, settings)
+            results[work.spec] = {model: summarise(r) for model, r in per_model.items() if r}
             capacity = statistics.median(board.capacity) if board.capacity else None
-            judged += verdicts(spec, exact[spec], per_model, capacity, base)
+            judged += verdicts(work, per_model, capacity, base)
     final = Table(
         title="Side by side: replies/s, median of the rounds (their spread; server cores)"
     )
     final.add_column("model", style="bold")
-    for spec in works:
-        final.add_column(spec, justify="right")
+    for work in works:
+        final.add_column(work.spec, justify="right")
     for model in models:
         cells = [f"{results[s][model]['rate']:,.0f} ({results[s][model]['low']:,.0f}-"
                  f"{results[s][model]['high']:,.0f}; {results[s][model]['cores']:.2f})"
-                 for s in works]  # fmt: skip
+                 for s in (work.spec for work in works)]  # fmt: skip
         final.add_row(model, *cells)
     console.print(final)
     for line in judged:

@@ -24,11 +24,12 @@ from loadgen.harness.pythons import runnable
 from loadgen.harness.server import start_model
 from loadgen.harness.testhost import TestHost
 from servers import NAME_WIDTH
+from servers.work import ECHO
 
 
 def drive(host: TestHost, model: str, clients: int, seconds: float,
           python: str | None) -> dict[str, Any]:  # fmt: skip
-    with start_model(model, "echo", 8, extra=("--host", host.address), python=python,
+    with start_model(model, ECHO, 8, extra=("--host", host.address), python=python,
                      wrap=host.wrap) as server:  # fmt: skip
         server.wait_ready()
         before = host.nft_drops() if host.loss_percent else host.qdisc_drops()

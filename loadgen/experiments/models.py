@@ -36,10 +36,11 @@ from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.server import ServerProcess, model_args
 from servers import MODELS, available_cores, baseline
 from servers.protocol import DEFAULT_PREFIX
-from servers.work import parse
+from servers.work import ECHO, Work, parse
 
 REPLY_TIMEOUT_S = 1.0
 CPU_SECONDS = 0.002  # the CPU work is cpu=2ms, calibrated to an iteration count
+CPU, IO, BLOCK = parse("cpu=2ms"), parse("io=5ms"), parse("block=5ms")
 CLIENT_BOUND_CORES = 0.85  # the client near one full core: it, not the server, sets the pace
 BARE_LOOP = """
 import socket
@@ -164,7 +165,7 @@ def closed_loop(
 
 
 def measure(
-    title: str, contenders: list[tuple[str, list[str], bytes]], work: str, in_flight: int,
+    title: str, contenders: list[tuple[str, list[str], bytes]], work: Work, in_flight: int,
     settings: ModelsSettings,
 ) -> dict[str, list[Figure]]:  # fmt: skip
     """Start every contender, then measure them in turn, in short segments, round after round.
@@ -188,7 +189,7 @@ def measure(
                 figures[label].append(
                     Figure(
                         label,
-                        work,
+                        work.exact_spec,
                         in_flight,
                         replies / elapsed,
                         lost,
@@ -260,14 +261,14 @@ def calibration_spread(starts: int) -> tuple[list[int], float]:
     """Start the server several times with cpu=2ms and compare the iteration counts."""
     counts = []
     for _ in range(starts):
-        with start(model_args(baseline().name, "cpu=2ms")) as server:
+        with start(model_args(baseline().name, CPU)) as server:
             counts.append(server.ready["cpu_iterations"])
             server.stop()
     return counts, (max(counts) - min(counts)) / min(counts)
 
 
 def against_bounds(
-    groups: list[tuple[dict[str, list[Figure]], str, int]], gil: bool
+    groups: list[tuple[dict[str, list[Figure]], Work, int]], gil: bool
 ) -> list[tuple[str, float, bool]]:
     """Print every model's median against its bound (loadgen.analysis.bounds: what the model
     could give by what it is); echo against the bare loop measured in the same rounds. Returns
@@ -283,7 +284,7 @@ def against_bounds(
                 continue
             rate = median(rounds).replies_per_s
             most = bound(model, work, clients, 8, available_cores(), gil, CPU_SECONDS) or floor
-            label = "cpu=2ms" if parse(work).kind == "cpu" else work
+            label = work.spec
             ratios[(model, label, clients)] = rate / most if most else float("nan")
             print(f"  {model:16} {label:12} {clients:9} {rate:10,.0f} {most or 0:9,.0f} "
                   f"{ratios[(model, label, clients)]:6.2f}", flush=True)  # fmt: skip
@@ -310,32 +311,32 @@ class ModelsSettings:
 Groups = dict[str, dict[str, list[Figure]]]
 
 
-def run_workloads(settings: ModelsSettings, available: list[str], cpu_work: str) -> Groups:
+def run_workloads(settings: ModelsSettings, available: list[str], cpu_work: Work) -> Groups:
     """Every workload's servers measured in turns: cpu, io at 32 and (the capped models) at
     16 and 64 in flight, a blocking call, and echo against a bare recvfrom/sendto loop."""
     prefix, s = DEFAULT_PREFIX.encode(), settings
     caps = [m for m in available if MODELS[m].workers_meaning == "cap"]
 
-    def every(models: list[str], work: str) -> list[tuple[str, list[str], bytes]]:
+    def every(models: list[str], work: Work) -> list[tuple[str, list[str], bytes]]:
         return [(m, model_args(m, work, 8), prefix) for m in models]
 
     groups = {
-        "cpu": measure(f"CPU work ({cpu_work}), --workers 8, 8 in flight:",
+        "cpu": measure(f"CPU work ({cpu_work.exact_spec}), --workers 8, 8 in flight:",
                        every(available, cpu_work), cpu_work, 8, s),
         "io": measure("\nI/O wait (io=5ms), --workers 8, 32 in flight:",
-                      every(available, "io=5ms"), "io=5ms", 32, s),
+                      every(available, IO), IO, 32, s),
     }  # fmt: skip
     for clients in (16, 64):
         groups[f"io {clients}"] = measure(
             f"\nI/O wait (io=5ms), {clients} in flight, the models with a cap:",
-            every([baseline().name, *caps], "io=5ms"), "io=5ms", clients, s,
+            every([baseline().name, *caps], IO), IO, clients, s,
         )  # fmt: skip
     groups["block"] = measure("\nA blocking call (block=5ms), --workers 8, 16 in flight:",
-                              every(available, "block=5ms"), "block=5ms", 16, s)  # fmt: skip
+                              every(available, BLOCK), BLOCK, 16, s)  # fmt: skip
     contenders = [("bare loop", ["-c", BARE_LOOP], b""),
-                  *((m, model_args(m, "echo", None), prefix) for m in available)]  # fmt: skip
+                  *((m, model_args(m, ECHO, None), prefix) for m in available)]  # fmt: skip
     groups["echo"] = measure("\nEcho, 32 in flight, against a bare recvfrom/sendto loop:",
-                             contenders, "echo", 32, s)  # fmt: skip
+                             contenders, ECHO, 32, s)  # fmt: skip
     return groups
 
 
@@ -403,8 +404,9 @@ def main(settings: ModelsSettings) -> int:
     counts, spread = calibration_spread(5)
     print(f"the servers' own calibration of cpu=2ms over 5 starts: {counts} iterations, "
           f"spread {spread:.1%}")  # fmt: skip
-    cpu_work = calibrate_works(["cpu=2ms"]).exact["cpu=2ms"]
-    print(f"every model gets the same CPU work: cpu=2ms calibrated here once, {cpu_work}\n")
+    cpu_work = calibrate_works([CPU]).of(CPU)
+    print(f"every model gets the same CPU work: cpu=2ms calibrated here once, "
+          f"{cpu_work.exact_spec}\n")  # fmt: skip
     available = [m for m in MODELS if MODELS[m].unavailable_reason() is None]
     for m in MODELS:
         if m not in available:
@@ -413,9 +415,9 @@ def main(settings: ModelsSettings) -> int:
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     checks = model_checks(groups, available, gil)
     checks.append(("calibration: 5 starts within 10%", spread, spread <= 0.10))
-    workloads = [(groups["cpu"], cpu_work, 8), (groups["io"], "io=5ms", 32),
-                 *((groups[f"io {c}"], "io=5ms", c) for c in (16, 64)),
-                 (groups["block"], "block=5ms", 16), (groups["echo"], "echo", 32)]  # fmt: skip
+    workloads = [(groups["cpu"], cpu_work, 8), (groups["io"], IO, 32),
+                 *((groups[f"io {c}"], IO, c) for c in (16, 64)),
+                 (groups["block"], BLOCK, 16), (groups["echo"], ECHO, 32)]  # fmt: skip
     checks += against_bounds(workloads, gil)
     print("\nexpectations:")
     for text, value, ok in checks:

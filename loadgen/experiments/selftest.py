@@ -27,6 +27,7 @@ from loadgen.generator.engine import Settings
 from loadgen.generator.runner import run
 from loadgen.harness.server import start_model
 from servers import baseline
+from servers.work import ECHO
 
 CLIENTS = 32
 COST_LIMIT = 1.2  # the generator's CPU per request against a bare send/recv loop's
@@ -142,7 +143,7 @@ class SelftestSettings:
 
 def main(settings: SelftestSettings) -> int:
     duration, rounds = settings.duration, settings.rounds
-    with start_model(baseline().name, "echo", 1) as server:
+    with start_model(baseline().name, ECHO, 1) as server:
         server.wait_ready()
         print(f"selftest: {rounds} rounds of {duration:g} s each, {CLIENTS} clients, closed "
               f"loop, against the blocking echo server on {server.address[0]}:"

@@ -32,6 +32,7 @@ from loadgen.harness.calibration import calibrate_works
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import ServerProcess, start_model
 from servers import NAME_WIDTH
+from servers.work import Work, parse
 
 RSS_GROWTH_LIMIT = 0.10
 RECOVERY_FACTOR = 2.0
@@ -92,7 +93,7 @@ class MemorySampler:
         self.thread.join()
 
 
-def soak_one(model: str, work: str, overload_s: float, recover_s: float,
+def soak_one(model: str, work: Work, overload_s: float, recover_s: float,
              python: str | None) -> dict[str, Any]:  # fmt: skip
     with start_model(model, work, 8, python=python) as server:
         server.wait_ready()
@@ -113,7 +114,7 @@ def soak_one(model: str, work: str, overload_s: float, recover_s: float,
                         None)  # fmt: skip
     settled = [value for elapsed, value in memory if elapsed >= 1.0] or [0]
     return {
-        "model": model, "work": work, "capacity_rps": round(capacity, 1),
+        "model": model, "work": work.exact_spec, "capacity_rps": round(capacity, 1),
         "light": _phase(light), "overload": _phase(overload), "recovery": _phase(recovery),
         "recovery_series": recovery["series"],
         "kernel": {key: after[key] - before[key] for key in after},
@@ -151,7 +152,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 @dataclass(frozen=True)
 class SoakSettings:
     models: list[str] | None = None  # None: every model the servers' Python can run
-    work: str = "cpu=2ms"
+    work: Work = parse("cpu=2ms")
     overload_s: float = 10.0  # seconds at several times what the model can answer
     recover_s: float = 5.0  # then seconds at half of it
     out: Path = DEFAULT_OUT  # the folder soak.json goes into
@@ -163,14 +164,13 @@ def main(settings: SoakSettings) -> int:
                                            settings.recover_s, settings.python)  # fmt: skip
     server_python, models, skipped = runnable(python, settings.models)
     calibration = calibrate_works([work])
-    exact = calibration.exact
     rows = []
     for model in models:
         started = time.monotonic()
-        rows.append(soak_one(model, exact[work], overload_s, recover_s, python))
+        rows.append(soak_one(model, calibration.of(work), overload_s, recover_s, python))
         print(f"{model}: done in {time.monotonic() - started:.0f} s", flush=True)
     path = settings.out / "soak.json"
-    write_json_atomically(path, {"work": work, "calibration": calibration.measured,
+    write_json_atomically(path, {"work": work.spec, "calibration": calibration.measured,
                                  "server_python": server_python, "skipped": skipped,
                                  "overload_s": overload_s, "recover_s": recover_s,
                                  "rows": rows})  # fmt: skip

@@ -17,6 +17,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,13 @@ from loadgen.harness.machine import metadata as machine_metadata
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import ServerError, ServerProcess, model_args
 from servers import available_cores
+from servers.work import Work, parse
 
 REPLY_TIMEOUT_S = 10.0
 # cpu=2ms is the bench's workload; a thread finishes it inside one GIL turn (the switch interval
 # is 5 ms), so threads take whole turns. cpu=20ms outlasts the interval: threads then alternate
 # within their requests, which is the GIL made visible.
-DEFAULT_WORKS = ["cpu=2ms", "cpu=20ms", "io=5ms"]
+DEFAULT_WORKS = [parse("cpu=2ms"), parse("cpu=20ms"), parse("io=5ms")]
 WORKERS = 8
 SETTLE_S = 0.05
 DEFAULT_REPEAT = 5
@@ -53,22 +55,25 @@ def _burst(address: tuple[str, int], size: int) -> None:
 
 
 def record(
-    models: list[str], works: list[str], burst: int, folder: Path,
-    exact: dict[str, str] | None = None, repeat: int = DEFAULT_REPEAT, python: str | None = None,
+    models: list[str], works: list[Work], burst: int, folder: Path,
+    known: Iterable[Work] = (), repeat: int = DEFAULT_REPEAT, python: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every (work, model) burst; return the traces, keyed by work then model.
 
-    ``exact`` maps a work spec to the iteration count a bench already calibrated, so the
-    timeline's requests do the bench's work; anything missing is calibrated here.
+    ``known``: works a bench already calibrated, so the timeline's requests do the bench's
+    work (and others are scaled from its rate); anything missing is calibrated here. The
+    traces are keyed by the work as asked, the calibration says how each was done.
     """
-    exact = calibrate_works(works, exact).exact
-    traces = {spec: _traced(models, exact[spec], burst, repeat, folder, python) for spec in works}
+    done = calibrate_works(works, known).works
+    traces = {work.spec: _traced(models, done[work], burst, repeat, folder, python)
+              for work in works}  # fmt: skip
+    exact = {work.spec: done[work].exact_spec for work in works}
     return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
             "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
 
 
 def _traced(
-    models: list[str], spec: str, burst: int, repeat: int, folder: Path, python: str | None
+    models: list[str], work: Work, burst: int, repeat: int, folder: Path, python: str | None
 ) -> dict[str, dict[str, Any]]:
     """Every model's traced server started at once; then, one model at a time, a warm-up and
     ``repeat`` bursts; then all stopped (each writes its trace as it stops).
@@ -82,8 +87,8 @@ def _traced(
     servers: dict[str, ServerProcess] = {}
     try:
         for model in models:
-            args = [*model_args(model, spec, WORKERS), "--trace", str(files[model])]
-            servers[model] = ServerProcess(args, python=python)
+            args = [*model_args(model, work, WORKERS), "--trace", str(files[model])]
+            servers[model] = ServerProcess(args, python=python, work=work)
         for server in servers.values():
             server.wait_ready()
         starts = {
@@ -134,7 +139,7 @@ def _median_burst(trace: dict[str, Any], starts: list[int]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class TimelineSettings:
     models: list[str] | None = None  # None: every model the servers' Python can run
-    works: list[str] = field(default_factory=lambda: list(DEFAULT_WORKS))
+    works: list[Work] = field(default_factory=lambda: list(DEFAULT_WORKS))
     burst: int | None = None  # requests at once (None: one per core)
     repeat: int = DEFAULT_REPEAT  # bursts per model and work, the median one drawn
     out: Path = DEFAULT_OUT  # the folder timeline.json goes into
@@ -143,7 +148,7 @@ class TimelineSettings:
 
 def record_timeline(
     settings: TimelineSettings, metadata: dict[str, Any] | None = None,
-    exact: dict[str, str] | None = None,
+    known: Iterable[Work] = (),
 ) -> Path:  # fmt: skip
     """Record the bursts and save them as ``timeline.json`` in the settings' folder; the
     bench passes its own metadata and calibration. Models the servers' Python cannot run are
@@ -151,7 +156,7 @@ def record_timeline(
     s, out = settings, settings.out
     server_python, models, skipped = runnable(s.python, s.models, say=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    data = record(models, s.works, s.burst or available_cores(), out, exact, s.repeat, s.python)
+    data = record(models, s.works, s.burst or available_cores(), out, known, s.repeat, s.python)
     data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
     if metadata is None:
         metadata = machine_metadata({"workers": WORKERS}, {}, server_python, skipped)

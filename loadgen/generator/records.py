@@ -3,10 +3,11 @@
 ``Record`` is a frozen dataclass whose fields are the JSON keys. ``Cls.from_dict(data)`` builds
 it from parsed JSON, checking each field against its type (records inside records, lists,
 tuples, objects, enums, numbers, strings and booleans; an int is a float, a boolean is not a
-number) and raising a ValueError that names the first thing wrong; keys it does not know are
-kept in ``extra``, so a file from a newer version loses nothing. ``to_dict()`` gives the plain
-data back for json.dump. The generator's result (``generator.result``) and every record of a
-results file (``analysis.results``) are Records.
+number; a type with a ``from_json`` classmethod and a ``to_json`` method, such as a workload,
+reads and writes itself) and raising a ValueError that names the first thing wrong; keys it
+does not know are kept in ``extra``, so a file from a newer version loses nothing.
+``to_dict()`` gives the plain data back for json.dump. The generator's result
+(``generator.result``) and every record of a results file (``analysis.results``) are Records.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         return _value(inner, value, where)
     if isinstance(hint, type) and issubclass(hint, Record):
         return _record(hint, value, where)
+    if isinstance(hint, type) and hasattr(hint, "from_json"):  # a value with its own JSON form
+        try:
+            return hint.from_json(value)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(value)
@@ -102,6 +108,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Record):
         known = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "extra"}
         return known | value.extra
+    if hasattr(value, "to_json"):
+        return value.to_json()
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):

@@ -51,6 +51,15 @@ def git_commit() -> tuple[str | None, bool]:
     return commit or None, dirty
 
 
+def _plain(setting: Any) -> Any:
+    """A setting as JSON keeps it: a path as text, a workload as its spec, lists item by item."""
+    if isinstance(setting, list | tuple):
+        return [_plain(item) for item in setting]
+    if isinstance(setting, Path):
+        return str(setting)
+    return setting.to_json() if hasattr(setting, "to_json") else setting
+
+
 def metadata(
     settings: dict[str, Any], calibration: dict[str, Any],
     server_python: dict[str, Any] | None = None, skipped: dict[str, str] | None = None,
@@ -72,7 +81,7 @@ def metadata(
         "command": " ".join([Path(sys.executable).name, "-m", "loadgen", *sys.argv[1:]]),
         "server_python": server_python,
         "skipped": skipped,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()},
+        "settings": {key: _plain(value) for key, value in settings.items()},
         "calibration": calibration,
     }
 

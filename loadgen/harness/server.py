@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from servers import MODELS
+from servers.work import ECHO, Work, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
@@ -59,21 +60,22 @@ def cpu_window(before: Sample, after: Sample) -> dict[str, Any]:
     }
 
 
-def model_args(model: str, work: str = "echo", workers: int | None = None) -> list[str]:
-    """``python -m servers`` arguments for ``model`` on port 0; ``workers`` goes only to models
-    where it counts workers (a cap on tasks in progress keeps the model's own default)."""
-    args = [model, "--port", "0", "--work", work]
+def model_args(model: str, work: Work = ECHO, workers: int | None = None) -> list[str]:
+    """``python -m servers`` arguments for ``model`` on port 0 doing ``work`` (as done:
+    ``cpu=21554it``); ``workers`` goes only to models where it counts workers (a cap on tasks
+    in progress keeps the model's own default)."""
+    args = [model, "--port", "0", "--work", work.exact_spec]
     if workers is not None and MODELS[model].workers_meaning == "workers":
         args += ["--workers", str(workers)]
     return args
 
 
 def start_model(
-    model: str, work: str = "echo", workers: int | None = None, extra: tuple[str, ...] = (),
+    model: str, work: Work = ECHO, workers: int | None = None, extra: tuple[str, ...] = (),
     **options: Any,
 ) -> ServerProcess:  # fmt: skip
     """A server for ``model`` on port 0 doing ``work`` (not yet waited for: see wait_ready)."""
-    return ServerProcess([*model_args(model, work, workers), *extra], **options)
+    return ServerProcess([*model_args(model, work, workers), *extra], work=work, **options)
 
 
 def pinned(cores: list[int] | None) -> Callable[[], None] | None:
@@ -82,14 +84,15 @@ def pinned(cores: list[int] | None) -> Callable[[], None] | None:
 
 
 class ServerProcess:
-    """``[*wrap, python, "-m", "servers", *args]`` (or ``[*wrap, python, *script]``)."""
+    """``[*wrap, python, "-m", "servers", *args]`` (or ``[*wrap, python, *script]``); ``work``:
+    the work it was asked, as the caller tells it (``cpu=2ms``), where the caller knows."""
 
     def __init__(
         self, args: list[str], *, python: str | None = None, wrap: tuple[str, ...] = (),
         cores: list[int] | None = None, stdin: int | None = subprocess.DEVNULL,
-        script: list[str] | None = None,
+        script: list[str] | None = None, work: Work | None = None,
     ) -> None:  # fmt: skip
-        self.args = args
+        self.args, self.asked = args, work
         self.model = args[0] if args else "server"
         command = [*wrap, python or sys.executable, *(script or ["-m", "servers", *args])]
         self.proc = subprocess.Popen(
@@ -148,12 +151,13 @@ class ServerProcess:
         return self.ready["host"], self.ready["port"]
 
     @property
-    def work(self) -> str:
-        """The work per request exactly as the server does it (``cpu=19190it``), from its
-        ready event: what it parsed, not what it was asked in words."""
+    def work(self) -> Work:
+        """The work per request as the server does it (``cpu=19190it``: its ready event says),
+        told as it was asked (``cpu=2ms``: the caller's words, else the server's own)."""
         if "work_exact" not in self.ready:
             raise ServerError(f"{self.model}: not ready, so its work is not known yet")
-        return self.ready["work_exact"]
+        done = parse(self.ready["work_exact"])
+        return done.told_as(self.asked or parse(self.ready["work"]))
 
     def next_event(self, timeout: float = READY_TIMEOUT_S) -> dict[str, Any] | None:
         """The next event, or None once stdout has closed (the server exited)."""

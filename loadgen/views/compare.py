@@ -54,6 +54,7 @@ from typing import Any
 
 from loadgen.analysis.results import Results, Run, RunKind, load, write_json_atomically
 from loadgen.analysis.summary import Summary, ordered
+from servers.work import Work
 
 DEFAULT_THRESHOLD = 0.05
 SEPARATION_CHANCE = 0.10  # the most luck we accept for a complete separation of the trials
@@ -147,8 +148,8 @@ class Workload:
     """What the two files share for one workload label, and what only one of them has."""
 
     label: str
-    spec_a: str
-    spec_b: str
+    work_a: Work  # as each file's servers did it (cpu=32121it in one, 21554it in the other)
+    work_b: Work
     rows: list[Row] = field(default_factory=list)
     only_a: list[str] = field(default_factory=list)  # models
     only_b: list[str] = field(default_factory=list)
@@ -172,11 +173,11 @@ def _side(runs: list[Run], figure: Callable[[Run], float | None]) -> Spread:
     return Spread.of(values, any(run.generator_limited for run in runs))
 
 
-def _labels(summary: Summary) -> dict[str, str]:
-    """Label -> exact spec of every matrix workload, in the order the file measured them."""
-    found: dict[str, str] = {}
-    for spec in summary.works(RunKind.MATRIX):
-        found.setdefault(summary.metadata.work_label(spec), spec)
+def _labels(summary: Summary) -> dict[str, Work]:
+    """Label -> workload of every matrix workload, in the order the file measured them."""
+    found: dict[str, Work] = {}
+    for work in summary.works(RunKind.MATRIX):
+        found.setdefault(work.spec, work)
     return found
 
 
@@ -209,22 +210,22 @@ def compare(
     labels_a, labels_b = _labels(summary_a), _labels(summary_b)
     workloads = []
     for label in [x for x in labels_a if x in labels_b]:
-        spec_a, spec_b = labels_a[label], labels_b[label]
-        models_a = summary_a.models(RunKind.MATRIX, spec_a)
-        models_b = summary_b.models(RunKind.MATRIX, spec_b)
-        workload = Workload(label, spec_a, spec_b,
+        work_a, work_b = labels_a[label], labels_b[label]
+        models_a = summary_a.models(RunKind.MATRIX, work_a)
+        models_b = summary_b.models(RunKind.MATRIX, work_b)
+        workload = Workload(label, work_a, work_b,
                             only_a=[m for m in models_a if m not in models_b],
                             only_b=[m for m in models_b if m not in models_a])  # fmt: skip
         for model in ordered(set(models_a) & set(models_b)):
-            levels_a = summary_a.levels(RunKind.MATRIX, model, spec_a)
-            levels_b = summary_b.levels(RunKind.MATRIX, model, spec_b)
+            levels_a = summary_a.levels(RunKind.MATRIX, model, work_a)
+            levels_b = summary_b.levels(RunKind.MATRIX, model, work_b)
             common = sorted(set(levels_a) & set(levels_b))
             if not common:
                 workload.no_common_level[model] = (levels_a, levels_b)
                 continue
             for level in common if all_levels else common[-1:]:
-                runs_a = summary_a.groups[(RunKind.MATRIX, model, spec_a, level)]
-                runs_b = summary_b.groups[(RunKind.MATRIX, model, spec_b, level)]
+                runs_a = summary_a.groups[(RunKind.MATRIX, model, work_a, level)]
+                runs_b = summary_b.groups[(RunKind.MATRIX, model, work_b, level)]
                 figures = {
                     key: judge(_side(runs_a, figure), _side(runs_b, figure), higher, threshold)
                     for key, _, figure, _, higher in METRICS
@@ -366,8 +367,9 @@ def preamble(comparison: Comparison) -> list[str]:
 
 def notes(workload: Workload) -> list[str]:
     lines = []
-    if workload.spec_a != workload.spec_b:
-        lines.append(f"matched by label: A ran {workload.spec_a}, B ran {workload.spec_b}")
+    a, b = workload.work_a.exact_spec, workload.work_b.exact_spec
+    if a != b:
+        lines.append(f"matched by label: A ran {a}, B ran {b}")
     for side, models in (("A", workload.only_a), ("B", workload.only_b)):
         if models:
             lines.append(f"only in {side}: {', '.join(models)}")
@@ -463,8 +465,8 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         "workloads": [
             {
                 "label": workload.label,
-                "spec_a": workload.spec_a,
-                "spec_b": workload.spec_b,
+                "spec_a": workload.work_a.exact_spec,
+                "spec_b": workload.work_b.exact_spec,
                 "verdict": workload_verdict(workload) if workload.rows else None,
                 "only_a": workload.only_a,
                 "only_b": workload.only_b,

@@ -115,7 +115,7 @@ def throughput_figure(data: Results, runs: list[Run]) -> Figure:
         axis.set_xticks(sorted({r.loadgen.concurrency for r in runs if r.work == work}))
         axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.set_ylim(bottom=0)
-        axis.set_title(data.metadata.work_label(work))
+        axis.set_title(work.spec)
         axis.set_xlabel("clients in flight (closed loop)")
         axis.grid(alpha=0.3)
     _limited_legend(axes[0][-1])
@@ -149,7 +149,7 @@ def cores_figure(data: Results, runs: list[Run]) -> Figure:
                  label="1 core: one thread of\nPython at a time")  # fmt: skip
     axis.axhline(cores, color="#333333", linestyle=":", linewidth=1,
                  label=f"{cores} cores: the whole machine")  # fmt: skip
-    axis.set_xticks(range(len(works)), [data.metadata.work_label(w) for w in works])
+    axis.set_xticks(range(len(works)), [w.spec for w in works])
     axis.set_xlim(-0.5, len(works) - 0.5)
     axis.set_ylabel("server CPU, in cores (at the highest concurrency)")
     axis.set_ylim(0, cores * 1.15)
@@ -197,7 +197,7 @@ def latency_load_figure(data: Results, runs: list[Run]) -> Figure:
             plain_ticks(axis)
             if column == 0:
                 axis.set_ylabel(f"{key} latency, ms (log)")
-        axes[0][column].set_title(data.metadata.work_label(work))
+        axes[0][column].set_title(work.spec)
         axes[1][column].set_xlabel("achieved replies per second (open loop)")
     axis = axes[0][-1]
     axis.plot(
@@ -242,7 +242,7 @@ def spectrum_figure(data: Results, runs: list[Run]) -> Figure:
         axis.set_yscale("log")
         axis.set_xlabel("percentile")
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_title(f"{data.metadata.work_label(work)}, {level} clients in flight")
+        axis.set_title(f"{work.spec}, {level} clients in flight")
         axis.grid(alpha=0.3, which="both")
     return finish(figure, data, axes[0][-1],
                   "Latency by percentile: the typical request and the unlucky one",
@@ -267,7 +267,7 @@ def scaling_figure(data: Results, runs: list[Run]) -> Figure:
     axis.set_ylabel("verified replies per second")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
-    work = data.metadata.work_label(runs[0].work)
+    work = runs[0].work.spec
     concurrency = runs[0].loadgen.concurrency
     axis.set_title(f"Throughput against cores ({work}): a model that runs in parallel climbs")
     outside_legend(axis)

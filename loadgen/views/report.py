@@ -42,6 +42,7 @@ from loadgen.analysis.summary import (
 )
 from loadgen.views.figures import FIGURES
 from servers import MODELS, WAIT_KINDS
+from servers.work import Work, WorkKind
 
 CAPTIONS = {
     "throughput": "Throughput against concurrency (closed loop), one panel per workload.",
@@ -58,16 +59,16 @@ LISTED = 6  # points or runs named in one sentence; the rest are counted
 # ---- the closed-loop matrix, one workload at a time -----------------------------------------
 
 
-def _ratio_clause(summary: Summary, model: str, work: str, base: float) -> str:
+def _ratio_clause(summary: Summary, model: str, work: Work, base: float) -> str:
     point = summary.compared(model, work)
     unit = "core" if round(point.server_cores, 1) == 1.0 else "cores"
     return f"{model} {point.rate / base:.2f}x using {point.server_cores:.1f} {unit}"
 
 
-def workload_findings(summary: Summary, work: str) -> list[str]:
+def workload_findings(summary: Summary, work: Work) -> list[str]:
     """Sentences about one workload, each with its numbers, checked against what the registry
     expects of each model on the interpreter the servers ran on."""
-    label = summary.metadata.work_label(work)
+    label = work.spec
     models = summary.models(RunKind.MATRIX, work)
     base_model = baseline_of(models)
     if base_model is None:
@@ -80,7 +81,7 @@ def workload_findings(summary: Summary, work: str) -> list[str]:
         + "; ".join(_ratio_clause(summary, m, work, base.rate) for m in others)
         + "."
     ]
-    kind = summary.metadata.work_kind(work)
+    kind = work.kind
     if kind == "cpu":
         lines += cpu_findings(summary, work, base_model, others)
     elif kind in WAIT_KINDS:
@@ -115,7 +116,7 @@ def _evidence(summary: Summary, point: Point) -> str:
     return f" Its counted runs were disturbed ({'; '.join(reasons)})." if reasons else ""
 
 
-def cpu_findings(summary: Summary, work: str, base_model: str, others: list[str]) -> list[str]:
+def cpu_findings(summary: Summary, work: Work, base_model: str, others: list[str]) -> list[str]:
     """CPU work: did each model compute in parallel, or take turns, as expected of it here?
     Each speed-up is the median over rounds of the model's rate over the baseline's in the
     same round, judged against what the machine delivered then (its capacity), with the
@@ -164,7 +165,7 @@ def cpu_findings(summary: Summary, work: str, base_model: str, others: list[str]
 
 
 def wait_findings(
-    summary: Summary, work: str, kind: str, base_model: str, others: list[str]
+    summary: Summary, work: Work, kind: WorkKind, base_model: str, others: list[str]
 ) -> list[str]:
     """Waiting work (io=, block=): did each model overlap the waits, as expected of it?"""
     lines = []
@@ -194,7 +195,7 @@ def wait_findings(
     return lines
 
 
-def echo_findings(summary: Summary, work: str, base_model: str, others: list[str]) -> list[str]:
+def echo_findings(summary: Summary, work: Work, base_model: str, others: list[str]) -> list[str]:
     """No work: what handing requests to other processes costs, and each variant's swap."""
     base = max(summary.compared(base_model, work).rate, 1e-9)
     ratio = {m: summary.compared(m, work).rate / base for m in others}
@@ -218,7 +219,7 @@ def echo_findings(summary: Summary, work: str, base_model: str, others: list[str
     return lines
 
 
-def limited_findings(summary: Summary, work: str, models: list[str]) -> list[str]:
+def limited_findings(summary: Summary, work: Work, models: list[str]) -> list[str]:
     limited = [m for m in models if summary.compared(m, work).limited]
     if not limited:
         return []
@@ -231,7 +232,7 @@ def _processes(count: float) -> str:
     return "one process" if round(count) == 1 else f"{count:.0f} processes"
 
 
-def cpu_per_reply(summary: Summary, model: str, work: str) -> float:
+def cpu_per_reply(summary: Summary, model: str, work: Work) -> float:
     """Microseconds of server CPU per reply, at the level compared (cores / replies per s)."""
     point = summary.compared(model, work)
     return point.server_cores / max(point.rate, 1e-9) * 1e6
@@ -244,7 +245,7 @@ def sweep_findings(summary: Summary) -> list[str]:
     return load_sweep_findings(summary) + core_sweep_findings(summary)
 
 
-def _knee_clause(summary: Summary, model: str, work: str) -> str:
+def _knee_clause(summary: Summary, model: str, work: Work) -> str:
     """How far ``model``'s p99 stayed near its light-load value as the open-loop load grew."""
     points = [(point.rate, point.p99_us) for point in
               (summary.point(RunKind.LOAD_SWEEP, model, work, percent)
@@ -263,7 +264,7 @@ def load_sweep_findings(summary: Summary) -> list[str]:
         parts = [_knee_clause(summary, model, work)
                  for model in summary.models(RunKind.LOAD_SWEEP, work)]  # fmt: skip
         if parts:
-            lines.append(f"With {summary.metadata.work_label(work)} in open loop, p99 latency "
+            lines.append(f"With {work.spec} in open loop, p99 latency "
                          f"stayed within {EXPECTED.knee_factor:g}x of its light-load value for "
                          + "; ".join(parts) + ".")  # fmt: skip
     return lines
@@ -283,7 +284,7 @@ def core_sweep_findings(summary: Summary) -> list[str]:
             changes.append((model, counts[0], counts[-1], low, high))
     if not changes:
         return []
-    lines = [f"With {summary.metadata.work_label(work)}, going from {changes[0][1]} to "
+    lines = [f"With {work.spec}, going from {changes[0][1]} to "
              f"{changes[0][2]} cores took "
              + "; ".join(f"{m} from {lo:,.0f} to {hi:,.0f} replies/s "
                          f"({f'{hi / lo:.2f}x' if lo else 'no reply on the fewest cores'})"
@@ -301,7 +302,7 @@ def core_sweep_findings(summary: Summary) -> list[str]:
     return lines
 
 
-def disagreement_findings(summary: Summary, work: str, cores: int) -> list[str]:
+def disagreement_findings(summary: Summary, work: Work, cores: int) -> list[str]:
     """The speed-up over the baseline on every core, measured twice: by the matrix and by the
     core sweep on its most cores. Where the two differ by more than ``disagreement``, say so,
     with each side's work efficiency and the machine's capacity around each."""
@@ -395,12 +396,12 @@ KIND_NAMES = {
 }
 
 
-def _where(metadata: Metadata, kind: RunKind, model: str, work: str, level: Any) -> str:
+def _where(metadata: Metadata, kind: RunKind, model: str, work: Work, level: Any) -> str:
     """A point named for a reader: 'threads, cpu=2ms, 64 clients'."""
     at = {RunKind.MATRIX: f"{level} client{'' if level == 1 else 's'}",
           RunKind.LOAD_SWEEP: f"{level:g}% load",
           RunKind.CORE_SWEEP: f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
-    return f"{model}, {metadata.work_label(work)}, {at}"
+    return f"{model}, {work.spec}, {at}"
 
 
 def _listed(names: list[str]) -> str:
@@ -417,7 +418,7 @@ def sample_findings(summary: Summary) -> list[str]:
         return []
     fewest = min(point.fewest_samples or 0 for point in few)
     groups = list(dict.fromkeys((point.kind, point.work) for point in points))
-    counts = [(f"{KIND_NAMES[kind]} with {summary.metadata.work_label(work)}",
+    counts = [(f"{KIND_NAMES[kind]} with {work.spec}",
                sum((p.kind, p.work) == (kind, work) for p in few),
                sum((p.kind, p.work) == (kind, work) for p in points))
               for kind, work in groups]  # fmt: skip
@@ -498,7 +499,7 @@ def busy_findings(summary: Summary) -> list[str]:
 # ---- the document ----------------------------------------------------------------------------
 
 
-def table(summary: Summary, work: str) -> list[str]:
+def table(summary: Summary, work: Work) -> list[str]:
     rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
             "per reply | processes | memory MB | generator cores | lost |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -578,7 +579,7 @@ def render(results: Results, figures: list[str], timeline: Timeline | None = Non
     lines += ["", "## The machine during this run", ""]
     lines += [f"- {sentence}" for sentence in machine_findings(summary)]
     for work in summary.works():
-        lines += ["", f"## {results.metadata.work_label(work)}", "", *table(summary, work)]
+        lines += ["", f"## {work.spec}", "", *table(summary, work)]
     if figures:
         lines += ["", "## Figures", ""]
         for name in figures:

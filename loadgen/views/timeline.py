@@ -16,7 +16,6 @@ from typing import Any
 from loadgen.analysis.results import Metadata, Timeline, Trace, TracedRequest, load_timeline
 from loadgen.analysis.summary import ordered
 from loadgen.views.figures import footnote, style
-from servers.work import parse
 
 
 def pieces(request: TracedRequest) -> list[tuple[int, int, float]]:
@@ -70,10 +69,9 @@ READING = (
 
 def column_title(spec: str, data: Timeline, metadata: Metadata | None) -> str:
     """The workload, the burst, and how the computation compares with one turn on the GIL."""
-    work = parse(spec)
+    work = data.work(spec)
     turn = data.gil_switch_interval_s
-    label = metadata.work_label(spec) if metadata else spec
-    title = f"{label}: a burst of {data.burst} requests"
+    title = f"{work.spec}: a burst of {data.burst} requests"
     if data.repeat > 1:
         title += f" (the median of {data.repeat})"
     if work.cpu_seconds and metadata and not metadata.gil_enabled:
