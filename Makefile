@@ -2,12 +2,22 @@
 # so `make test` and `make bench` work on a fresh clone with nothing installed.
 # .venv is built from the newest CPython 3.12+ with a GIL found on PATH or in pyenv (3.12 gave
 # each sub-interpreter its own GIL), else from python3; `make PYTHON=/path/to/python3` chooses
-# another (after `make clean`). The generator and every server then run on that one interpreter,
-# so every model does the same work at the same speed; `--python` runs the servers on another.
+# another (a .venv from another interpreter is rebuilt). The generator and every server then
+# run on that one interpreter, so every model does the same work at the same speed; `--python`
+# runs the servers on another.
 PYTHON ?= $(shell python3 loadgen/harness/pythons.py 2>/dev/null || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# A .venv built from another interpreter than the one chosen (an older make, another PYTHON=)
+# is rebuilt, not kept: venv over an existing one can leave its links on the old interpreter.
+WANTED := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
+BUILT := $(realpath $(PY))
+ifneq ($(WANTED),)
+ifneq ($(BUILT),$(WANTED))
+.PHONY: $(INSTALLED)
+endif
+endif
 
 .PHONY: test test-quick lint bench bench-models bench-loadgen bench-stop bench-soak bench-lossy \
 	bench-interop demo clean
@@ -24,6 +34,8 @@ $(INSTALLED): pyproject.toml
 	@command -v sockperf >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sockperf) \
 		>/dev/null 2>&1 || echo "sockperf could not be installed: the sockperf tests will skip"
+	@[ -z "$(BUILT)" ] || [ -z "$(WANTED)" ] || [ "$(BUILT)" = "$(WANTED)" ] || \
+		{ echo "$(VENV) was built with $(BUILT), not $(WANTED): rebuilding it"; rm -rf $(VENV); }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,distributed]'
 	touch $(INSTALLED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -95,3 +97,23 @@ def test_bench_runs_the_servers_on_another_python_and_skips_what_it_cannot_run(t
     for model, reason in skipped.items():
         assert f"skipping {model}: {reason}" in done.stdout
         assert f"Not measured: {model}, because {reason}." in report
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["kept", "rebuilt"])
+def test_make_rebuilds_a_venv_built_from_another_interpreter(tmp_path, same):
+    """A .venv whose python is not the chosen interpreter is rebuilt; the right one is kept."""
+    mine = os.path.realpath(sys.executable)
+    other = next((p for p in candidates() if os.path.realpath(p) != mine), None)
+    if not same and other is None:
+        pytest.skip("needs a second interpreter on this machine")
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
+    (tmp_path / ".venv" / ".installed").touch()  # newer than pyproject.toml
+    chosen = sys.executable if same else other
+    done = subprocess.run(["make", "-n", "test", f"PYTHON={chosen}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ("rebuilding it" in done.stdout) is not same
+    assert ("-m venv" in done.stdout) is not same
