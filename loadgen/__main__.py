@@ -315,6 +315,11 @@ def add_checks(commands: Any) -> None:
                        help="cycles in a flood per model, as many idle (default 10)")  # fmt: skip
     cost = commands.add_parser("trace-cost", help="what --trace costs a server, alternated")
     cost.set_defaults(handler=cmd_trace_cost, interrupted="every server stopped")
+    pythons = commands.add_parser(
+        "pythons", help="every CPython 3.11+ here or provided (3.14, 3.15: a Debian sid chroot), "
+        "one --python path per line; made once, kept in ~/.cache/udp-concurrency-lab"
+    )  # fmt: skip
+    pythons.set_defaults(handler=cmd_pythons, interrupted="nothing half-made is kept")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -500,6 +505,19 @@ def cmd_trace_cost(args: argparse.Namespace) -> int:
     from loadgen.experiments.trace_cost import main as trace_cost
 
     return trace_cost()
+
+
+def cmd_pythons(args: argparse.Namespace) -> int:
+    """Paths on stdout, one per line; what was made, and why a version is missing, on stderr."""
+    from loadgen.harness.pythons import provide
+
+    for entry in provide(say=lambda line: print(line, file=sys.stderr, flush=True)):
+        if entry.python:
+            print(entry.python, flush=True)
+            print(f"  {entry.version}: {entry.source}", file=sys.stderr, flush=True)
+        else:
+            print(f"  {entry.version}: missing: {entry.missing}", file=sys.stderr, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +14,15 @@ import pytest
 from helpers import ROOT
 
 from loadgen.analysis.results import load
-from loadgen.harness.pythons import InterpreterError, candidates, newest, probe, version_of
+from loadgen.harness import pythons, sid
+from loadgen.harness.pythons import (
+    InterpreterError,
+    candidates,
+    model_packages,
+    newest,
+    probe,
+    version_of,
+)
 from servers import MODELS
 from servers.interpreter import describe
 
@@ -117,3 +128,41 @@ def test_make_rebuilds_a_venv_built_from_another_interpreter(tmp_path, same):
     assert done.returncode == 0, done.stderr
     assert ("rebuilding it" in done.stdout) is not same
     assert ("-m venv" in done.stdout) is not same
+
+
+def test_the_venvs_of_other_pythons_get_exactly_the_models_packages():
+    from servers.interpreter import PACKAGES
+
+    wanted = model_packages()
+    assert {re.match(r"[\w.-]+", requirement).group(0) for requirement in wanted} == set(PACKAGES)
+    assert all(">=" in requirement for requirement in wanted)  # the project's own bounds
+
+
+@pytest.mark.parametrize(
+    ("sources", "found"),
+    [("Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n",
+      "http://deb.debian.org/debian"),
+     ("deb [arch=amd64] http://ftp.fr.debian.org/debian/ trixie main\n",
+      "http://ftp.fr.debian.org/debian"),
+     ("URIs: http://deb.debian.org/debian-security\n", None), ("", None)],
+)  # fmt: skip
+def test_the_chroot_uses_the_mirror_apt_uses(sources, found):
+    assert sid.mirror_in(sources) == found
+
+
+def test_the_chroot_wrapper_is_valid_shell_that_mounts_nothing_outside_its_namespace(tmp_path):
+    text = sid.WRAPPER.format(version="3.15", root="/cache/sid", python=sid.python_in("3.15"))
+    (tmp_path / "python").write_text(text)
+    assert subprocess.run(["sh", "-n", str(tmp_path / "python")]).returncode == 0
+    assert "unshare --mount --propagation private" in text  # mounts end with the namespace
+    assert "/opt/venvs/3.15/bin/python" in text
+
+
+def test_a_listing_that_is_missing_or_broken_reads_as_nothing_provided(tmp_path, monkeypatch):
+    monkeypatch.setattr(pythons, "LISTING", tmp_path / "pythons.json")
+    assert pythons.provided() == {}
+    (tmp_path / "pythons.json").write_text('[{"version": 3}]')
+    assert pythons.provided() == {}
+    entry = pythons.Provided("3.15", missing="the Debian sid chroot needs root")
+    (tmp_path / "pythons.json").write_text(json.dumps([dataclasses.asdict(entry)]))
+    assert pythons.provided() == {"3.15": entry}
