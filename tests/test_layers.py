@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
 # What of servers/ each layer may use: the shared contract, never a model module.
 SERVERS_ALLOWED: dict[str, set[str]] = {
     "generator": {"servers.protocol", "servers.runtime"},
-    **{layer: {"servers", "servers.protocol", "servers.work", "servers.tracing"}
+    **{layer: {"servers", "servers.protocol", "servers.work", "servers.tracing",
+               "servers.interpreter"}
        for layer in ("analysis", "harness", "views", "experiments", "__main__")},
 }  # fmt: skip
 
