@@ -37,6 +37,21 @@ def _bounded_int(low: int, high: int):
     return convert
 
 
+def _add_questions(parser: argparse.ArgumentParser) -> None:
+    """The options that ask instead of serving: print and exit."""
+    parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--about",
+        action="store_true",
+        help="print this interpreter's version, build, GIL and each model's availability as JSON",
+    )
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="with --about: also measure the calibration loop's speed (about a second)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m servers",
@@ -44,12 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="models: " + ", ".join(MODELS) + " (--list describes them)",
     )
     parser.add_argument("model", nargs="?", choices=list(MODELS), metavar="MODEL")
-    parser.add_argument("--list", action="store_true", help="list the models and exit")
-    parser.add_argument(
-        "--about",
-        action="store_true",
-        help="print this interpreter's version, build, GIL and each model's availability as JSON",
-    )
+    _add_questions(parser)
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         from servers.interpreter import describe
 
         models = {name: model.unavailable_reason() for name, model in MODELS.items()}
-        print(json.dumps({**describe(), "unavailable": models}))
+        print(json.dumps({**describe(speed=args.speed), "unavailable": models}))
         return 0
     if args.list:
         width = max(map(len, MODELS))

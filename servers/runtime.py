@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from servers import protocol, tracing
 from servers.counters import Counters, Kind
+from servers.interpreter import gil_enabled
 from servers.protocol import WireProtocol
 from servers.stopping import Stop
 from servers.work import Work
@@ -235,7 +236,8 @@ class Server:
         host, port = self.sock.getsockname()[:2]
         config, work = self.config, self.work
         emit("ready", model=config.model, host=host, port=port, pid=os.getpid(),
-             python=platform.python_version(), workers=self.workers, work=work.spec,
+             python=platform.python_version(), gil_enabled=gil_enabled(),
+             workers=self.workers, work=work.spec,
              work_exact=work.exact_spec, cpu_iterations=work.cpu_iterations,
              prefix=config.prefix, protocol=config.protocol, max_size=config.max_size,
              **extra)  # fmt: skip
@@ -260,8 +262,8 @@ class Server:
             log(f"{self.config.model}: {forced} worker(s) still busy after the grace period, ended")
         extra = supervisor.fields() if supervisor else {}
         self.gave_up = bool(supervisor and supervisor.gave_up)
-        emit("stopped", model=self.config.model, forced=forced, **extra,
-             **self.counters.totals())  # fmt: skip
+        emit("stopped", model=self.config.model, forced=forced, gil_enabled=gil_enabled(),
+             **extra, **self.counters.totals())  # fmt: skip
         self.sock.close()
 
 

@@ -49,3 +49,8 @@ def test_the_demo_judges_cpu_work_by_the_reports_rule():
         in judged
     )
     assert verdicts(parse("io=5ms"), rounds, 2.0, "blocking") == []  # no CPU work, no verdict
+    without_gil = {**rounds, "threads": [{"rate": 900.0}] * 3}  # as a free-threaded server said
+    judged = "\n".join(verdicts(CALIBRATED, without_gil, 2.0, "blocking", {"threads": False}))
+    assert "threads         1.80x blocking (rounds 1.80-1.80), 0.90 of what" in judged
+    judged = "\n".join(verdicts(CALIBRATED, without_gil, 2.0, "blocking", {"threads": True}))
+    assert "faster than taking turns allows" in judged

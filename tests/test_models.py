@@ -17,6 +17,7 @@ from helpers import ROOT, exchange, runnable_models, udp_client, wait_gone
 
 from loadgen.experiments.stops import flood as send_flood
 from servers import MODELS
+from servers.interpreter import gil_enabled
 from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
 
 ALL_MODELS = pytest.mark.parametrize("model", runnable_models())
@@ -44,7 +45,8 @@ def test_ready_event_describes_the_server(start_server, model):
     assert ready["pid"] == server.proc.pid
     assert ready["workers"] == MODELS[model].workers()
     assert ready["work"] == "echo" and ready["cpu_iterations"] == 0
-    server.stop()
+    assert ready["gil_enabled"] is gil_enabled()  # read inside, after the model's imports
+    assert server.stop()["gil_enabled"] is gil_enabled()
 
 
 @pytest.mark.slow

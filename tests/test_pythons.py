@@ -166,3 +166,17 @@ def test_a_listing_that_is_missing_or_broken_reads_as_nothing_provided(tmp_path,
     entry = pythons.Provided("3.15", missing="the Debian sid chroot needs root")
     (tmp_path / "pythons.json").write_text(json.dumps([dataclasses.asdict(entry)]))
     assert pythons.provided() == {"3.15": entry}
+
+
+def test_optimisation_is_told_only_where_the_build_flags_tell_it():
+    from servers.interpreter import optimized
+
+    assert optimized("'--enable-optimizations' '--with-lto'") is True
+    assert optimized("'--prefix=/usr' '--enable-shared'") is None  # Debian's PGO does not show
+
+
+@pytest.mark.slow
+def test_about_with_speed_measures_the_calibration_loop():
+    about = probe(sys.executable, speed=True)
+    assert about["iterations_per_ms"] > 100
+    assert probe(sys.executable)["iterations_per_ms"] is None

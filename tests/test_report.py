@@ -43,6 +43,31 @@ def test_with_a_gil_the_same_speed_up_is_called_unexpected(metadata):
     assert findings(405, **metadata).count("threads did not speed up the CPU work") == 1
 
 
+def test_a_server_that_said_the_gil_was_back_on_is_judged_with_the_gil():
+    """On a free-threaded build an extension that has not declared support switches the GIL
+    back on as it loads: the servers' own word (ready, stopped) outranks --about."""
+    from dataclasses import replace
+
+    from loadgen.analysis.results import Ready, RunKind, ServerRecord, Stopped
+
+    runs = trials("blocking", CPU, 16, [400, 410, 405]) + trials("threads", CPU, 16, [405] * 3)
+    data = results(runs, server_python=FREE_THREADED)
+    assert not data.gil_enabled("threads")  # nothing said from inside: --about counts
+
+    def said(model: str, gil: bool) -> ServerRecord:
+        ready = Ready(model=model, host="127.0.0.1", port=1, pid=1, workers=8, work="cpu=1it",
+                      gil_enabled=gil)  # fmt: skip
+        stopped = Stopped(handled=1, errors={}, per_worker={}, gil_enabled=gil)
+        return ServerRecord(kind=RunKind.MATRIX, model=model, work=data.runs[0].work,
+                            ready=ready, stopped=stopped)  # fmt: skip
+
+    back_on = replace(data, servers=(said("blocking", False), said("threads", True)))
+    assert back_on.gil_enabled("threads") and not back_on.gil_enabled("blocking")
+    summary = Summary(back_on)
+    text = "\n".join(workload_findings(summary, summary.works()[0]))
+    assert "threads did not speed up the CPU work" in text and "Unlike" not in text
+
+
 # ---- what the report flags: a p99 on too few samples, a run on a busy machine ----------------
 
 QUIET = {"seconds": 0.8, "cpus": 2, "busy_cores": 1.1, "steal_share": 0.0,

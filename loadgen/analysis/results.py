@@ -160,6 +160,7 @@ class Ready(Record):
     work: str
     event: str = "ready"
     python: str | None = None
+    gil_enabled: bool | None = None  # as the server read it after its imports (None: before)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +174,7 @@ class Stopped(Record):
     model: str | None = None
     forced: int = 0
     failed: int = 0
+    gil_enabled: bool | None = None  # as the server read it at its end (None: before)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +200,8 @@ class ServerPython(Record):
     gil_enabled: bool = True
     free_threaded_build: bool = False
     debug_build: bool = False
-    optimized: bool = False
+    optimized: bool | None = None  # PGO/LTO: True where the build says so, else unknown
+    iterations_per_ms: float | None = None  # the calibration loop's speed, measured
     abiflags: str | None = None
     config_args: str | None = None
     switch_interval_s: float | None = None
@@ -288,6 +291,16 @@ class Results(Record):
             servers=tuple(replace(server, work=tell(server.work)) for server in self.servers),
             probes=tuple(replace(probe, work=tell(probe.work)) for probe in self.probes),
         )
+
+    def gil_enabled(self, model: str) -> bool:
+        """Whether ``model``'s servers ran with the GIL: as they said from inside (their ready
+        and stopped events, read after the model's imports: an extension that has not declared
+        free-threading support switches the GIL back on as it loads); where they did not say
+        (files from before), as the interpreter answered ``--about``."""
+        said = [event.gil_enabled for server in self.servers if server.model == model
+                for event in (server.ready, server.stopped)
+                if event is not None and event.gil_enabled is not None]  # fmt: skip
+        return any(said) if said else self.metadata.gil_enabled
 
     def runs_of(self, kind: RunKind) -> list[Run]:
         """The runs of ``kind`` that count: of each trial, its last attempt."""

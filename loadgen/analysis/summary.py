@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadgen.analysis.expectations import EXPECTED, disturbances, efficiency, few_samples
-from loadgen.analysis.results import MachineProbe, Metadata, Results, Run, RunKind
+from loadgen.analysis.results import MachineProbe, Results, Run, RunKind
 from servers import MODELS, Model
 from servers.work import Work
 
@@ -42,11 +42,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def expects_parallel(model: str, metadata: Metadata) -> bool | None:
-    """What the registry says ``model`` does with CPU work on the servers' interpreter; None
-    for a model this version does not know (no expectation, no verdict)."""
+def expects_parallel(model: str, gil_enabled: bool) -> bool | None:
+    """What the registry says ``model`` does with CPU work, with the GIL on or off as its
+    servers ran; None for a model this version does not know (no expectation, no verdict)."""
     known: Model | None = MODELS.get(model)
-    return known.computes_in_parallel(metadata.gil_enabled) if known else None
+    return known.computes_in_parallel(gil_enabled) if known else None
 
 
 def expects_overlap(model: str, kind: str) -> bool | None:
@@ -131,6 +131,10 @@ class Summary:
         self.groups: dict[tuple, list[Run]] = defaultdict(list)
         for run in results.counted:
             self.groups[(run.kind, run.model, run.work, run.level)].append(run)
+
+    def gil_enabled(self, model: str) -> bool:
+        """Whether ``model``'s servers ran with the GIL (``Results.gil_enabled``)."""
+        return self.results.gil_enabled(model)
 
     def works(self, kind: RunKind = RunKind.MATRIX) -> list[Work]:
         return list(dict.fromkeys(k[2] for k in self.groups if k[0] == kind))

@@ -387,7 +387,8 @@ def results_folder(out: Path) -> Path:
 
 def run_bench(settings: BenchSettings) -> Path:
     """Run the whole bench; return the folder holding its results."""
-    server_python, settings.models, skipped = runnable(settings.python, settings.models)
+    server_python, settings.models, skipped = runnable(settings.python, settings.models,
+                                                       speed=True)  # fmt: skip
     calibration = calibrate_works([*settings.works, settings.core_work])
     folder = results_folder(settings.out)
     archived = archive(folder)

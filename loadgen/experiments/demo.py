@@ -69,6 +69,7 @@ class Scoreboard:
 
     def __init__(self, models: list[str], work: Work, cores: int, clients: int):
         self.models, self.work, self.cores, self.clients = models, work, cores, clients
+        self.gil: dict[str, bool] = {}  # per model, as its server said from inside
         self.rows: dict[str, dict[str, float]] = {}
         self.current = ""
         self.capacity: list[float] = []  # the machine's readings, one before each round
@@ -121,10 +122,12 @@ def summarise(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 def verdicts(
     work: Work, rounds: dict[str, list[dict[str, float]]], capacity: float | None,
-    base: str | None,
+    base: str | None, gil: dict[str, bool] | None = None,
 ) -> list[str]:  # fmt: skip
     """For CPU work: each model's speed-up over the baseline (the median over rounds of the
-    ratio within a round), against what the registry expects and the machine delivered."""
+    ratio within a round), against what the registry expects, with the GIL as each server said
+    from inside (``gil``: per model, from its ready event; on where not said), and what the
+    machine delivered."""
     if base is None or not work.cpu_iterations or base not in rounds:
         return []
     lines = []
@@ -139,7 +142,7 @@ def verdicts(
         if not ratios:
             continue
         ratio, spread = statistics.median(ratios), f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
-        if MODELS[model].computes_in_parallel(True):
+        if MODELS[model].computes_in_parallel((gil or {}).get(model, True)):
             share = ratio / capacity if capacity else None
             of = f", {share:.2f} of what the machine delivered" if share is not None else ""
             ok = ratio >= parallel_floor(capacity)
@@ -166,6 +169,7 @@ def serve_work(
     try:
         for server in servers:
             server.wait_ready()
+            board.gil[server.model] = server.ready.get("gil_enabled", True)
         for _ in range(settings.rounds):
             if probe is not None:
                 board.capacity.append(probe.read().capacity)
@@ -218,7 +222,7 @@ def main(settings: DemoSettings) -> int:
                 per_model = serve_work(work, board, probe, None, settings)
             results[work.spec] = {model: summarise(r) for model, r in per_model.items() if r}
             capacity = statistics.median(board.capacity) if board.capacity else None
-            judged += verdicts(work, per_model, capacity, base)
+            judged += verdicts(work, per_model, capacity, base, board.gil)
     final = Table(
         title="Side by side: replies/s, median of the rounds (their spread; server cores)"
     )

@@ -44,13 +44,15 @@ class InterpreterError(Exception):
     """The interpreter is missing or cannot run the servers: one line for the user."""
 
 
-def probe(python: str) -> dict[str, Any]:
-    """``python -m servers --about``: the interpreter's facts and ``unavailable`` per model."""
+def probe(python: str, speed: bool = False) -> dict[str, Any]:
+    """``python -m servers --about``: the interpreter's facts and ``unavailable`` per model;
+    ``speed``: its calibration loop's speed too (``iterations_per_ms``, about a second)."""
     executable = shutil.which(python) or python
     if not Path(executable).exists():
         raise InterpreterError(f"no interpreter at {python!r}")
     try:
-        done = subprocess.run([executable, "-m", "servers", "--about"], cwd=ROOT,
+        command = [executable, "-m", "servers", "--about", *(["--speed"] if speed else [])]
+        done = subprocess.run(command, cwd=ROOT,
                               capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               stdin=subprocess.DEVNULL)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -68,7 +70,7 @@ def probe(python: str) -> dict[str, Any]:
 
 
 def runnable(
-    python: str | None, models: list[str] | None, say: Any = sys.stdout
+    python: str | None, models: list[str] | None, say: Any = sys.stdout, speed: bool = False
 ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """Ask the servers' interpreter (default: this one) what it is and which of ``models``
     (default: all) it can run: its facts, the models to measure, and the ones skipped with the
@@ -76,7 +78,7 @@ def runnable(
     from servers import MODELS  # here: run as a script, this file has no package around it
 
     python = python or sys.executable
-    about = probe(python)
+    about = probe(python, speed)
     unavailable = about.pop("unavailable")
     asked = models or list(MODELS)
     skipped = {m: unavailable.get(m) or f"{about['path']} does not know this model"

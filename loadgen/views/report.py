@@ -121,7 +121,6 @@ def cpu_findings(summary: Summary, work: Work, base_model: str, others: list[str
     Each speed-up is the median over rounds of the model's rate over the baseline's in the
     same round, judged against what the machine delivered then (its capacity), with the
     spread over the rounds."""
-    no_gil = "" if summary.metadata.gil_enabled else " on this free-threaded build (no GIL)"
     turns = EXPECTED.turns_speedup, EXPECTED.turns_cores
     capacity = summary.capacity(work)
     floor = parallel_floor(capacity)
@@ -136,7 +135,8 @@ def cpu_findings(summary: Summary, work: Work, base_model: str, others: list[str
             point.rate / max(summary.compared(base_model, work).rate, 1e-9)
         ]
         ratio, cores = median(ratios), point.server_cores
-        expected = expects_parallel(m, summary.metadata)
+        expected = expects_parallel(m, summary.gil_enabled(m))
+        no_gil = _gil_clause(summary, m)
         where = f"on {cores:.1f} cores in {_processes(point.processes)}"
         share = (f", {ratio / capacity:.2f} of the {capacity:.2f}x the machine delivered then"
                  if capacity else "")  # fmt: skip
@@ -193,6 +193,13 @@ def wait_findings(
             lines.append(f"Unlike the expectation that a blocking call stalls {m}, it "
                          f"reached {at}.")  # fmt: skip
     return lines
+
+
+def _gil_clause(summary: Summary, model: str) -> str:
+    """How the GIL stood in ``model``'s servers, where it was not simply on."""
+    if summary.gil_enabled(model) and not summary.metadata.gil_enabled:
+        return " (its servers ran with the GIL back on: an extension it imports switched it on)"
+    return "" if summary.gil_enabled(model) else " on this free-threaded build (no GIL)"
 
 
 def echo_findings(summary: Summary, work: Work, base_model: str, others: list[str]) -> list[str]:
@@ -292,7 +299,7 @@ def core_sweep_findings(summary: Summary) -> list[str]:
     lines += disagreement_findings(summary, work, changes[0][2])
     for model, _, _, low, high in changes:
         gain = high / low if low else 0
-        expected = expects_parallel(model, summary.metadata)
+        expected = expects_parallel(model, summary.gil_enabled(model))
         if expected and gain < EXPECTED.core_gain:
             lines.append(f"Unlike the expectation, {model} did not scale with cores here "
                          f"({gain:.2f}x).")  # fmt: skip
@@ -531,9 +538,11 @@ def interpreter_sentence(metadata: Metadata) -> str:
         return f"The servers ran on the generator's Python {metadata.python}."
     gil = "with the GIL" if server.gil_enabled else "with the GIL disabled"
     build = "free-threaded build" if server.free_threaded_build else "GIL build"
-    optimized = "PGO/LTO-optimised" if server.optimized else "not PGO/LTO-optimised"
+    optimized = "PGO/LTO-optimised" if server.optimized else "PGO/LTO not told by its build flags"
+    speed = (f", the calibration loop at {server.iterations_per_ms:,.0f} iterations/ms"
+             if server.iterations_per_ms else "")  # fmt: skip
     return (f"The servers ran on {server.implementation or '?'} {server.version} "
-            f"(`{server.executable}`: {build}, {gil}, {optimized}); the generator on "
+            f"(`{server.executable}`: {build}, {gil}, {optimized}{speed}); the generator on "
             f"Python {metadata.python}.")  # fmt: skip
 
 
