@@ -65,7 +65,7 @@ class Model:
     workers_meaning: WorkersMeaning = "workers"
     baseline: bool = False  # the one every ratio is taken against
     forks: bool = False  # its workers are processes of their own (else: one process)
-    hands_off: bool = False  # each request crosses to another process and back (two hops)
+    hands_off: bool = False  # each request crosses to another worker and back (two hops)
     variant_of: str | None = None  # the same server as that model, with one part swapped
 
     @property

@@ -23,13 +23,23 @@ from servers.runtime import Config, Server
 from servers.work import Work
 
 
+def config_text(server: Server) -> str:
+    """``server``'s configuration as text that crosses into any interpreter, with the
+    calibrated work: no interpreter recalibrates."""
+    return json.dumps(dataclasses.asdict(dataclasses.replace(server.config, work=server.work)))
+
+
+def config_of(text: str) -> Config:
+    """In a sub-interpreter: the configuration ``config_text`` wrote."""
+    fields = json.loads(text)
+    return Config(**{**fields, "work": Work(**fields["work"])})
+
+
 def handoff(server: Server, worker: int, check_in_fd: int) -> str:
-    """What a sub-interpreter needs to rebuild ``server`` as ``worker``. The calibrated work
-    goes along: no interpreter recalibrates."""
-    config = dataclasses.asdict(dataclasses.replace(server.config, work=server.work))
-    return json.dumps({"config": config, "socket": server.sock.fileno(), "worker": worker,
-                       "labels": server.counters.labels, "counters": server.counters.fd,
-                       "check_in": check_in_fd})  # fmt: skip
+    """What a sub-interpreter needs to rebuild ``server`` as ``worker``."""
+    return json.dumps({"config": config_text(server), "socket": server.sock.fileno(),
+                       "worker": worker, "labels": server.counters.labels,
+                       "counters": server.counters.fd, "check_in": check_in_fd})  # fmt: skip
 
 
 class Adopted(NamedTuple):
@@ -47,8 +57,7 @@ def adopt(text: str) -> Adopted:
     interpreter merges.
     """
     state = json.loads(text)
-    fields = state["config"]
-    config = Config(**{**fields, "work": Work(**fields["work"])})
+    config = config_of(state["config"])
     counters = Counters.attach(state["labels"], state["counters"])
     sock = socket.socket(fileno=os.dup(state["socket"]))
     return Adopted(Server(config, sock, config.work, counters), state["worker"], state["check_in"])

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 # Packages the models load, reported with their versions (absent ones as None).
-PACKAGES = ("gevent", "greenlet", "uvloop", "backports.interpreters")
+PACKAGES = ("gevent", "greenlet", "uvloop", "backports.interpreters", "interpreters-pep-734")
 
 
 def gil_enabled() -> bool:

@@ -127,8 +127,8 @@ def test_the_literal_check_can_fail(tmp_path):
     assert _model_literals(sample) == [(1, "gevent")]
 
 
-def test_a_model_that_hands_requests_to_other_processes_forks_them():
+def test_a_model_that_hands_requests_on_hands_them_to_workers_that_compute_in_parallel():
     for model in MODELS.values():
-        assert model.forks or not model.hands_off, model.name
+        assert model.computes_in_parallel() or not model.hands_off, model.name
     assert any(model.forks for model in MODELS.values())
     assert any(model.computes_in_parallel() and not model.forks for model in MODELS.values())

@@ -203,16 +203,17 @@ def _gil_clause(summary: Summary, model: str) -> str:
 
 
 def echo_findings(summary: Summary, work: Work, base_model: str, others: list[str]) -> list[str]:
-    """No work: what handing requests to other processes costs, and each variant's swap."""
+    """No work: what handing requests to another worker costs, and each variant's swap."""
     base = max(summary.compared(base_model, work).rate, 1e-9)
     ratio = {m: summary.compared(m, work).rate / base for m in others}
     lines = []
     for m in others:
         known = MODELS.get(m)
         if known and known.hands_off:
-            verdict = ("as expected, each request pays for pickling and two hops between "
-                       "processes" if ratio[m] < 1 else
-                       "unexpectedly, the hops between processes did not cost it")  # fmt: skip
+            across = "worker processes" if known.forks else "interpreters"
+            verdict = (f"as expected, each request pays for pickling and two hops between "
+                       f"{across}" if ratio[m] < 1 else
+                       f"unexpectedly, the hops between {across} did not cost it")  # fmt: skip
             lines.append(f"With no work to share out, {m} answered {ratio[m]:.2f}x the "
                          f"{base_model} loop: {verdict}.")  # fmt: skip
         original = known.variant_of if known else None
