@@ -5,7 +5,8 @@ its fd table: ``handoff`` writes what a worker needs as JSON text (a str crosses
 interpreter), with the socket, the counters and the check-in pipe as fd numbers; ``adopt``, in
 the sub-interpreter, rebuilds the server from it. ``CheckIns`` is that pipe: a worker writes a
 line when it is about to receive, the thread that ran a worker that died writes one instead,
-and the main interpreter waits for a line from each.
+and the main interpreter waits for a line from each. ``start_every_worker`` uses it to make an
+executor's pool start all its interpreters before the server says it is ready.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import os
 import select
 import socket
+import threading
 import time
+from concurrent.futures import Executor
 from typing import NamedTuple
 
 from servers.counters import Counters
@@ -85,3 +88,25 @@ class CheckIns:
                 *lines, pending = (pending + os.read(self.read_fd, 4096)).split(b"\n")
                 last.update((int(line[1:]), line[:1] == b"+") for line in lines)
         return sum(last.values())
+
+
+def start_every_worker(pool: Executor, workers: int, timeout: float = 30.0) -> None:
+    """Hold ``workers`` calls at once, so that ``pool`` (which starts a worker when a call
+    finds none idle) must start that many, until each has said it is up: their start-up
+    (an interpreter's imports) then costs no request. Raises if one could not start."""
+    check_ins, (go, go_in) = CheckIns(), os.pipe()
+    held = [pool.submit(hold, check_ins.write_fd, go) for _ in range(workers)]
+    up = check_ins.wait(workers, timeout)
+    os.write(go_in, b"x" * workers)  # let them all go
+    for call in held:
+        call.result()  # a worker that could not start raises here
+    for fd in (go, go_in, check_ins.read_fd, check_ins.write_fd):
+        os.close(fd)
+    if up < workers:
+        raise RuntimeError(f"{up} of {workers} pool workers up after {timeout:g} s")
+
+
+def hold(check_in: int, go: int) -> None:
+    """In a pool worker: say it is up (by its thread, one per worker), then wait to be let go."""
+    CheckIns.report(check_in, threading.get_native_id(), up=True)
+    os.read(go, 1)

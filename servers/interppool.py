@@ -7,10 +7,10 @@ one loop in the main interpreter receives every datagram and submits it; the cal
 datagram are pickled into a worker interpreter, the reply is pickled back, and a thread of the
 main interpreter counts it and sends it. That hop, under the main interpreter's GIL, is the
 toll: ``procpool``'s twin in one process, in the standard library's words. The pool starts an
-interpreter when a request finds none idle, N (``--workers``) at most, and holds at most
-``PENDING_PER_WORKER`` requests per interpreter: the rest wait in the kernel. (Measured figures
-of the toll: docs/measurements.md.) An interpreter still computing when the grace
-period ends cannot be ended: the process exits past it.
+interpreter when a call finds none idle, N (``--workers``) at most; all N are started before
+"ready". It holds at most ``PENDING_PER_WORKER`` requests per interpreter: the rest wait in the
+kernel. (What the toll measured: docs/measurements.md.) An interpreter still computing when
+the grace period ends cannot be ended: the process exits past it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future
 from functools import partial
 
-from servers.handoff import config_of, config_text
+from servers.handoff import config_of, config_text, start_every_worker
 from servers.runtime import SHUT_DOWN, Address, Handled, Server, log
 
 NUMBER_BYTES = 8  # one worker number in the pipe an interpreter takes its number from
@@ -42,6 +42,7 @@ def serve(server: Server) -> None:
     os.write(numbers_in, b"".join(b"%8d" % i for i in range(server.workers)))
     pool = InterpreterPoolExecutor(server.workers, initializer=_start,
                                    initargs=(config_text(server), numbers))  # fmt: skip
+    start_every_worker(pool, server.workers)  # before "ready": none starts in a request
     places = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
     server.ready()
 
