@@ -421,6 +421,32 @@ class Trace(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GilTrace(Record):
+    """One model's burst traced with the GIL sampler running (3.15+, ``harness.gil``): its
+    requests, and per worker, when its thread held a GIL (CLOCK_MONOTONIC ns)."""
+
+    trace: Trace
+    held: dict[str, list[list[int]]]
+
+    def overlap_ns(self) -> int:
+        """How long two or more workers held a GIL at the same time: one GIL (threads) allows
+        none; sub-interpreters each hold their own."""
+        edges = sorted((t, +1 if i == 0 else -1) for spans in self.held.values()
+                       for span in spans for i, t in enumerate(span))  # fmt: skip
+        total, level, since = 0, 0, 0
+        for t, step in edges:
+            if level >= 2:
+                total += t - since
+            level, since = level + step, t
+        return total
+
+    def handovers(self) -> int:
+        """How many times the GIL went from one worker to another."""
+        order = sorted((span[0], worker) for worker, spans in self.held.items() for span in spans)
+        return sum(a[1] != b[1] for a, b in zip(order, order[1:], strict=False))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Timeline(Record):
     """A whole timeline.json: per workload spec, per model, its traced burst."""
 
@@ -432,6 +458,8 @@ class Timeline(Record):
     calibration: dict[str, str] = field(default_factory=dict)
     metadata: Metadata | None = None
     schema: int = TIMELINE_SCHEMA
+    gil: dict[str, dict[str, GilTrace]] = field(default_factory=dict)  # work -> model (3.15+)
+    gil_missing: str | None = None  # why the GIL was not sampled
 
     def work(self, spec: str) -> Work:
         """The workload a trace is keyed by (as asked: ``cpu=20ms``), told as done too

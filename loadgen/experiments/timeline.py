@@ -24,10 +24,12 @@ from typing import Any
 
 from loadgen.analysis.results import DEFAULT_OUT, TIMELINE_SCHEMA, write_json_atomically
 from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.gil import GilError, GilSampler
+from loadgen.harness.gil import why_not as gil_why_not
 from loadgen.harness.machine import metadata as machine_metadata
 from loadgen.harness.pythons import runnable
 from loadgen.harness.server import ServerError, ServerProcess, model_args
-from servers import available_cores
+from servers import MODELS, available_cores
 from servers.work import Work, parse
 
 REPLY_TIMEOUT_S = 10.0
@@ -35,6 +37,7 @@ REPLY_TIMEOUT_S = 10.0
 # is 5 ms), so threads take whole turns. cpu=20ms outlasts the interval: threads then alternate
 # within their requests, which is the GIL made visible.
 DEFAULT_WORKS = [parse("cpu=2ms"), parse("cpu=20ms"), parse("io=5ms")]
+SAMPLER_TRIES = 3
 WORKERS = 8
 SETTLE_S = 0.05
 DEFAULT_REPEAT = 5
@@ -57,26 +60,84 @@ def _burst(address: tuple[str, int], size: int) -> None:
 def record(
     models: list[str], works: list[Work], burst: int, folder: Path,
     known: Iterable[Work] = (), repeat: int = DEFAULT_REPEAT, python: str | None = None,
+    gil_python: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run every (work, model) burst; return the traces, keyed by work then model.
 
     ``known``: works a bench already calibrated, so the timeline's requests do the bench's
     work (and others are scaled from its rate); anything missing is calibrated here. The
     traces are keyed by the work as asked, the calibration says how each was done.
+    ``gil_python``: the servers' interpreter as a server sees it, to sample the GIL with
+    (3.15+, ``harness.gil``) on bursts of their own; None: not sampled.
     """
     done = calibrate_works(works, known).works
-    traces = {work.spec: _traced(models, done[work], burst, repeat, folder, python)
-              for work in works}  # fmt: skip
+    traces, gil, missing = {}, {}, None
+    for work in works:
+        sampling = GilSampling(gil_python)
+        traces[work.spec] = _traced(models, done[work], burst, repeat, folder, python, sampling)
+        gil[work.spec], missing = sampling.traces, missing or sampling.missing
     exact = {work.spec: done[work].exact_spec for work in works}
     return {"burst": burst, "repeat": repeat, "cores": available_cores(), "calibration": exact,
-            "traces": traces, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
+            "traces": traces, "gil": {spec: t for spec, t in gil.items() if t},
+            "gil_missing": missing, "gil_switch_interval_s": sys.getswitchinterval()}  # fmt: skip
+
+
+@dataclass
+class GilSampling:
+    """The GIL sampled on one workload's servers: each model's own bursts with the sampler
+    running (its median one, and who held a GIL when), or why there are none."""
+
+    python: str | None  # the servers' interpreter as a server sees it (None: not sampled)
+    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: str | None = None
+    starts: dict[str, list[int]] = field(default_factory=dict)
+    held: dict[str, dict[int, list[list[int]]]] = field(default_factory=dict)
+
+    def run(self, servers: dict[str, ServerProcess], burst: int, repeat: int) -> None:
+        """``repeat`` bursts per model under the sampler (not forked ones: each of their
+        processes has a GIL of its own, and the sampler watches one process)."""
+        if self.python is None:
+            return
+        for model, server in servers.items():
+            if MODELS[model].forks:
+                continue
+            for _ in range(SAMPLER_TRIES):  # 3.15.2's profile writer sometimes fails: again
+                try:
+                    with GilSampler(server.pid, self.python) as sampler:
+                        starts = _bursts(server.address, burst, repeat, warm_up=False)
+                    self.starts[model], self.held[model] = starts, sampler.held
+                    break
+                except GilError as error:
+                    failed = f"the GIL sampler failed on {model} {SAMPLER_TRIES} times: {error}"
+            else:
+                self.missing = failed
+                return
+
+    def keep(self, model: str, trace: dict[str, Any]) -> None:
+        """The median sampled burst of ``model``, with each worker's GIL intervals in it."""
+        if model not in self.starts:
+            return
+        burst = _median_burst(trace, self.starts[model])
+        label_of = {r["thread"]: r["worker"] for r in burst["requests"]}
+        end = max((r["end_ns"] for r in burst["requests"]), default=burst["burst_ns"])
+        held = {label_of[tid]: [[max(a, burst["burst_ns"]), min(b, end)] for a, b in spans
+                                if b > burst["burst_ns"] and a < end]
+                for tid, spans in self.held[model].items() if tid in label_of}  # fmt: skip
+        self.traces[model] = {"trace": burst, "held": held}
 
 
 def _traced(
-    models: list[str], work: Work, burst: int, repeat: int, folder: Path, python: str | None
+    models: list[str],
+    work: Work,
+    burst: int,
+    repeat: int,
+    folder: Path,
+    python: str | None,
+    sampling: GilSampling | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every model's traced server started at once; then, one model at a time, a warm-up and
-    ``repeat`` bursts; then all stopped (each writes its trace as it stops).
+    ``repeat`` bursts (and, with ``sampling``, as many under the GIL sampler); then all
+    stopped (each writes its trace as it stops).
 
     Start-up (importing, forking) would steal the CPU the bursts are meant to show, so every
     server is ready before the first burst; idle servers wait in recvfrom or their event loop
@@ -85,6 +146,7 @@ def _traced(
     """
     files = {model: folder / f".trace-{model}.json" for model in models}
     servers: dict[str, ServerProcess] = {}
+    sampling = sampling or GilSampling(None)
     try:
         for model in models:
             args = [*model_args(model, work, WORKERS), "--trace", str(files[model])]
@@ -94,19 +156,26 @@ def _traced(
         starts = {
             model: _bursts(server.address, burst, repeat) for model, server in servers.items()
         }
-        return {model: _median_burst(_stopped_trace(server, files[model]), starts[model])
-                for model, server in servers.items()}  # fmt: skip
+        sampling.run(servers, burst, repeat)
+        traces = {}
+        for model, server in servers.items():
+            trace = _stopped_trace(server, files[model])
+            sampled = sampling.starts.get(model, [None])[0]  # the unsampled bursts end there
+            traces[model] = _median_burst(trace, starts[model], until_ns=sampled)
+            sampling.keep(model, trace)
+        return traces
     finally:
         for model, server in servers.items():
             server.close()
             files[model].unlink(missing_ok=True)
 
 
-def _bursts(address: tuple[str, int], burst: int, repeat: int) -> list[int]:
+def _bursts(address: tuple[str, int], burst: int, repeat: int, warm_up: bool = True) -> list[int]:
     """A warm-up, then ``repeat`` bursts of ``burst`` requests; when each began (ns)."""
     # Warm-up: enough requests that every worker has run the code once (first runs pay for
     # cold caches and the interpreter's specialisation).
-    _burst(address, max(burst, 2 * WORKERS))
+    if warm_up:
+        _burst(address, max(burst, 2 * WORKERS))
     starts = []
     for _ in range(repeat):
         time.sleep(SETTLE_S)  # let the previous burst's replies and wake-ups settle
@@ -123,10 +192,13 @@ def _stopped_trace(server: ServerProcess, trace_file: Path) -> dict[str, Any]:
         raise RuntimeError(f"{server.model} did not stop cleanly; no trace ({error})") from None
 
 
-def _median_burst(trace: dict[str, Any], starts: list[int]) -> dict[str, Any]:
-    """The trace cut to its median burst (by how long it took), every burst's duration beside."""
+def _median_burst(
+    trace: dict[str, Any], starts: list[int], until_ns: int | None = None
+) -> dict[str, Any]:
+    """The trace cut to its median burst (by how long it took), every burst's duration beside
+    (the last burst ends at ``until_ns``, else with the trace)."""
     bursts = []
-    for began, until in zip(starts, [*starts[1:], None], strict=True):
+    for began, until in zip(starts, [*starts[1:], until_ns], strict=True):
         requests = [r for r in trace["requests"]
                     if began <= r["received_ns"] < (until or float("inf"))]  # fmt: skip
         took = max((r["end_ns"] for r in requests), default=began) - began
@@ -156,7 +228,10 @@ def record_timeline(
     s, out = settings, settings.out
     server_python, models, skipped = runnable(s.python, s.models, say=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    data = record(models, s.works, s.burst or available_cores(), out, known, s.repeat, s.python)
+    unsampled = gil_why_not(server_python["version_info"])
+    data = record(models, s.works, s.burst or available_cores(), out, known, s.repeat, s.python,
+                  None if unsampled else server_python["executable"])  # fmt: skip
+    data["gil_missing"] = unsampled or data["gil_missing"]
     data["gil_switch_interval_s"] = server_python["switch_interval_s"]  # the servers' own
     if metadata is None:
         metadata = machine_metadata({"workers": WORKERS}, {}, server_python, skipped)

@@ -52,6 +52,8 @@ CAPTIONS = {
     "scaling": "Throughput against the cores the server may use, CPU workload.",
     "timeline": "One traced burst per model: a bar per request (dark: computing, pale: waiting "
     "for the GIL, a core or I/O), a row per worker, and the cores busy underneath.",
+    "timeline_gil": "Bursts of their own with Python 3.15's sampling profiler watching: under "
+    "each model's bars, who held a GIL when.",
 }
 LISTED = 6  # points or runs named in one sentence; the rest are counted
 
@@ -373,6 +375,37 @@ def timeline_findings(timeline: Timeline | None) -> list[str]:
         if parts:
             lines.append(f"In the traced burst of {timeline.burst} requests with {spec}: "
                          + "; ".join(parts) + ".")  # fmt: skip
+    return lines + gil_findings(timeline)
+
+
+def gil_findings(timeline: Timeline) -> list[str]:
+    """From the bursts sampled for the GIL (3.15+): per model, how often the GIL changed hands
+    and how long two workers held one at the same time; or why it was not sampled."""
+    if not timeline.gil:
+        return [f"The GIL is not drawn: {timeline.gil_missing}."] if timeline.gil_missing else []
+    lines = []
+    for spec, sampled in timeline.gil.items():
+        parts = []
+        for model in ordered(sampled):
+            gil = sampled[model]
+            held = sum(b - a for spans in gil.held.values() for a, b in spans) / 1e6
+            computing = sum(r.cpu_ns for r in gil.trace.requests) / 1e6
+            if not gil.held:
+                parts.append(f"{model}: the profiler named none of the threads that served")
+            elif held < 0.1 * computing:  # seen only in instants: not the GIL it computed under
+                parts.append(f"{model}: the profiler saw a GIL held for only {held:.1f} ms of "
+                             f"{computing:.1f} ms of computing, in instants: it does not "
+                             f"follow the GIL this model computes under")  # fmt: skip
+            else:
+                parts.append(f"{model}: {len(gil.held)} thread(s) held a GIL for {held:.1f} ms "
+                             f"of {computing:.1f} ms of computing, handed over "
+                             f"{gil.handovers()} times, two at once for "
+                             f"{gil.overlap_ns() / 1e6:.1f} ms")  # fmt: skip
+        if parts:
+            lines.append(f"Sampled for the GIL with {spec} (Python 3.15's profiler, bursts of "
+                         f"their own; it reads one thread after another, so a handover can "
+                         f"show two holders for a sample, 0.1 ms): "
+                         + "; ".join(parts) + ".")  # fmt: skip
     return lines
 
 
@@ -602,7 +635,8 @@ def write_report(results_path: Path, out: Path | None = None) -> Path:
     results = load(results_path)
     out = out or Path(results_path).parent
     out.mkdir(parents=True, exist_ok=True)
-    figures = [name for name in (*FIGURES, "timeline") if (out / f"{name}.png").exists()]
+    drawn = (*FIGURES, "timeline", "timeline_gil")
+    figures = [name for name in drawn if (out / f"{name}.png").exists()]
     saved = Path(results_path).parent / "timeline.json"  # the bench saves it beside the results
     timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.md"

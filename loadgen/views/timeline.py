@@ -13,7 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.results import Metadata, Timeline, Trace, TracedRequest, load_timeline
+from loadgen.analysis.results import (
+    GilTrace,
+    Metadata,
+    Timeline,
+    Trace,
+    TracedRequest,
+    load_timeline,
+)
 from loadgen.analysis.summary import ordered
 from loadgen.views.figures import footnote, style
 
@@ -86,15 +93,18 @@ def column_title(spec: str, data: Timeline, metadata: Metadata | None) -> str:
     return title
 
 
-def draw(data: Timeline, metadata: Metadata | None = None) -> Any:
-    """The whole figure: a column per workload, two rows (bars, cores strip) per model."""
+def draw(data: Timeline, metadata: Metadata | None = None, gil: bool = False) -> Any:
+    """The whole figure: a column per workload, two rows (bars, cores strip) per model; with
+    ``gil``, the bursts sampled for the GIL, and under the bars who held it when."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    works = list(data.traces)
-    models = ordered({m for traces in data.traces.values() for m in traces})
+    every = ({spec: {m: g.trace for m, g in sampled.items()} for spec, sampled in data.gil.items()}
+             if gil else data.traces)  # fmt: skip
+    works = list(every)
+    models = ordered({m for traces in every.values() for m in traces})
     cores = data.cores or 1
     heights = [ratio for _ in models for ratio in (3, 1)]
     figure, axes = plt.subplots(
@@ -102,7 +112,7 @@ def draw(data: Timeline, metadata: Metadata | None = None) -> Any:
         gridspec_kw={"height_ratios": heights}, squeeze=False,
     )  # fmt: skip
     for column, spec in enumerate(works):
-        traces = data.traces[spec]
+        traces = every[spec]
         span = max((r.end_ns - t.burst_ns for t in traces.values()
                     for r in t.requests), default=1) / 1e6  # fmt: skip
         for row, model in enumerate(models):
@@ -112,16 +122,20 @@ def draw(data: Timeline, metadata: Metadata | None = None) -> Any:
                 bars.set_axis_off()
                 strip.set_axis_off()
                 continue
-            draw_requests(bars, model, trace, span)
-            draw_cores(strip, model, trace, span, cores)
+            lanes = draw_requests(bars, model, trace, span)
+            if gil:
+                draw_held(strip, model, data.gil[spec][model], span, lanes)
+            else:
+                draw_cores(strip, model, trace, span, cores)
         axes[0][column].set_title(column_title(spec, data, metadata), fontsize=10)
         axes[-1][column].set_xlabel("ms since the burst was sent")
-    explain(figure, metadata, cores)
+    explain(figure, metadata, cores, gil)
     return figure
 
 
-def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> None:
-    """A lane per worker (or per task where requests share a thread), a bar per request."""
+def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> list:
+    """A lane per worker (or per task where requests share a thread), a bar per request;
+    returns the lanes, top first."""
     colour, _ = style(model)
     t0, requests = trace.burst_ns, trace.requests
     by_task = all(r.lane is not None for r in requests)
@@ -152,6 +166,23 @@ def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> None:
     bars.set_xlim(0, span * 1.02)
     bars.tick_params(labelbottom=False)
     bars.set_ylabel(model, fontsize=10, color=colour, fontweight="bold")
+    return lanes
+
+
+def draw_held(strip: Any, model: str, sampled: GilTrace, span: float, lanes: list) -> None:
+    """The strip under the bars: a line per worker, dark where its thread held a GIL."""
+    colour, _ = style(model)
+    workers = [lane for lane in lanes if lane in sampled.held] or list(sampled.held)
+    for row, worker in enumerate(workers):
+        spans = [((a - sampled.trace.burst_ns) / 1e6, (b - a) / 1e6)
+                 for a, b in sampled.held[worker]]  # fmt: skip
+        strip.broken_barh(spans, (row - 0.35, 0.7), color=colour)
+    strip.set_yticks(range(len(workers)), [str(w) for w in workers], fontsize=6)
+    strip.set_ylim(-0.6, max(len(workers), 1) - 0.4)
+    strip.invert_yaxis()
+    strip.set_xlim(0, span * 1.02)
+    strip.set_ylabel("GIL", fontsize=7)
+    strip.tick_params(labelsize=7)
 
 
 def draw_cores(strip: Any, model: str, trace: Trace, span: float, cores: int) -> None:
@@ -167,7 +198,15 @@ def draw_cores(strip: Any, model: str, trace: Trace, span: float, cores: int) ->
     strip.tick_params(labelsize=7)
 
 
-def explain(figure: Any, metadata: Metadata | None, cores: int) -> None:
+GIL_READING = (
+    "How to read it: under each model's bars, a line per worker, dark while its thread held a "
+    "GIL, as Python 3.15's profiler saw it from outside, 10,000 times a second. Threads share "
+    "one GIL: their stretches take turns. Forked workers are not drawn (the profiler watches one "
+    "process). The profiler takes a core itself: these bursts run slower than timeline.png's."
+)
+
+
+def explain(figure: Any, metadata: Metadata | None, cores: int, gil: bool = False) -> None:
     """Legend, title, how to read it and the footnote, in fixed heights whatever the figure's."""
     from matplotlib.patches import Patch
 
@@ -179,11 +218,13 @@ def explain(figure: Any, metadata: Metadata | None, cores: int) -> None:
     ]  # fmt: skip
     figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.01, 0.975), fontsize=9,
                   ncols=3, frameon=False)  # fmt: skip
+    under = "who held the GIL" if gil else "counts the cores busy"
     figure.suptitle("Who runs when: each bar is one request, from the start to the end of its "
-                    "work, one row per worker; the strip under it counts the cores busy",
+                    f"work, one row per worker; the strip under it: {under}",
                     x=0.01, ha="left", fontsize=12)  # fmt: skip
     inch = 1 / figure.get_figheight()
-    figure.text(0.01, 0.62 * inch, READING, fontsize=9, ha="left", va="top", wrap=True)
+    figure.text(0.01, 0.62 * inch, GIL_READING if gil else READING, fontsize=9, ha="left",
+                va="top", wrap=True)  # fmt: skip
     if metadata:
         footnote(figure, metadata, f"cores available: {cores}")
     figure.tight_layout(rect=(0, 0.75 * inch, 1, 1 - 0.45 * inch))
@@ -200,4 +241,9 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
     for suffix in ("png", "svg"):
         figure.savefig(out / f"timeline.{suffix}", dpi=120)
     plt.close(figure)
+    if data.gil:  # the servers ran 3.15+: the bursts sampled for the GIL, in a figure of their own
+        figure = draw(data, data.metadata, gil=True)
+        for suffix in ("png", "svg"):
+            figure.savefig(out / f"timeline_gil.{suffix}", dpi=120)
+        plt.close(figure)
     return out / "timeline.png"
