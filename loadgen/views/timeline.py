@@ -207,7 +207,10 @@ GIL_READING = (
 
 
 def explain(figure: Any, metadata: Metadata | None, cores: int, gil: bool = False) -> None:
-    """Legend, title, how to read it and the footnote, in fixed heights whatever the figure's."""
+    """Legend, title, how to read it and the footnote, in heights that follow the figure's
+    width: a narrow figure (one workload) wraps them onto more lines."""
+    import textwrap
+
     from matplotlib.patches import Patch
 
     legend = [
@@ -216,18 +219,24 @@ def explain(figure: Any, metadata: Metadata | None, cores: int, gil: bool = Fals
               label="pale: not computing (waiting for the GIL, a core, or I/O)"),
         Patch(facecolor="white", edgecolor="#999999", label="grey line: received, not started"),
     ]  # fmt: skip
-    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.01, 0.975), fontsize=9,
-                  ncols=3, frameon=False)  # fmt: skip
+    width = figure.get_figwidth()
+    narrow = width < 10
     under = "who held the GIL" if gil else "counts the cores busy"
-    figure.suptitle("Who runs when: each bar is one request, from the start to the end of its "
-                    f"work, one row per worker; the strip under it: {under}",
-                    x=0.01, ha="left", fontsize=12)  # fmt: skip
+    title = textwrap.fill("Who runs when: each bar is one request, from the start to the end "
+                          f"of its work, one row per worker; the strip under it: {under}",
+                          int(width * 9.5))  # fmt: skip
+    reading = textwrap.fill(GIL_READING if gil else READING, int(width * 14))
     inch = 1 / figure.get_figheight()
-    figure.text(0.01, 0.62 * inch, GIL_READING if gil else READING, fontsize=9, ha="left",
-                va="top", wrap=True)  # fmt: skip
+    top = (0.3 + 0.22 * title.count("\n")) * inch  # the title's lines, then the legend's
+    figure.suptitle(title, x=0.01, y=1 - 0.08 * inch, ha="left", va="top", fontsize=12)
+    figure.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.01, 1 - top),
+                  fontsize=9, ncols=1 if narrow else 3, frameon=False)  # fmt: skip
+    legend_height = (0.55 if narrow else 0.2) * inch
+    bottom = (0.45 + 0.16 * (reading.count("\n") + 1)) * inch
+    figure.text(0.01, bottom - 0.05 * inch, reading, fontsize=9, ha="left", va="top")
     if metadata:
         footnote(figure, metadata, f"cores available: {cores}")
-    figure.tight_layout(rect=(0, 0.75 * inch, 1, 1 - 0.45 * inch))
+    figure.tight_layout(rect=(0, bottom, 1, 1 - top - legend_height))
 
 
 def redraw(saved: Path, out: Path | None = None) -> Path:
