@@ -73,7 +73,7 @@ def record(
     done = calibrate_works(works, known).works
     traces, gil, missing = {}, {}, None
     for work in works:
-        sampling = GilSampling(gil_python)
+        sampling = GilSampling(gil_python if missing is None else None)  # once failed: no more
         traces[work.spec] = _traced(models, done[work], burst, repeat, folder, python, sampling)
         gil[work.spec], missing = sampling.traces, missing or sampling.missing
     exact = {work.spec: done[work].exact_spec for work in works}

@@ -28,7 +28,7 @@ from typing import Any
 
 RATE = "10khz"  # a sample every 0.1 ms: a 20 ms request crosses about 200 of them
 SETTLE_S = 1.0  # from starting the sampler until it samples (its start-up took up to ~0.6 s)
-STOP_TIMEOUT_S = 30.0  # writing the profile takes a while after the stop
+STOP_TIMEOUT_S = 15.0  # writing the profile takes a second or two after the stop
 FIRST = (3, 15)
 
 
@@ -84,9 +84,10 @@ class GilSampler:
         ]
         self._process = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,  # fmt: skip
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=_interruptible,
         )
         time.sleep(SETTLE_S)
         if self._process.poll() is not None:
@@ -116,6 +117,13 @@ class GilSampler:
     def _said(self) -> str:
         out = self._process.stdout.read().decode("utf-8", "replace") if self._process else ""
         return (out.strip().splitlines() or ["no message"])[-1]
+
+
+def _interruptible() -> None:
+    """In the sampler's process, before it starts: SIGINT as Python expects it. A program
+    started in the background by a shell inherits SIGINT ignored, and the sampler, which
+    stops on SIGINT, would then never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def held_intervals(gecko: dict[str, Any]) -> dict[int, list[list[int]]]:
