@@ -73,7 +73,9 @@ def record(
     done = calibrate_works(works, known).works
     traces, gil, missing = {}, {}, None
     for work in works:
-        sampling = GilSampling(gil_python if missing is None else None)  # once failed: no more
+        # The GIL matters where requests compute; once the sampler failed, it is not tried again
+        wanted = done[work].cpu_iterations and missing is None
+        sampling = GilSampling(gil_python if wanted else None)
         traces[work.spec] = _traced(models, done[work], burst, repeat, folder, python, sampling)
         gil[work.spec], missing = sampling.traces, missing or sampling.missing
     exact = {work.spec: done[work].exact_spec for work in works}

@@ -385,6 +385,8 @@ def gil_findings(timeline: Timeline) -> list[str]:
         return [f"The GIL is not drawn: {timeline.gil_missing}."] if timeline.gil_missing else []
     lines = []
     for spec, sampled in timeline.gil.items():
+        if not timeline.work(spec).cpu_iterations:  # files from before sampling left waits out
+            continue
         parts = []
         for model in ordered(sampled):
             gil = sampled[model]
