@@ -61,7 +61,7 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# make bench QUICK=1: a classroom-sized bench (about a minute); make bench FULL=1: more of all.
+# make bench QUICK=1: a classroom-sized bench (about 75 s); make bench FULL=1: more of all.
 bench: $(INSTALLED)
 	$(PY) -m loadgen bench $(if $(QUICK),--quick) $(if $(FULL),--full)
 

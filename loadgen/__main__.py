@@ -187,7 +187,7 @@ def add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="the comparison matrix, into results/latest/")
     bench.set_defaults(handler=cmd_bench, interrupted="every server stopped")
     size = bench.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a classroom-sized bench, a minute")
+    size.add_argument("--quick", action="store_true", help="a classroom-sized bench, about 75 s")
     size.add_argument("--full", action="store_true", help="more points and trials")
     _common(bench, "everything it writes")
     bench.add_argument("--work", nargs="+", type=_work, help="workloads: echo cpu=2ms io=5ms")
