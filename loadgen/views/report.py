@@ -385,7 +385,8 @@ def gil_findings(timeline: Timeline) -> list[str]:
         return [f"The GIL is not drawn: {timeline.gil_missing}."] if timeline.gil_missing else []
     lines = []
     for spec, sampled in timeline.gil.items():
-        if not timeline.work(spec).cpu_iterations:  # files from before sampling left waits out
+        work = timeline.work(spec)
+        if not (work.cpu_iterations or work.cpu_seconds):  # no computing: nothing to hold it for
             continue
         parts = []
         for model in ordered(sampled):
