@@ -215,7 +215,12 @@ def provide(say: Callable[[str], None] = lambda line: None) -> list[Provided]:
     if lacking and reason is None:
         try:
             for version, wrapper in sid.provide(CACHE, lacking, model_packages(), say).items():
-                provided[version] = Provided(version, str(wrapper), "Debian sid chroot")
+                answer = version_of(str(wrapper))  # it runs here: mounts allowed, say
+                works = answer is not None and answer[0][:2] == tuple(map(int, version.split(".")))
+                provided[version] = (
+                    Provided(version, str(wrapper), "Debian sid chroot") if works else
+                    Provided(version, missing=f"{wrapper} does not run here (its mounts?)")
+                )  # fmt: skip
         except sid.SidError as error:
             reason = str(error)
     for version in WANTED:
