@@ -287,9 +287,14 @@ def become_worker_process() -> None:
     an orderly stop (the shutdown reaches workers through the shared socket). PR_SET_PDEATHSIG
     makes the kernel kill this worker if the parent dies, even by SIGKILL: no orphans.
     """
+    import multiprocessing  # here: only workers need it
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    parent = os.getppid()
+    # The pid the parent had when it started this worker: asking getppid() here would already
+    # name init if the parent was killed before this worker first ran.
+    creator = multiprocessing.parent_process()
+    parent = creator.pid if creator is not None else os.getppid()
     if sys.platform.startswith("linux"):
         import ctypes  # here, not at the top: ctypes refuses to load in a 3.12 sub-interpreter
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
-from helpers import exchange, udp_client, wait_gone
+from helpers import ROOT, exchange, udp_client, wait_gone
 
 from servers.protocol import DEFAULT_PREFIX
 from servers.supervision import RESTART_LIMIT
@@ -93,3 +95,32 @@ def test_a_killed_pool_worker_is_replaced_and_its_lost_requests_are_counted(star
     assert stopped["failed"] + len(answered) == 2 and stopped["failed"] >= 1
     assert stopped["handled"] == 5 + len(answered)
     assert "worker pool-0 ended (exit code -9); restarting" in server.stderr
+
+
+ORPHAN = """
+import multiprocessing, os, sys, time
+from servers.runtime import become_worker_process
+
+def late_worker():
+    time.sleep(0.5)  # scheduled late: its parent is gone before it gets here
+    become_worker_process()
+    time.sleep(30)
+
+if __name__ == "__main__":
+    worker = multiprocessing.get_context("fork").Process(target=late_worker)
+    worker.start()
+    print(worker.pid, flush=True)
+    os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_whose_parent_died_before_it_first_ran_does_not_outlive_it(tmp_path):
+    """PR_SET_PDEATHSIG only covers a parent that dies after it is set: a worker that starts
+    late must compare with the pid its parent had, not ask getppid() (by then, init's)."""
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    worker = psutil.Process(int(done.stdout.split()[0]))
+    assert wait_gone([worker], timeout=3.0) == []
