@@ -90,13 +90,6 @@ class Work:
             return "echo"
         return kinds[0] if len(kinds) == 1 else "mixed"
 
-    def labelled(self, iterations_per_second: dict[int, float]) -> Work:
-        """This work with its CPU part told as the time it was calibrated from
-        (``iterations_per_second``: calibrated iteration counts and the seconds they stand
-        for), for a reader: ``cpu=21554it`` is ``cpu=2ms`` again."""
-        seconds = iterations_per_second.get(self.cpu_iterations or 0)
-        return replace(self, cpu_seconds=seconds) if seconds else self
-
     def told_as(self, asked: Work) -> Work:
         """This work as done (``cpu=21554it``) told as it was asked (``cpu=2ms``): one value
         that is both, ``spec`` for a reader and ``exact_spec`` for another server."""

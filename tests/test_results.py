@@ -169,6 +169,8 @@ def test_a_timeline_without_a_schema_still_loads_and_a_newer_one_is_refused(
     metadata = old.metadata
     done = parse_work("cpu=28337it")
     assert metadata is not None and metadata.told_as_asked(done).spec == "cpu=2ms"
+    other = parse_work("cpu=999it")  # calibrated from something else: as it is
+    assert metadata.told_as_asked(other) == other
     newer = tmp_path / "timeline.json"
     newer.write_text(json.dumps({**raw, "schema": 2}), encoding="utf-8")
     with pytest.raises(ValueError, match="timeline.json of schema 2; this version reads schema 1"):

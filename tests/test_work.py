@@ -223,7 +223,8 @@ def test_a_workload_says_what_its_requests_do(spec, kind):
     assert parse(spec).kind == kind
 
 
-def test_an_exact_workload_is_labelled_with_the_time_it_was_calibrated_from():
+def test_an_exact_workload_is_told_with_the_time_it_was_calibrated_from():
     exact = parse("cpu=21554it,io=5ms")
-    assert exact.labelled({21554: 0.002}).spec == "cpu=2ms,io=5ms"
-    assert exact.labelled({999: 0.002}) == exact  # calibrated from something else: as it is
+    assert exact.told_as(parse("cpu=2ms")).spec == "cpu=2ms,io=5ms"
+    assert exact.told_as(parse("cpu=2ms")).exact_spec == "cpu=21554it,io=5ms"
+    assert exact.told_as(parse("cpu=21554it")) == exact  # asked in iterations: as it is

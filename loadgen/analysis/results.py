@@ -262,13 +262,16 @@ class Metadata(Record):
                 return figures.iterations / (figures.ms / 1000)
         return None
 
+    @functools.cached_property
+    def _asked(self) -> dict[int, Work]:
+        """Each calibrated iteration count, and the work it was asked as."""
+        return {figures.iterations: parse_work(spec) for spec, figures in self.calibration.items()}
+
     def told_as_asked(self, work: Work) -> Work:
         """``work`` as done (``cpu=21554it``) told as the calibration says it was asked
         (``cpu=2ms``), for a reader; a work nothing here calibrated stays as it is."""
-        for spec, figures in self.calibration.items():
-            if work.cpu_iterations == figures.iterations:
-                return work.told_as(parse_work(spec))
-        return work
+        asked = self._asked.get(work.cpu_iterations or 0)
+        return work.told_as(asked) if asked else work
 
 
 @dataclass(frozen=True, kw_only=True)
