@@ -113,10 +113,7 @@ def parallel_floor(capacity: float | None) -> float:
 def efficiency(run: Run, iterations_per_second: float | None) -> float | None:
     """Calibrated CPU per request over the server CPU spent per reply (None: no CPU work, no
     calibration, or nothing measured). 1.0: the machine ran the work at its calibrated speed."""
-    try:
-        iterations = run.work.cpu_iterations
-    except ValueError:
-        return None
+    iterations = run.work.cpu_iterations  # a typed Work: read once, with the file
     cores, rate = run.server.cores_used, run.loadgen.throughput_rps
     if not iterations or not iterations_per_second or not cores or not rate:
         return None
