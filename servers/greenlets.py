@@ -58,9 +58,7 @@ def serve(server: Server) -> None:
     server.ready()
     receiver.join()  # until a stop signal kills it
 
-    taken = 0  # requests in progress get the grace period: take back every place
-    while taken < server.workers and places.acquire(timeout=server.stop.grace_left()):
-        taken += 1
+    taken = server.stop.take_back(places, server.workers)  # those in progress get the grace
     gevent.killall(workers, timeout=1)
     server.stopped(forced=server.workers - taken)
 

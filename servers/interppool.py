@@ -51,10 +51,8 @@ def serve(server: Server) -> None:
         future = pool.submit(_respond, datagram)
         future.add_done_callback(partial(_reply, server, places, datagram, address))
 
-    taken, most = 0, server.workers * PENDING_PER_WORKER  # all in the pool get the grace period
-    while taken < most and places.acquire(timeout=server.stop.grace_left()):
-        taken += 1
-    forced = min(server.workers, most - taken)  # interpreters still busy
+    most = server.workers * PENDING_PER_WORKER  # all in the pool get the grace period
+    forced = min(server.workers, most - server.stop.take_back(places, most))  # still busy
     pool.shutdown(wait=not forced, cancel_futures=True)
     server.stopped(forced)
     if forced:  # an interpreter still computing cannot be ended

@@ -98,9 +98,7 @@ class Pool:
     def drain(self) -> None:
         """Take back every slot (every reply sent) within the grace period, then stop the
         reply thread."""
-        for _ in range(self.server.workers * PENDING_PER_WORKER):
-            if not self.slots.acquire(timeout=self.server.stop.grace_left()):
-                break
+        self.server.stop.take_back(self.slots, self.server.workers * PENDING_PER_WORKER)
         self.done.set()
 
     def close(self) -> int:

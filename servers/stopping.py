@@ -9,6 +9,9 @@
 - ``grace_left()``: seconds left for the workers to finish (infinite before a stop), and
   ``poll_s()``, how long to wait before looking again, for a model that waits for its workers
   its own way.
+- ``take_back(places, count)``: for a model that counts requests in progress with a semaphore
+  (a place each), wait for the grace period at most until ``count`` places are free again;
+  returns how many were.
 - ``join(workers)``: wait for every worker to return, for the grace period at most after a
   stop; end the rest and return how many had to be ended (``forced``, which
   ``Server.stopped`` reports).
@@ -23,6 +26,10 @@ from typing import Protocol
 # After a stop request, workers get this long to answer what they hold; then they are ended.
 STOP_GRACE_S = 1.5
 JOIN_POLL_S = 0.1  # how often a waiting main thread looks again (workers, a grace period)
+
+
+class Acquirable(Protocol):  # a semaphore: threading's, or gevent's
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool: ...
 
 
 class Joinable(Protocol):
@@ -59,6 +66,14 @@ class Stop:
         """How long a waiting thread waits before it looks again: ``JOIN_POLL_S``, or what is
         left of the grace period if less (a second stop request ends it early)."""
         return min(JOIN_POLL_S, self.grace_left()) or JOIN_POLL_S
+
+    def take_back(self, places: Acquirable, count: int) -> int:
+        """Take back ``count`` places of ``places`` (each request in progress holds one), for
+        the grace period at most; how many were taken (the rest are requests still busy)."""
+        taken = 0
+        while taken < count and places.acquire(timeout=self.grace_left()):
+            taken += 1
+        return taken
 
     def join(self, workers: Sequence[Joinable]) -> int:
         """Wait for every worker to return; after a stop request, at most the grace period.
