@@ -43,6 +43,7 @@ def serve(server: Server) -> None:
     pool = InterpreterPoolExecutor(server.workers, initializer=_start,
                                    initargs=(config_text(server), numbers))  # fmt: skip
     start_every_worker(pool, server.workers)  # before "ready": none starts in a request
+    os.close(numbers), os.close(numbers_in)  # every interpreter has taken its number
     places = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
     server.ready()
 
