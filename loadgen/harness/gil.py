@@ -36,13 +36,13 @@ class GilError(Exception):
     """The sampler could not run or gave nothing readable: one line for the user."""
 
 
-def why_not(version_info: list[int] | tuple[int, ...], pid: int | None = None) -> str | None:
-    """Why the GIL cannot be sampled for a server on that Python (None: it can)."""
+def why_not(version_info: list[int] | tuple[int, ...]) -> str | None:
+    """Why the GIL cannot be sampled for a server on that Python (None: it can). A sampler
+    that cannot attach, say to a chrooted server without root, fails as it starts
+    (``GilError``), and the timeline says so."""
     if tuple(version_info[:2]) < FIRST:
         return (f"drawing the GIL needs Python 3.15's profiling.sampling; the servers ran "
                 f"{'.'.join(map(str, version_info))}")  # fmt: skip
-    if pid is not None and _chrooted(pid) and (os.geteuid() != 0 or not shutil.which("nsenter")):
-        return "sampling a server in a chroot needs root and nsenter"
     return None
 
 
