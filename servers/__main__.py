@@ -10,7 +10,7 @@ import json
 import sys
 
 from servers import MODELS
-from servers.protocol import DEFAULT_MAX_SIZE, DEFAULT_PREFIX, PROTOCOLS
+from servers.protocol import DEFAULT_MAX_SIZE, DEFAULT_PREFIX, PROTOCOLS, WorkLimits
 
 MAX_UDP_PAYLOAD = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
 
@@ -37,6 +37,16 @@ def _bounded_int(low: int, high: int):
     return convert
 
 
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0 < value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{value:g} ms is not between 0 and 60000")
+    return value
+
+
 def _add_questions(parser: argparse.ArgumentParser) -> None:
     """The options that ask instead of serving: print and exit."""
     parser.add_argument("--list", action="store_true", help="list the models and exit")
@@ -49,6 +59,31 @@ def _add_questions(parser: argparse.ArgumentParser) -> None:
         "--speed",
         action="store_true",
         help="with --about: also measure the calibration loop's speed (about a second)",
+    )
+
+
+def _add_work_from_request(parser: argparse.ArgumentParser) -> None:
+    """The options that let a request choose its own work, within caps."""
+    parser.add_argument(
+        "--work-from-request",
+        action="store_true",
+        help="echo: a request '@SPEC TEXT' (@cpu=20ms hi, @cpu=41234it,io=5ms hi) gets that "
+        "work and the reply PREFIX + TEXT; a bad SPEC or one past the caps gets an error reply",
+    )
+    parser.add_argument(
+        "--max-request-cpu",
+        type=_milliseconds,
+        default=100.0,
+        metavar="MS",
+        help="with --work-from-request: the most computation a request may ask for (100)",
+    )
+    parser.add_argument(
+        "--max-request-wait",
+        type=_milliseconds,
+        default=1000.0,
+        metavar="MS",
+        help="with --work-from-request: the most waiting (io= plus block=) a request may ask "
+        "for (1000)",
     )
 
 
@@ -88,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="echo: PREFIX + text (default); sockperf: answer sockperf 3.7's ping-pong and "
         "under-load messages (their pong requests), ignore and count the rest",
     )
+    _add_work_from_request(parser)
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="reply prefix (echo)")
     parser.add_argument(
         "--max-size",
@@ -137,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--interactive shows text messages; --protocol sockperf does not apply")
     if args.interactive and args.work.spec != "echo":
         parser.error("--interactive replies by hand; --work does not apply")
+    if args.work_from_request and (args.interactive or args.protocol != "echo"):
+        parser.error("--work-from-request reads echo requests; not with --interactive or sockperf")
     if len(args.prefix.encode("utf-8")) + args.max_size > MAX_UDP_PAYLOAD:
         parser.error("--prefix plus --max-size exceed the largest UDP datagram")
     if reason := model.unavailable_reason():
@@ -158,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         protocol=args.protocol,
         max_size=args.max_size,
         trace=args.trace,
+        request_limits=WorkLimits(args.max_request_cpu / 1000, args.max_request_wait / 1000)
+        if args.work_from_request
+        else None,
     )
     return run(serve, config)
 

@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 from typing import NamedTuple
 
 from servers.counters import Counters
+from servers.protocol import WorkLimits
 from servers.runtime import Config, Server
 from servers.work import Work
 
@@ -35,7 +36,8 @@ def config_text(server: Server) -> str:
 def config_of(text: str) -> Config:
     """In a sub-interpreter: the configuration ``config_text`` wrote."""
     fields = json.loads(text)
-    return Config(**{**fields, "work": Work(**fields["work"])})
+    limits = fields["request_limits"] and WorkLimits(**fields["request_limits"])
+    return Config(**{**fields, "work": Work(**fields["work"]), "request_limits": limits})
 
 
 def handoff(server: Server, worker: int, check_in_fd: int) -> str:

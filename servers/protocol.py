@@ -18,15 +18,24 @@ answers only a client's message that asks for a pong, with the same bytes and CL
 everything else (a warm-up, under-load's messages between pongs, a malformed message) gets no
 answer at all, since sockperf's client would take any answer as a reply. So nothing is dropped
 silently: each unanswered message is counted by why (``Ignored``).
+
+Work chosen by the request (``--work-from-request``, off by default): an echo request
+``@SPEC TEXT`` (SPEC as ``--work`` takes it: ``@cpu=20ms hello``, ``@cpu=41234it,io=5ms hi``)
+gets that work instead of the server's and the reply PREFIX + TEXT. A SPEC that does not parse,
+or asks past the server's ``WorkLimits``, gets a short error reply at once, with no work done.
+Without the option, ``@...`` is text like any other, echoed whole.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal, get_args
+
+from servers.work import Work, parse
 
 DEFAULT_PREFIX = "服务端:"
 DEFAULT_MAX_SIZE = 1024
@@ -37,6 +46,7 @@ WireProtocol = Literal["echo", "sockperf"]  # the teaching texts' echo, or sockp
 PROTOCOLS: tuple[WireProtocol, ...] = get_args(WireProtocol)
 SOCKPERF_HEADER = struct.Struct("!QHI")  # sequence, flags, length (whole message)
 SOCKPERF_CLIENT, SOCKPERF_PONG_REQUEST, SOCKPERF_WARMUP = 1, 2, 4
+WORK_MARK = "@"  # with --work-from-request, a request that starts with it names its work
 
 
 class ErrorKind(StrEnum):
@@ -45,6 +55,8 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     UNDECODABLE = "undecodable"
     EMPTY = "empty"
+    BAD_WORK = "bad_work"  # --work-from-request: the SPEC of ``@SPEC TEXT`` does not parse
+    OVER_CAP = "over_cap"  # --work-from-request: it asks for more than the server allows
 
 
 class Ignored(StrEnum):
@@ -66,20 +78,53 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkLimits:
+    """What a request may ask for with ``@SPEC TEXT``: at most ``cpu_s`` of computation and
+    ``wait_s`` of waiting (``io=`` and ``block=`` together). ``iterations_per_s`` is the server's
+    calibrated speed (0 until measured): it turns ``cpu=20ms`` into an iteration count, and a
+    count into the time the cap is checked against."""
+
+    cpu_s: float = 0.1
+    wait_s: float = 1.0
+    iterations_per_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to do with one datagram: the reply (None: none, sockperf's), how it counts (None:
+    answered), and the work it asked for (None: the server's own)."""
+
+    reply: bytes | None
+    kind: ErrorKind | Ignored | None = None
+    work: Work | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     kind: ErrorKind
     reply: bytes
 
 
-def error_reply(kind: ErrorKind, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+def error_reply(
+    kind: ErrorKind, max_size: int = DEFAULT_MAX_SIZE, limits: WorkLimits = WorkLimits()
+) -> bytes:
     """The short ASCII reply to a bad datagram (at most 64 bytes)."""
     if kind is ErrorKind.TOO_LARGE:
         text = f"error: datagram larger than {max_size} bytes"
     elif kind is ErrorKind.UNDECODABLE:
         text = "error: datagram is neither utf-8 nor gbk"
+    elif kind is ErrorKind.BAD_WORK:
+        text = "error: bad work spec after @ (try @cpu=20ms TEXT)"
+    elif kind is ErrorKind.OVER_CAP:
+        text = (f"error: work over the cap (cpu {_ms(limits.cpu_s)}, "
+                f"waits {_ms(limits.wait_s)})")  # fmt: skip
     else:
         text = "error: empty datagram"
     return text.encode("ascii")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.6g}ms"
 
 
 def decode(datagram: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Request | Rejected:
@@ -119,6 +164,46 @@ def respond(
     if isinstance(decoded, Rejected):
         return decoded.reply, decoded.kind
     return encode_reply(decoded, prefix), None
+
+
+def answer(
+    datagram: bytes,
+    prefix: str = DEFAULT_PREFIX,
+    max_size: int = DEFAULT_MAX_SIZE,
+    limits: WorkLimits | None = None,
+) -> Answer:
+    """``respond``, and with ``limits`` (``--work-from-request``) the work ``@SPEC TEXT``
+    asks for: the reply is then PREFIX + TEXT, or an error if SPEC is bad or over the limits."""
+    decoded = decode(datagram, max_size)
+    if isinstance(decoded, Rejected):
+        return Answer(decoded.reply, decoded.kind)
+    if limits is None or not decoded.text.startswith(WORK_MARK):
+        return Answer(encode_reply(decoded, prefix))
+    chosen = chosen_work(decoded.text, limits)
+    if isinstance(chosen, ErrorKind):
+        return Answer(error_reply(chosen, max_size, limits), chosen)
+    work, text = chosen
+    return Answer(encode_reply(Request(text, decoded.codec), prefix), None, work)
+
+
+def chosen_work(text: str, limits: WorkLimits) -> tuple[Work, str] | ErrorKind:
+    """``@SPEC TEXT`` read: the work SPEC asks for, calibrated, and TEXT; or why it cannot be
+    done (``BAD_WORK``: SPEC does not parse; ``OVER_CAP``: it asks past ``limits``)."""
+    spec, _, rest = text.removeprefix(WORK_MARK).partition(" ")
+    try:
+        work = parse(spec, most_s=math.inf)  # past the limits is OVER_CAP, not BAD_WORK
+    except ValueError:
+        return ErrorKind.BAD_WORK
+    rate = limits.iterations_per_s
+    if work.cpu_iterations is None:  # asked as a time: in this server's iterations
+        work = replace(work, cpu_iterations=max(1, round(work.cpu_seconds * rate)))
+    if rate:
+        cpu_s = work.cpu_iterations / rate
+    else:  # not calibrated: no computation can be judged within the cap
+        cpu_s = math.inf if work.cpu_iterations else 0.0
+    if cpu_s > limits.cpu_s or work.io_seconds + work.block_seconds > limits.wait_s:
+        return ErrorKind.OVER_CAP
+    return work, rest
 
 
 @dataclass(frozen=True, slots=True)

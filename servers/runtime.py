@@ -35,7 +35,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,8 @@ class Config:
     prefix: str = protocol.DEFAULT_PREFIX
     max_size: int = protocol.DEFAULT_MAX_SIZE
     trace: str | None = None  # a file to write per-request records to, at stop
+    # --work-from-request: what ``@SPEC TEXT`` may ask for (None: ``@`` is plain text)
+    request_limits: protocol.WorkLimits | None = None
     # Last: from here on, in this class body, the name is this field's, not the module's.
     protocol: WireProtocol = "echo"  # or "sockperf"
 
@@ -82,6 +84,14 @@ def log(message: str) -> None:
 
 def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def decide(config: Config, datagram: bytes) -> protocol.Answer:
+    """The answer to ``datagram`` in ``config``'s protocol: pure, so a server can ask again
+    how a request was counted (``Server.unsent``)."""
+    if config.protocol == "sockperf":
+        return protocol.Answer(*protocol.sockperf_respond(datagram, config.max_size))
+    return protocol.answer(datagram, config.prefix, config.max_size, config.request_limits)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -156,12 +166,17 @@ class Server:
 
     # -- what a worker does between its recvfrom and its sendto ---------------------------
 
-    def handle(self, datagram: bytes, worker: int = 0) -> bytes | None:
-        """One request, all but the socket: decode it, do the work (a wait sleeps the thread;
-        under gevent, the greenlet), build the reply and count it (``unsent`` if it cannot be
-        sent). None: no answer (sockperf's warm-ups and messages between pongs, malformed ones),
-        counted as ignored, by why."""
-        reply, kind, timing = self.respond(datagram)
+    def handle(
+        self, datagram: bytes, worker: int = 0, wait: Callable[[float], None] | None = None
+    ) -> bytes | None:
+        """One request, all but the socket: decode it, do the work, build the reply and count
+        it (``unsent`` if it cannot be sent). The wait sleeps the thread (under gevent, the
+        greenlet), or calls ``wait(seconds)``, a hub's own. None: no answer (sockperf's
+        warm-ups and messages between pongs, malformed ones), counted as ignored, by why."""
+        for step in self._steps(datagram):
+            if isinstance(step, Work):
+                wait(step.io_seconds) if wait else step.wait()
+        reply, kind, timing = step
         self.count(worker, kind, timing)
         return reply
 
@@ -169,42 +184,35 @@ class Server:
         """``handle`` without the counting (the wait sleeps), for a worker whose requests are
         counted where the reply is sent (procpool's: the main process counts)."""
         for step in self._steps(datagram):
-            if step is None:
-                self.work.wait()
+            if isinstance(step, Work):
+                step.wait()
         return step
 
     async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes | None:
         """``handle`` in a coroutine: the wait is awaited, so the loop runs others meanwhile."""
         for step in self._steps(datagram):
-            if step is None:
-                await self.work.wait_async()
+            if isinstance(step, Work):
+                await step.wait_async()
         reply, kind, timing = step
         self.count(worker, kind, timing)
         return reply
 
-    def _steps(self, datagram: bytes) -> Iterator[Handled | None]:
-        """Every step of one request, uncounted: None where it waits (the caller waits its own
-        way), then its reply, kind and timing (``Handled``): so the decoding, the work, the
-        tracing and the reply exist once, and the traced end comes after the wait, however waited.
-        """
+    def _steps(self, datagram: bytes) -> Iterator[Handled | Work]:
+        """Every step of one request, uncounted: its ``Work`` where it waits (the caller waits
+        its own way), then its reply, kind and timing (``Handled``): so the decoding, the work,
+        the tracing and the reply exist once, and the traced end comes after the wait."""
         start_ns = time.monotonic_ns() if self.trace else 0
-        reply, kind = self._decide(datagram)
+        answer = decide(self.config, datagram)
         cpu_ns, checkpoints = 0, []
-        if kind is None:  # a request to answer: the work runs (not for errors, nor ignored)
-            cpu_ns, checkpoints = self.work.hold(measured=self.trace is not None)
-            if self.work.io_seconds:
-                yield None
-        if self.trace is None or reply is None:  # what gets no answer is counted, not traced
-            yield reply, kind, None
+        if answer.kind is None:  # a request to answer: the work runs (not for errors, nor ignored)
+            work = answer.work or self.work  # its own (--work-from-request), or the server's
+            cpu_ns, checkpoints = work.hold(measured=self.trace is not None)
+            if work.io_seconds:
+                yield work
+        if self.trace is None or answer.reply is None:  # no answer: counted, not traced
+            yield answer.reply, answer.kind, None
         else:
-            yield reply, kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
-
-    def _decide(self, datagram: bytes) -> tuple[bytes | None, Kind]:
-        """The reply to ``datagram`` in this server's protocol (None: no answer) and its kind;
-        pure, so ``unsent`` can ask again how a request was counted."""
-        if self.config.protocol == "sockperf":
-            return protocol.sockperf_respond(datagram, self.config.max_size)
-        return protocol.respond(datagram, self.config.prefix, self.config.max_size)
+            yield answer.reply, answer.kind, tracing.timing(datagram, start_ns, cpu_ns, checkpoints)
 
     def count(self, worker: int, kind: Kind, timing: dict | None = None) -> None:
         """Count a request whose reply is ready, in ``worker``'s row: handled, or its error.
@@ -216,7 +224,9 @@ class Server:
     def unsent(self, datagram: bytes, address: Address, error: OSError, worker: int = 0) -> None:
         """The reply to ``datagram`` could not be sent (a vanished route, a full buffer): count
         the request as failed instead of as answered, say so, and serve on."""
-        self.counters.record_unsent(worker, self._decide(datagram)[1])  # its kind, as counted
+        self.counters.record_unsent(
+            worker, decide(self.config, datagram).kind
+        )  # its kind, as counted
         if self.trace is not None:
             self.trace.forget(getattr(datagram, "received_ns", None))
         log(f"{self.config.model}: reply to {address} failed: {error}")
@@ -234,13 +244,13 @@ class Server:
 
     def ready(self, **extra: Any) -> None:
         host, port = self.sock.getsockname()[:2]
-        config, work = self.config, self.work
+        config, work, limits = self.config, self.work, self.config.request_limits
         emit("ready", model=config.model, host=host, port=port, pid=os.getpid(),
              python=platform.python_version(), gil_enabled=gil_enabled(),
              workers=self.workers, work=work.spec,
              work_exact=work.exact_spec, cpu_iterations=work.cpu_iterations,
              prefix=config.prefix, protocol=config.protocol, max_size=config.max_size,
-             **extra)  # fmt: skip
+             request_limits=limits and asdict(limits), **extra)  # fmt: skip
         log(f"{config.model}: serving UDP on {host}:{port} with {self.workers} worker(s)")
 
     def request_stop(self, *_: Any) -> None:
@@ -307,9 +317,13 @@ def become_worker_process() -> None:
 
 def run(serve: Callable[[Server], None], config: Config) -> int:
     """Calibrate, bind, install the stop signals and hand the server to a model."""
-    from servers.work import calibrate
+    from servers.work import calibrate, iterations_per_second
 
-    work = calibrate(config.work)  # once, in the parent, before any worker exists
+    limits = config.request_limits  # once, in the parent, before any worker exists:
+    rate = iterations_per_second() if limits or not config.work.calibrated else None
+    if limits:  # a request's own cpu= is calibrated and capped at this speed
+        config = replace(config, request_limits=replace(limits, iterations_per_s=rate))
+    work = calibrate(config.work, rate)
     try:
         sock = bind(config.host, config.port)
     except StartError as error:

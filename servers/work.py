@@ -175,8 +175,9 @@ def unyielding_sleep() -> Callable[[float], None]:
     return time.sleep
 
 
-def parse(spec: str) -> Work:
-    """Parse a ``--work`` spec; raise ValueError with a message fit for a usage error."""
+def parse(spec: str, most_s: float = 60.0) -> Work:
+    """Parse a ``--work`` spec; raise ValueError with a message fit for a usage error. A term
+    of more than ``most_s`` seconds is refused (a request's own work has caps of its own)."""
     spec = spec.strip()
     if spec in ("", "echo"):
         return Work()
@@ -197,8 +198,8 @@ def parse(spec: str) -> Work:
             raise ValueError(f"iteration count must be a whole number, not {number}")
         if number <= 0:
             raise ValueError(f"{name}= must be positive")
-        if unit != "it" and number * _SECONDS[unit] > 60:
-            raise ValueError(f"{name}= is capped at 60 s per request")
+        if unit != "it" and number * _SECONDS[unit] > most_s:
+            raise ValueError(f"{name}= is capped at {most_s:g} s per request")
         fields[name] = (number, unit)
     work = Work()
     if "cpu" in fields:
@@ -245,11 +246,12 @@ def iterations_per_second() -> float:
     return iterations / fastest
 
 
-def calibrate(work: Work) -> Work:
-    """Turn ``cpu=<time>`` into an iteration count (a no-op for anything else)."""
+def calibrate(work: Work, rate: float | None = None) -> Work:
+    """Turn ``cpu=<time>`` into an iteration count (a no-op for anything else), at ``rate``
+    iterations a second (None: measure it now)."""
     if work.calibrated:
         return work
-    count = max(1, round(work.cpu_seconds * iterations_per_second()))
+    count = max(1, round(work.cpu_seconds * (rate or iterations_per_second())))
     return replace(work, cpu_iterations=count)
 
 

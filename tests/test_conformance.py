@@ -86,7 +86,8 @@ def test_a_model_serves_and_stops_as_specified(start_server, version, model):
     stopped = server.stop(signal.SIGTERM)
     assert time.monotonic() - started < 2.0
     assert (stopped["handled"], stopped["forced"], stopped["failed"]) == (2 + 30, 0, 0)
-    assert stopped["errors"] == {"too_large": 1, "undecodable": 1, "empty": 1}
+    assert stopped["errors"] == {**{kind.value: 0 for kind in ErrorKind},
+                                 "too_large": 1, "undecodable": 1, "empty": 1}  # fmt: skip
     assert sum(stopped["per_worker"].values()) == 2 + 30
     assert wait_gone(tree, timeout=1.0) == []
 

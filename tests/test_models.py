@@ -18,9 +18,10 @@ from helpers import ROOT, exchange, runnable_models, udp_client, wait_gone
 from loadgen.experiments.stops import flood as send_flood
 from servers import MODELS
 from servers.interpreter import gil_enabled
-from servers.protocol import DEFAULT_PREFIX, ErrorKind, error_reply
+from servers.protocol import DEFAULT_PREFIX, ErrorKind, WorkLimits, error_reply
 
 ALL_MODELS = pytest.mark.parametrize("model", runnable_models())
+NO_ERRORS = {kind.value: 0 for kind in ErrorKind}
 PREFIX = DEFAULT_PREFIX
 
 
@@ -100,8 +101,31 @@ def test_bad_input_gets_its_error_and_the_server_keeps_serving(start_server, mod
         assert exchange(server.address, b"still there?") == f"{PREFIX}still there?".encode()
     assert exchange(server.address, b"x" * 100) == (PREFIX + "x" * 100).encode()
     stopped = server.stop()
-    assert stopped["errors"] == {"too_large": 1, "undecodable": 1, "empty": 1}
+    assert stopped["errors"] == {**NO_ERRORS, "too_large": 1, "undecodable": 1, "empty": 1}
     assert stopped["handled"] == 4 and stopped["failed"] == 0
+
+
+@pytest.mark.slow
+@ALL_MODELS
+def test_a_request_chooses_its_work_only_where_the_server_lets_it(start_server, model):
+    plain = start_server(model)  # without --work-from-request, "@..." is text like any other
+    assert exchange(plain.address, b"@io=300ms x") == f"{PREFIX}@io=300ms x".encode()
+    assert plain.stop()["errors"] == NO_ERRORS
+    server = start_server(model, "--work-from-request", "--max-request-wait", "500")
+    assert server.ready["request_limits"]["wait_s"] == 0.5
+    started = time.perf_counter()
+    assert exchange(server.address, "@io=300ms 你好".encode("gbk")) == f"{PREFIX}你好".encode("gbk")
+    assert time.perf_counter() - started >= 0.3  # it did wait as asked
+    assert exchange(server.address, b"@cpu=2ms,io=1ms y") == f"{PREFIX}y".encode()
+    limits = WorkLimits(0.1, 0.5)
+    assert exchange(server.address, b"@io=600ms x") == error_reply(ErrorKind.OVER_CAP, 1024, limits)
+    assert exchange(server.address, b"@cpu=100000ms x") == error_reply(
+        ErrorKind.OVER_CAP, 1024, limits
+    )
+    assert exchange(server.address, b"@cpu=fast x") == error_reply(ErrorKind.BAD_WORK)
+    stopped = server.stop()
+    assert stopped["errors"] == {**NO_ERRORS, "over_cap": 2, "bad_work": 1}
+    assert stopped["handled"] == 2 and stopped["failed"] == 0
 
 
 @pytest.mark.slow
