@@ -31,6 +31,7 @@ from loadgen.experiments.stops import StopsSettings
 from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
 from loadgen.generator.engine import ARRIVALS, MODES, Settings
+from loadgen.generator.mix import Mix, parse_mix
 from loadgen.generator.runner import TargetError, parse_target
 from loadgen.harness.pythons import InterpreterError
 from loadgen.harness.testhost import HostError
@@ -92,6 +93,13 @@ def _work(text: str) -> Work:
     """A ``--work`` spec, parsed once here: from here on the workload is a ``Work``."""
     try:
         return parse_work(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _mix(text: str) -> Mix:
+    try:
+        return parse_mix(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -178,7 +186,10 @@ def add_run(commands: Any) -> None:
     run.add_argument("--prefix", default=DEFAULT_PREFIX, help="the server's reply prefix (echo)")
     run.add_argument("--procs", type=_positive(int), default=1, help="generator processes")
     run.add_argument("--dask", metavar="tcp://SCHEDULER:8786", help=DASK_HELP)
-    run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals")
+    run.add_argument("--mix", type=_mix, help="classes of requests and their shares, e.g. "
+                     "echo:95,cpu=20ms:5 (each asks its work: the server needs "
+                     "--work-from-request); a histogram per class")  # fmt: skip
+    run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals and the mix")
     run.add_argument("--json", type=Path, help="write the result object to this file")
     run.add_argument("--quiet", action="store_true", help="no progress, no table")
 
@@ -343,8 +354,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError("--procs cannot exceed --concurrency (each process drives its own)")
     if args.protocol == "sockperf" and (args.encoding, args.prefix) != ("utf-8", DEFAULT_PREFIX):
         raise UsageError("--encoding and --prefix are for --protocol echo; sockperf's are binary")
+    if args.mix and args.protocol != "echo":
+        raise UsageError("--mix asks each request's work in its text: --protocol echo only")
     try:
         wire.check_payload(args.payload_size, args.encoding, protocol=args.protocol)
+        if args.mix:  # the mark rides in front of the payload
+            wire.check_payload(args.payload_size + args.mix.mark_size, args.encoding)
     except ValueError as error:
         raise UsageError(str(error)) from None
     host, port = args.target
@@ -353,6 +368,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate=args.rate or 0.0, arrival=args.arrival, duration=args.duration, warmup=args.warmup,
         timeout=args.timeout, payload_size=args.payload_size, encoding=args.encoding,
         prefix=args.prefix, procs=args.procs, seed=args.seed, protocol=args.protocol,
+        mix=args.mix,
     )  # fmt: skip
 
 

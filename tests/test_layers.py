@@ -1,6 +1,6 @@
 """The house rule, checked from the source: each layer of loadgen imports only the layers below.
 
-    generator    wire, engine, stats, runner, display, client    (servers.protocol, .runtime)
+    generator    wire, mix, engine, stats, runner, display, ...  (servers.protocol, .runtime, .work)
     analysis     typed results, summary, expectations            (+ generator)
     harness      server handle, calibration, machine, pythons    (+ generator)
     views        figures, timeline drawing, report, compare      (+ analysis, generator)
@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # What of servers/ each layer may use: the shared contract, never a model module.
 SERVERS_ALLOWED: dict[str, set[str]] = {
-    "generator": {"servers.protocol", "servers.runtime"},
+    "generator": {"servers.protocol", "servers.runtime", "servers.work"},
     **{layer: {"servers", "servers.protocol", "servers.work", "servers.tracing",
                "servers.interpreter"}
        for layer in ("analysis", "harness", "views", "experiments", "__main__")},

@@ -78,6 +78,12 @@ def print_result(result: dict[str, Any]) -> None:
                 f"{title} (us)",
                 "  ".join(f"{p} {figures[p]:,}" for p in ("p50", "p90", "p99", "p999", "max")),
             )
+    for kind in result.get("classes", ()):  # a mix: each class on its own
+        figures = kind["latency_us"]
+        shown = "  ".join(f"{p} {figures[p]:,}" for p in ("p50", "p99", "max")) if figures[
+            "count"] else "no replies"  # fmt: skip
+        table.add_row(f"{kind['name']} ({kind['share']:.0%}, us)",
+                      f"{kind['received']:,}/{kind['sent']:,}  {shown}")  # fmt: skip
     generator = result["generator"]
     state = []
     if generator["behind"]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from loadgen.generator import stats, wire
+from loadgen.generator.mix import Mix
 from servers.protocol import DEFAULT_PREFIX, Codec, WireProtocol
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often
@@ -84,6 +85,7 @@ class Settings:
     procs: int = 1
     seed: int = 1
     protocol: WireProtocol = "echo"  # or "sockperf": its messages, for its server or ours
+    mix: Mix | None = None  # classes of requests, each asking its work (generator.mix)
 
     def clients_of(self, part: int) -> list[int]:
         """The client ids that generator process ``part`` drives."""
@@ -281,6 +283,7 @@ def _closed_loop(clients: _Clients) -> None:
     outstanding, newest_reply = clients.outstanding, clients.newest_reply
     next_seq, first_measured = clients.next_seq, clients.first_measured
     counts, second, latency = record.counts, record.second, record.latency.counts
+    by_class = record.by_class
     send, on_reply, recv_size = clients.send, clients.on_reply, clients.recv_size
     next_housekeeping = window.start_ns + HOUSEKEEPING_NS
     while True:
@@ -308,14 +311,16 @@ def _closed_loop(clients: _Clients) -> None:
                 continue
             # The common case, kept inline: the reply to the one request in flight.
             seq = next_seq[k] - 1
-            scheduled_ns = outstanding[k].pop(seq)[0]
+            entry = outstanding[k].pop(seq)
             newest_reply[k] = None  # a second copy is a duplicate, not a reply
             if seq >= first_measured[k]:
                 counts["received"] += 1
                 record.pending -= 1
                 second["replies"] += 1
-                micros = (now - scheduled_ns) // 1000
+                micros = (now - entry[0]) // 1000
                 latency[micros] = latency.get(micros, 0) + 1
+                if by_class:
+                    by_class[entry[3]].received(micros)
             else:
                 clients.warm_replies += 1
             if now < end_ns:
@@ -375,11 +380,16 @@ class _Clients:
             settings.protocol, settings.payload_size, settings.encoding, settings.prefix
         )
         self.recv_size = self.codec.reply_size + 64  # room to see an oversized (corrupt) reply
+        mix = settings.mix  # a class per request, dealt from a deck; the marks say its work
+        self.deck = mix.deck(settings.seed + part) if mix else [0]
+        self.marks = [c.mark for c in mix.classes] if mix else [b""]
+        self.dealt = 0
         self.client_ids = settings.clients_of(part)
         n = self.n = len(self.client_ids)
         self.socks, self.poller = _open_sockets(settings, n)
         self.index_of_fd = {sock.fileno(): k for k, sock in enumerate(self.socks)}
-        self.outstanding: list[dict[int, tuple[int, int, bytes]]] = [{} for _ in range(n)]
+        # seq -> (scheduled_ns, sent_ns, the text its reply echoes, its class in the mix)
+        self.outstanding: list[dict[int, tuple[int, int, bytes, int]]] = [{} for _ in range(n)]
         self.timed_out: list[set[int]] = [set() for _ in range(n)]
         self.next_seq = [0] * n
         # Closed loop: the reply the one request in flight must get; None when none is in flight
@@ -388,7 +398,7 @@ class _Clients:
         self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
         # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
         self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
-        self.record = _Record()
+        self.record = _Record(len(mix.classes) if mix else 0)
         self.next_second = NEVER  # from the window's opening on, one a second
         self.warm_replies = 0  # replies in the warm-up: what settling looks at
         self.next_progress = window.start_ns
@@ -414,18 +424,22 @@ class _Clients:
         """Send client ``k``'s next request, scheduled for ``scheduled_ns``, and book it."""
         seq = self.next_seq[k]
         self.next_seq[k] = seq + 1
-        request = self.codec.request(self.client_ids[k], seq)
+        body = self.codec.request(self.client_ids[k], seq)  # what the reply must echo
+        kind = self.deck[self.dealt % len(self.deck)]  # its class: its mark asks its work
+        self.dealt += 1
         if self.closed:
-            self.newest_reply[k] = self.codec.expected_reply(request)
+            self.newest_reply[k] = self.codec.expected_reply(body)
         sent_ns = time.monotonic_ns()
         record = self.record
         try:
-            self.socks[k].send(request)
+            self.socks[k].send(self.marks[kind] + body)
         except OSError:
             record.counts["socket_errors"] += 1
-        self.outstanding[k][seq] = (scheduled_ns, sent_ns, request)
+        self.outstanding[k][seq] = (scheduled_ns, sent_ns, body, kind)
         self.fifo.append((sent_ns, k, seq))
         if seq >= self.first_measured[k]:
+            if record.by_class:
+                record.by_class[kind].sent += 1
             record.counts["sent"] += 1
             record.second["sent"] += 1
             record.pending += 1
@@ -455,6 +469,8 @@ class _Clients:
             micros = (now - entry[0]) // 1000
             latency = record.latency.counts
             latency[micros] = latency.get(micros, 0) + 1
+            if record.by_class:
+                record.by_class[entry[3]].received(micros)
             if not self.closed:
                 micros = (now - entry[1]) // 1000
                 uncorrected = record.uncorrected.counts
@@ -484,11 +500,13 @@ class _Clients:
 
     def expire(self, k: int, seq: int) -> None:
         """Book client ``k``'s request ``seq`` as lost (a reply may still come: late)."""
-        del self.outstanding[k][seq]
+        kind = self.outstanding[k].pop(seq)[3]
         self.newest_reply[k] = None
         self.timed_out[k].add(seq)
         if seq >= self.first_measured[k]:
             record = self.record
+            if record.by_class:
+                record.by_class[kind].lost += 1
             record.counts["lost"] += 1
             record.second["lost"] += 1
             record.pending -= 1
@@ -551,13 +569,35 @@ class _Clients:
             "uncorrected": stats.encode(record.totals["uncorrected"]) if not self.closed else "",
             "lag": stats.encode(record.totals["lag"]) if not self.closed else "",
             "series": record.series,
+            "classes": [tally.result() for tally in record.by_class],
         }
 
 
-class _Record:
-    """What is counted: requests by outcome, latencies and send lags, the per-second series."""
+class _ClassTally:
+    """One class of a mix: its requests sent, answered and lost, and its latencies (from the
+    scheduled time, as the run's own), kept whole until the end."""
 
     def __init__(self) -> None:
+        self.sent = self.lost = 0
+        self.latency = stats.Tally()
+
+    def received(self, micros: int) -> None:
+        counts = self.latency.counts
+        counts[micros] = counts.get(micros, 0) + 1
+
+    def result(self) -> dict[str, Any]:
+        histogram = self.latency.flush()
+        received = histogram.get_total_count()
+        return {"sent": self.sent, "received": received, "lost": self.lost,
+                "latency": stats.encode(histogram)}  # fmt: skip
+
+
+class _Record:
+    """What is counted: requests by outcome, latencies and send lags, the per-second series,
+    and with a mix, each class's own (``by_class``: empty without one)."""
+
+    def __init__(self, classes: int = 0) -> None:
+        self.by_class = [_ClassTally() for _ in range(classes)]
         self.counts = dict.fromkeys(COUNTS, 0)
         self.pending = 0  # measured requests neither answered nor lost yet
         self.second = {"sent": 0, "replies": 0, "lost": 0}

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loadgen.generator.mix import Mix
 from loadgen.generator.records import Record
+from servers.work import Work
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +51,21 @@ class GeneratorLoad(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClassResult(Record):
+    """One class of a mixed run (``--mix``): its own requests and latencies (from the
+    scheduled time, as the run's own; ``histogram`` merges across parts and hosts)."""
+
+    name: str  # the class as asked: "cpu=20ms"
+    work: Work  # as sent: "cpu=215540it"
+    share: float  # of the requests, 0 to 1
+    sent: int
+    received: int
+    lost: int
+    latency_us: Latency
+    histogram: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoadResult(Record):
     """What the load generator did in one run (``generator.runner.merge``'s result)."""
 
@@ -81,3 +98,5 @@ class LoadResult(Record):
     accounting_ok: bool | None = None
     latency_uncorrected_us: Latency | None = None
     series: tuple[Second, ...] = ()
+    mix: Mix | None = None
+    classes: tuple[ClassResult, ...] = ()  # with a mix: one per class, in its order

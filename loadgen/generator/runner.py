@@ -18,13 +18,14 @@ from typing import Any
 
 from loadgen.generator import engine, stats, wire
 from loadgen.generator.engine import Settings
-from loadgen.generator.result import GeneratorLoad, Latency, LoadResult, Second
-from servers.protocol import ERROR_PREFIX
+from loadgen.generator.result import ClassResult, GeneratorLoad, Latency, LoadResult, Second
+from servers.protocol import ERROR_PREFIX, WORK_MARK
 
 BEHIND_LAG_US = 10_000  # open loop: 1% of requests sent this late or later: it fell behind
 BEHIND_RATE = 0.95  # ... or an achieved send rate under 95% of the target
 SATURATED_CORES = 0.9  # each generator process near a full core: the generator may be the limit
 PROBE_CLIENT = wire.MAX_CLIENTS - 1
+ECHO_ASKED = f"{WORK_MARK}echo ".encode("ascii")  # a request asking for no work: the mix's probe
 
 
 class TargetError(Exception):
@@ -50,6 +51,13 @@ def probe(settings: Settings) -> None:
     where = f"{settings.host}:{settings.port}"
     request = codec.request(PROBE_CLIENT, 0)
     reply = _exchange(settings, request)
+    if reply == codec.expected_reply(request) and settings.mix:
+        asking = _exchange(settings, ECHO_ASKED + request)  # does it read "@SPEC TEXT"?
+        if asking == codec.expected_reply(ECHO_ASKED + request):
+            raise TargetError(f"{where} answers '@SPEC TEXT' as plain text, so it cannot do "
+                              "--mix's work: start it with --work-from-request")  # fmt: skip
+        if asking != codec.expected_reply(request):
+            raise TargetError(f"{where} did not answer '@echo TEXT' as expected: {asking!r}")
     if reply == codec.expected_reply(request):
         return
     other = "echo" if settings.protocol == "sockperf" else "sockperf"
@@ -238,6 +246,7 @@ def merge(
                                 if uncorrected is not None else None),
         series=_merge_series(parts),
         histogram=stats.encode(latency),
+        mix=settings.mix, classes=_merge_classes(settings, parts),
         generator=GeneratorLoad(
             cpu_cores=round(cpu / duration, 3),
             cpu_us_per_request=round(cpu / counts["sent"] * 1e6, 2) if counts["sent"] else None,
@@ -247,6 +256,24 @@ def merge(
         ),
     )  # fmt: skip
     return result.to_dict()
+
+
+def _merge_classes(settings: Settings, parts: list[dict[str, Any]]) -> tuple[ClassResult, ...]:
+    """Each class of the mix over every part (a part booked as lost brings none)."""
+    if settings.mix is None:
+        return ()
+    merged = []
+    for i, kind in enumerate(settings.mix.classes):
+        rows = [part["classes"][i] for part in parts if part.get("classes")]
+        histogram = stats.merge([row["latency"] for row in rows])
+        merged.append(ClassResult(
+            name=kind.name, work=kind.work, share=round(kind.share, 6),
+            sent=sum(row["sent"] for row in rows), received=sum(row["received"] for row in rows),
+            lost=sum(row["lost"] for row in rows),
+            latency_us=Latency.from_dict(stats.percentiles(histogram)),
+            histogram=stats.encode(histogram),
+        ))  # fmt: skip
+    return tuple(merged)
 
 
 def _merge_series(parts: list[dict[str, Any]]) -> tuple[Second, ...]:
