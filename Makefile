@@ -20,7 +20,7 @@ endif
 endif
 
 .PHONY: test test-quick lint pythons bench bench-models bench-loadgen bench-stop bench-soak \
-	bench-lossy bench-interop demo clean
+	bench-lossy bench-interop bench-mixed demo clean
 
 $(INSTALLED): pyproject.toml
 	@echo "building $(VENV) with $(PYTHON)"
@@ -71,6 +71,11 @@ bench-models: $(INSTALLED)
 # The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
 demo: $(INSTALLED)
 	$(PY) -m loadgen demo
+
+# One slow request among fast ones: each model's fast p99 alone and beside cpu=20ms, and threads
+# at several GIL switch intervals; mixed.json and mixed.png in results/latest (about 6 minutes).
+bench-mixed: $(INSTALLED)
+	$(PY) -m loadgen mixed
 
 # Start and stop every model 20 times, half of them during a flood: clean, quick, nothing left.
 bench-stop: $(INSTALLED)

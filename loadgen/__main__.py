@@ -24,6 +24,7 @@ from loadgen.experiments.bench import PRESETS, BenchSettings
 from loadgen.experiments.demo import DemoSettings
 from loadgen.experiments.interop import PLACEMENTS, InteropSettings
 from loadgen.experiments.lossy import LossySettings
+from loadgen.experiments.mixed import MixedSettings
 from loadgen.experiments.models import ModelsSettings
 from loadgen.experiments.selftest import SelftestSettings
 from loadgen.experiments.soak import SoakSettings
@@ -234,6 +235,10 @@ def add_views(commands: Any) -> None:
         command.set_defaults(handler=cmd_plot if name == "plot" else cmd_report)
         command.add_argument("file", type=Path, help="a results.json written by the bench")
         command.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
+    mixed = commands.add_parser("mixed-report", help="redraw mixed.png, retell its findings")
+    mixed.set_defaults(handler=cmd_mixed_report)
+    mixed.add_argument("file", type=Path, help="a mixed.json written by `mixed`")
+    mixed.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
     compare = commands.add_parser("compare", help="two results files side by side, with noise")
     compare.set_defaults(handler=cmd_compare)
     compare.add_argument("a", type=Path, metavar="A", help="the baseline results.json (or folder)")
@@ -287,6 +292,25 @@ def add_stress(commands: Any) -> None:
                        help="the narrow link's rate (tc syntax)")  # fmt: skip
     lossy.add_argument("--clients", type=_positive(int), default=LossySettings.clients)
     lossy.add_argument("--seconds", type=_positive(float), default=LossySettings.seconds)
+    mixed = commands.add_parser("mixed", help="one slow request among fast ones, per model")
+    mixed.set_defaults(handler=cmd_mixed, interrupted="every server stopped; the runs that "
+                       "ended are in mixed.json")  # fmt: skip
+    _common(mixed, "mixed.json and mixed.png")
+    mixed.add_argument(
+        "--mix",
+        type=_mix,
+        default=MixedSettings.mix,
+        help="classes and shares, the fast one first (default: echo:95,cpu=20ms:5)",
+    )
+    mixed.add_argument("--rate", type=_positive(float), default=MixedSettings.rate,
+                       help="open loop, requests per second (default 200)")  # fmt: skip
+    mixed.add_argument("--clients", type=_positive(int), default=MixedSettings.clients)
+    mixed.add_argument("--seconds", type=_positive(float), default=MixedSettings.seconds,
+                       help="measured, per run (default 5)")  # fmt: skip
+    mixed.add_argument("--rounds", type=_positive(int), default=MixedSettings.rounds)
+    mixed.add_argument("--switch-intervals", type=_numbers(float),
+                       default=MixedSettings.switch_intervals, metavar="MS,MS,...",
+                       help="for threads on one GIL (default 0.5,1,5,20)")  # fmt: skip
     interop = commands.add_parser(
         "interop", help="our generator against sockperf's client, on our server and sockperf's"
     )
@@ -473,6 +497,35 @@ def cmd_soak(args: argparse.Namespace) -> int:
         models=args.models, work=args.work, overload_s=args.overload_s,
         recover_s=args.recover_s, out=_given(args.out, SoakSettings.out), python=args.python,
     ))  # fmt: skip
+
+
+def cmd_mixed(args: argparse.Namespace) -> int:
+    from loadgen.experiments.mixed import main as mixed
+
+    out = _given(args.out, MixedSettings.out)
+    status = mixed(MixedSettings(
+        models=args.models, mix=args.mix, rate=args.rate, clients=args.clients,
+        seconds=args.seconds, rounds=args.rounds, switch_intervals=tuple(args.switch_intervals),
+        out=out, python=args.python,
+    ))  # fmt: skip
+    return status or _mixed_report(out / "mixed.json", None)
+
+
+def cmd_mixed_report(args: argparse.Namespace) -> int:
+    return _mixed_report(args.file, args.out)
+
+
+def _mixed_report(path: Path, out: Path | None) -> int:
+    from loadgen.views.mixed import write
+
+    try:
+        png, sentences = write(path, out)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    for sentence in sentences:
+        print(f"- {sentence}")
+    print(f"wrote {png}")
+    return 0
 
 
 def cmd_lossy(args: argparse.Namespace) -> int:

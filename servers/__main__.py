@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest datagram answered, in bytes (default 1024)",
     )
     parser.add_argument(
+        "--switch-interval",
+        type=_milliseconds,
+        metavar="MS",
+        help="how long a thread runs before another waiting for the GIL asks for it "
+        "(sys.setswitchinterval; Python's default is 5)",
+    )
+    parser.add_argument(
         "--trace",
         metavar="FILE",
         help="record every request (worker, times, CPU) and write them to FILE at stop",
@@ -196,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol=args.protocol,
         max_size=args.max_size,
         trace=args.trace,
+        switch_interval=args.switch_interval and args.switch_interval / 1000,
         request_limits=WorkLimits(args.max_request_cpu / 1000, args.max_request_wait / 1000)
         if args.work_from_request
         else None,

@@ -71,6 +71,7 @@ class Config:
     prefix: str = protocol.DEFAULT_PREFIX
     max_size: int = protocol.DEFAULT_MAX_SIZE
     trace: str | None = None  # a file to write per-request records to, at stop
+    switch_interval: float | None = None  # seconds a thread runs before it is asked for the GIL
     # --work-from-request: what ``@SPEC TEXT`` may ask for (None: ``@`` is plain text)
     request_limits: protocol.WorkLimits | None = None
     # Last: from here on, in this class body, the name is this field's, not the module's.
@@ -157,6 +158,8 @@ class Server:
         self.bufsize = config.max_size + 1
         self.gave_up = False  # its supervisor gave up: the server stopped itself, exit status 1
         self.stop = Stop()
+        if config.switch_interval:  # here: an interpreter with a GIL of its own has its own
+            sys.setswitchinterval(config.switch_interval)
         self.trace: tracing.Trace | None = None
         if config.trace:
             header = {"model": config.model, "work": work.spec, "work_exact": work.exact_spec,
@@ -173,19 +176,16 @@ class Server:
         it (``unsent`` if it cannot be sent). The wait sleeps the thread (under gevent, the
         greenlet), or calls ``wait(seconds)``, a hub's own. None: no answer (sockperf's
         warm-ups and messages between pongs, malformed ones), counted as ignored, by why."""
-        for step in self._steps(datagram):
-            if isinstance(step, Work):
-                wait(step.io_seconds) if wait else step.wait()
-        reply, kind, timing = step
+        reply, kind, timing = self.respond(datagram, wait)
         self.count(worker, kind, timing)
         return reply
 
-    def respond(self, datagram: bytes) -> Handled:
-        """``handle`` without the counting (the wait sleeps), for a worker whose requests are
-        counted where the reply is sent (procpool's: the main process counts)."""
+    def respond(self, datagram: bytes, wait: Callable[[float], None] | None = None) -> Handled:
+        """``handle`` without the counting, for a worker whose requests are counted where the
+        reply is sent (procpool's: the main process counts)."""
         for step in self._steps(datagram):
             if isinstance(step, Work):
-                step.wait()
+                wait(step.io_seconds) if wait else step.wait()
         return step
 
     async def handle_async(self, datagram: bytes, worker: int = 0) -> bytes | None:
@@ -247,6 +247,7 @@ class Server:
         config, work, limits = self.config, self.work, self.config.request_limits
         emit("ready", model=config.model, host=host, port=port, pid=os.getpid(),
              python=platform.python_version(), gil_enabled=gil_enabled(),
+             switch_interval=sys.getswitchinterval(),
              workers=self.workers, work=work.spec,
              work_exact=work.exact_spec, cpu_iterations=work.cpu_iterations,
              prefix=config.prefix, protocol=config.protocol, max_size=config.max_size,

@@ -2,10 +2,10 @@
 
 ``Record`` is a frozen dataclass whose fields are the JSON keys. ``Cls.from_dict(data)`` builds
 it from parsed JSON, checking each field against its type (records inside records, lists,
-tuples, objects, enums, numbers, strings and booleans; an int is a float, a boolean is not a
-number; a type with a ``from_json`` classmethod and a ``to_json`` method, such as a workload,
-reads and writes itself) and raising a ValueError that names the first thing wrong; keys it
-does not know are kept in ``extra``, so a file from a newer version loses nothing.
+tuples, objects, enums, literals, numbers, strings and booleans; an int is a float, a boolean
+is not a number; a type with a ``from_json`` classmethod and a ``to_json`` method, such as a
+workload, reads and writes itself) and raising a ValueError that names the first thing wrong;
+keys it does not know are kept in ``extra``, so a file from a newer version loses nothing.
 ``to_dict()`` gives the plain data back for json.dump. The generator's result
 (``generator.result``) and every record of a results file (``analysis.results``) are Records.
 """
@@ -74,6 +74,10 @@ def _value(hint: Any, value: Any, where: str) -> Any:
             return None
         [inner] = [arg for arg in args if arg is not type(None)]
         return _value(inner, value, where)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
     if isinstance(hint, type) and issubclass(hint, Record):
         return _record(hint, value, where)
     if isinstance(hint, type) and hasattr(hint, "from_json"):  # a value with its own JSON form

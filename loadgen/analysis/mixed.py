@@ -1,0 +1,115 @@
+"""The mixed-traffic experiment's results (``mixed.json``), typed, and what each model should do.
+
+A ``MixedResults`` holds one ``MixedRun`` per server run: a model, a round, a phase (the fast
+class ``alone``, or ``mixed`` with the slow class beside it), the GIL's switch interval the
+server ran with, and each class's own latencies. ``fast``/``slow`` pick the median over the
+rounds with its range, so a reader sees the spread. ``expected`` says, from the registry alone,
+what a model does to a fast request that arrives while a slow one runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from loadgen.generator.mix import Mix
+from loadgen.generator.records import Record
+from loadgen.generator.result import ClassResult
+from servers import MODELS
+
+Phase = Literal["alone", "mixed"]  # the fast class on its own, or beside the slow one
+Percentile = Literal["p50", "p99"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixedRun(Record):
+    model: str
+    round: int
+    phase: Phase
+    switch_interval_ms: float  # what the server ran with (Python's default: 5)
+    sent: int
+    received: int
+    lost: int
+    classes: tuple[ClassResult, ...]  # alone: the fast class only
+    per_worker: dict[str, int]  # the server's own count of what each worker answered
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixedResults(Record):
+    mix: Mix  # as asked; the first class is the fast one
+    rate: float  # requests a second, open loop, over ``clients`` client sockets
+    clients: int
+    seconds: float
+    rounds: int
+    server_python: str
+    default_switch_interval_ms: float
+    calibration: dict[str, int]  # each CPU class's iterations, by the class as asked
+    skipped: dict[str, str]
+    runs: tuple[MixedRun, ...] = ()
+
+    @property
+    def fast_name(self) -> str:
+        return self.mix.classes[0].name
+
+    @property
+    def slow_names(self) -> list[str]:
+        return [kind.name for kind in self.mix.classes[1:]]
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(run.model for run in self.runs))
+
+    def intervals(self, model: str) -> list[float]:
+        """The switch intervals ``model`` ran the mix with, the default among them."""
+        return sorted({run.switch_interval_ms for run in self.runs
+                       if run.model == model and run.phase == "mixed"})  # fmt: skip
+
+    def latency(
+        self, model: str, phase: Phase, name: str, key: Percentile, interval: float | None = None
+    ) -> Spread | None:
+        """Class ``name``'s ``key`` latency (us) over the rounds: median, low, high."""
+        interval = self.default_switch_interval_ms if interval is None else interval
+        values = [getattr(kind.latency_us, key) for run in self.runs
+                  if (run.model, run.phase, run.switch_interval_ms) == (model, phase, interval)
+                  for kind in run.classes if kind.name == name]  # fmt: skip
+        values = [value for value in values if value is not None]
+        if not values:
+            return None
+        return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure over several rounds: the median and its range."""
+
+    median: float
+    low: float
+    high: float
+    count: int
+
+    def ms(self) -> str:
+        if self.count == 1 or self.low == self.high:
+            return f"{self.median / 1000:.3g} ms"
+        return f"{self.median / 1000:.3g} ms ({self.low / 1000:.3g}-{self.high / 1000:.3g})"
+
+
+Expected = Literal["whole", "switch", "idle"]
+
+
+def expected(model: str) -> Expected:
+    """What ``model`` does to a fast request that comes while a slow one computes, from its
+    traits: ``whole`` (one thread: it waits for the whole slow request), ``switch`` (threads on
+    one GIL: it waits for the GIL, about a switch interval per turn), ``idle`` (several GILs: an
+    idle worker takes it; where the kernel picks the worker by a hash, only if that one is
+    idle)."""
+    traits = MODELS[model]
+    if traits.parallel == "always":
+        return "idle"
+    return "switch" if traits.parallel == "without_gil" else "whole"
+
+
+def load(path: Path) -> MixedResults:
+    import json
+
+    return MixedResults.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,133 @@
+"""python -m loadgen mixed: one slow request among fast ones, model by model (make bench-mixed).
+
+    python -m loadgen mixed [--models a,b] [--mix echo:95,cpu=20ms:5] [--rate 200]
+                            [--clients 16] [--seconds 5] [--rounds 2]
+                            [--switch-intervals 0.5,1,5,20] [--out results/latest] [--python P]
+
+Each model gets a fresh server started with ``--work-from-request`` and an open loop of
+``--rate`` requests a second spread over ``--clients`` client sockets: first the fast class
+alone (the first class of the mix, at its share of the rate), then the whole mix, each class
+asking its own work (``generator.mix``). An open loop, at a rate the slow class fills about a
+fifth of one core with (by default), so the server is not overloaded and what a fast request
+waits for is the slow one beside it, not a queue growing without end. Models whose threads
+share one GIL then run the mix again at each ``--switch-intervals`` (ms,
+``sys.setswitchinterval``). Rounds alternate the models' order, so a slow spell of the machine
+falls on different models each time.
+
+Writes ``mixed.json`` (``analysis.mixed``) into ``--out``; ``python -m loadgen mixed-plot``
+(run at the end) draws ``mixed.png`` and prints the findings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from loadgen.analysis.mixed import MixedResults, MixedRun, Phase
+from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
+from loadgen.generator import runner
+from loadgen.generator.engine import Settings
+from loadgen.generator.mix import Mix, parse_mix
+from loadgen.harness.calibration import calibrate_works
+from loadgen.harness.pythons import runnable
+from loadgen.harness.server import start_model
+from servers import MODELS, NAME_WIDTH
+
+WARMUP_S = 1.0
+DEFAULT_INTERVAL_MS = 5.0  # Python's own: what every server runs with unless asked
+
+
+@dataclass(frozen=True)
+class MixedSettings:
+    models: list[str] | None = None  # None: every model the servers' Python can run
+    mix: Mix = parse_mix("echo:95,cpu=20ms:5")
+    rate: float = 200.0  # requests a second, all classes together
+    clients: int = 16
+    seconds: float = 5.0  # measured, per run
+    rounds: int = 2
+    switch_intervals: tuple[float, ...] = (0.5, 1.0, 5.0, 20.0)  # ms, for threads on one GIL
+    out: Path = DEFAULT_OUT  # the folder mixed.json goes into
+    python: str | None = None  # the servers' interpreter (None: this one)
+
+
+def one_run(model: str, phase: Phase, interval: float, mix: Mix, settings: MixedSettings,
+            round_number: int) -> MixedRun:  # fmt: skip
+    """A fresh server, one open loop: the fast class alone, or the whole mix."""
+    extra = ("--work-from-request", "--switch-interval", f"{interval:g}")
+    alone = phase == "alone"
+    fast_share = mix.classes[0].share
+    with start_model(model, extra=extra, python=settings.python) as server:
+        server.wait_ready()
+        load = Settings(*server.address, mode="open", concurrency=settings.clients,
+                        rate=settings.rate * (fast_share if alone else 1.0),
+                        duration=settings.seconds, warmup=WARMUP_S,
+                        mix=None if alone else mix)  # fmt: skip
+        result = runner.run(load)
+        stopped = server.stop()
+    classes = result["classes"] or [_as_fast_class(result, mix)]
+    return MixedRun.from_dict({
+        "model": model, "round": round_number, "phase": phase, "switch_interval_ms": interval,
+        "sent": result["sent"], "received": result["received"], "lost": result["lost"],
+        "classes": classes, "per_worker": stopped["per_worker"],
+    })  # fmt: skip
+
+
+def _as_fast_class(result: dict[str, Any], mix: Mix) -> dict[str, Any]:
+    """A run of the fast class alone, told as that class of the mix."""
+    fast = mix.classes[0]
+    return {"name": fast.name, "work": fast.work.to_json(), "share": 1.0,
+            "sent": result["sent"], "received": result["received"], "lost": result["lost"],
+            "latency_us": result["latency_us"], "histogram": result["histogram"]}  # fmt: skip
+
+
+def plan(models: list[str], settings: MixedSettings) -> list[tuple[int, str, Phase, float]]:
+    """Every run, in order: per round, each model alone then mixed (the models in turn, the
+    order reversed every other round), then the switch intervals of models on one GIL."""
+    runs = []
+    for round_number in range(1, settings.rounds + 1):
+        order = models if round_number % 2 else models[::-1]
+        for model in order:
+            runs += [(round_number, model, "alone", DEFAULT_INTERVAL_MS),
+                     (round_number, model, "mixed", DEFAULT_INTERVAL_MS)]  # fmt: skip
+        for model in order:
+            if MODELS[model].parallel == "without_gil":
+                runs += [(round_number, model, "mixed", interval)
+                         for interval in settings.switch_intervals
+                         if interval != DEFAULT_INTERVAL_MS]  # fmt: skip
+    return runs
+
+
+def main(settings: MixedSettings) -> int:
+    about, models, skipped = runnable(settings.python, settings.models)
+    calibration = calibrate_works([kind.work for kind in settings.mix.classes])
+    mix = settings.mix.calibrated(calibration.of)
+    results = MixedResults(
+        mix=settings.mix, rate=settings.rate, clients=settings.clients,
+        seconds=settings.seconds, rounds=settings.rounds,
+        server_python=str(about.get("version", "")),
+        default_switch_interval_ms=DEFAULT_INTERVAL_MS,
+        calibration={spec: int(done["iterations"]) for spec, done in calibration.measured.items()},
+        skipped=skipped,
+    )  # fmt: skip
+    path = settings.out / "mixed.json"
+    runs = plan(models, settings)
+    for i, (round_number, model, phase, interval) in enumerate(runs, 1):
+        started = time.monotonic()
+        run = one_run(model, phase, interval, mix, settings, round_number)
+        results = replace(results, runs=(*results.runs, run))
+        write_json_atomically(path, results.to_dict())  # each run kept as it ends
+        print(f"[{i}/{len(runs)}] round {round_number} {model:{NAME_WIDTH}} {phase:5} "
+              f"switch {interval:g} ms: {_line(run)} ({time.monotonic() - started:.0f} s)",
+              flush=True)  # fmt: skip
+    print(f"wrote {path}")
+    return 0
+
+
+def _line(run: MixedRun) -> str:
+    return "  ".join(
+        f"{kind.name} p50 {(kind.latency_us.p50 or 0) / 1000:.2f} p99 "
+        f"{(kind.latency_us.p99 or 0) / 1000:.2f} ms"
+        for kind in run.classes
+    ) + (f"  LOST {run.lost}" if run.lost else "")

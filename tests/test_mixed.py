@@ -1,0 +1,105 @@
+"""The mixed-traffic experiment: its plan, its file, its findings, and one small real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+from loadgen.analysis.mixed import MixedResults, expected
+from loadgen.experiments.mixed import DEFAULT_INTERVAL_MS, MixedSettings, plan
+from loadgen.generator.mix import parse_mix
+from loadgen.views.mixed import findings
+from servers import MODELS
+
+MIX = parse_mix("echo:95,cpu=20ms:5")
+
+
+def test_expectations_come_from_the_registry_traits():
+    for name, model in MODELS.items():
+        want = {"always": "idle", "without_gil": "switch", "never": "whole"}[model.parallel]
+        assert expected(name) == want
+
+
+def test_the_plan_alternates_the_order_and_sweeps_only_threads_on_one_gil():
+    models = [name for name in MODELS if MODELS[name].parallel != "without_gil"][:2]
+    swept = [name for name in MODELS if MODELS[name].parallel == "without_gil"]
+    settings = MixedSettings(rounds=2, switch_intervals=(1.0, 5.0))
+    runs = plan([*models, *swept], settings)
+    first = [model for round_number, model, phase, _ in runs if round_number == 1]
+    second = [model for round_number, model, phase, _ in runs if round_number == 2]
+    assert first[0] == models[0] and second[0] == swept[-1]  # reversed every other round
+    sweeps = {(model, ms) for _, model, _, ms in runs if ms != DEFAULT_INTERVAL_MS}
+    assert sweeps == {(model, 1.0) for model in swept}
+    assert sum(phase == "alone" for _, _, phase, _ in runs) == 2 * (len(models) + len(swept))
+
+
+def _class(name: str, p50: float, p99: float) -> dict:
+    latency = dict.fromkeys(("min", "mean", "p90", "p999", "max"), p99) | {
+        "p50": p50, "p99": p99, "count": 100}  # fmt: skip
+    work = name if name == "echo" else "cpu=200000it"
+    return {"name": name, "work": work, "share": 0.5, "sent": 100, "received": 100, "lost": 0,
+            "latency_us": latency, "histogram": ""}  # fmt: skip
+
+
+def _results(rows: list[tuple[str, str, float, float, float | None]]) -> MixedResults:
+    """(model, phase, interval, fast p99, slow p50) -> a results file's data."""
+    runs = [{"model": model, "round": 1, "phase": phase, "switch_interval_ms": interval,
+             "sent": 200, "received": 200, "lost": 0, "per_worker": {},
+             "classes": [_class("echo", 100, fast)] + ([_class("cpu=20ms", slow, slow)]
+                                                         if slow else [])}
+            for model, phase, interval, fast, slow in rows]  # fmt: skip
+    return MixedResults.from_dict({
+        "mix": MIX.spec, "rate": 200, "clients": 16, "seconds": 5, "rounds": 1,
+        "server_python": "3.13.0", "default_switch_interval_ms": 5.0, "calibration": {},
+        "skipped": {}, "runs": runs,
+    })  # fmt: skip
+
+
+def test_findings_say_whether_each_model_fits_what_its_traits_say():
+    one_thread = next(n for n, m in MODELS.items() if m.parallel == "never")
+    threads = next(n for n, m in MODELS.items() if m.parallel == "without_gil")
+    parallel = next(n for n, m in MODELS.items() if m.parallel == "always")
+    data = _results([
+        (one_thread, "alone", 5.0, 300, None), (one_thread, "mixed", 5.0, 20_000, 21_000),
+        (threads, "alone", 5.0, 300, None), (threads, "mixed", 5.0, 9_000, 40_000),
+        (threads, "mixed", 1.0, 3_000, 60_000),
+        (parallel, "alone", 5.0, 300, None), (parallel, "mixed", 5.0, 19_000, 21_000),
+    ])  # fmt: skip
+    said = findings(data)
+    assert said[0].startswith(f"{one_thread}: ") and said[0].endswith("It fits.")
+    assert said[1].startswith(f"{threads}: ") and said[1].endswith("It fits.")
+    assert said[2].startswith(f"{parallel}: ") and said[2].endswith("It does NOT fit.")
+    assert "At 1 ms it is 3.0x lower than at 5 ms" in said[3]
+    assert "its p50 was 40 ms at 5 ms and 60 ms at 1 ms" in said[3]
+
+
+@pytest.mark.slow
+def test_a_small_run_writes_its_file_its_figure_and_its_findings(tmp_path):
+    one_thread = next(n for n, m in MODELS.items() if m.parallel == "never")
+    threads = next(n for n, m in MODELS.items() if m.parallel == "without_gil")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "mixed", "--models", f"{one_thread},{threads}",
+         "--seconds", "0.5", "--rounds", "1", "--switch-intervals", "1,5", "--rate", "100",
+         "--mix", "echo:90,cpu=2ms:10", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = MixedResults.from_dict(json.loads((tmp_path / "mixed.json").read_text()))
+    assert [(r.model, r.phase, r.switch_interval_ms) for r in data.runs] == [
+        (one_thread, "alone", 5.0), (one_thread, "mixed", 5.0), (threads, "alone", 5.0),
+        (threads, "mixed", 5.0), (threads, "mixed", 1.0),
+    ]  # fmt: skip
+    for run in data.runs:
+        assert run.lost == 0 and run.received == run.sent > 0
+        assert sum(kind.sent for kind in run.classes) == run.sent
+        assert [kind.name for kind in run.classes] == (
+            ["echo"] if run.phase == "alone" else ["echo", "cpu=2ms"]
+        )
+    assert data.calibration["cpu=2ms"] > 0
+    assert (tmp_path / "mixed.png").stat().st_size > 10_000
+    assert f"- {one_thread}: a fast request's p99 was" in done.stdout
+    assert f"- {threads}, the switch interval swept" in done.stdout
