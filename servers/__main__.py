@@ -87,6 +87,17 @@ def _add_work_from_request(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_switch_interval(parser: argparse.ArgumentParser) -> None:
+    """The GIL's one setting: how soon a thread that wants it asks the holder to let go."""
+    parser.add_argument(
+        "--switch-interval",
+        type=_milliseconds,
+        metavar="MS",
+        help="how long a thread runs before another waiting for the GIL asks for it "
+        "(sys.setswitchinterval; Python's default is 5)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m servers",
@@ -131,13 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_SIZE,
         help="largest datagram answered, in bytes (default 1024)",
     )
-    parser.add_argument(
-        "--switch-interval",
-        type=_milliseconds,
-        metavar="MS",
-        help="how long a thread runs before another waiting for the GIL asks for it "
-        "(sys.setswitchinterval; Python's default is 5)",
-    )
+    _add_switch_interval(parser)
     parser.add_argument(
         "--trace",
         metavar="FILE",
