@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from loadgen.experiments.bench import PRESETS, BenchSettings
 from loadgen.experiments.demo import DemoSettings
@@ -32,7 +32,7 @@ from loadgen.experiments.stops import StopsSettings
 from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
 from loadgen.generator.engine import ARRIVALS, MODES, Settings
-from loadgen.generator.mix import Mix, parse_mix
+from loadgen.generator.mix import Deal, Mix, parse_mix
 from loadgen.generator.runner import TargetError, parse_target
 from loadgen.harness.pythons import InterpreterError
 from loadgen.harness.testhost import HostError
@@ -190,6 +190,9 @@ def add_run(commands: Any) -> None:
     run.add_argument("--mix", type=_mix, help="classes of requests and their shares, e.g. "
                      "echo:95,cpu=20ms:5 (each asks its work: the server needs "
                      "--work-from-request); a histogram per class")  # fmt: skip
+    run.add_argument("--deal", choices=get_args(Deal), default=Settings.deal,
+                     help="the mix's class: per request (default), or one per client for all "
+                     "its requests, with each client's figures")  # fmt: skip
     run.add_argument("--seed", type=int, default=1, help="for Poisson arrivals and the mix")
     run.add_argument("--json", type=Path, help="write the result object to this file")
     run.add_argument("--quiet", action="store_true", help="no progress, no table")
@@ -378,6 +381,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError("--procs cannot exceed --concurrency (each process drives its own)")
     if args.protocol == "sockperf" and (args.encoding, args.prefix) != ("utf-8", DEFAULT_PREFIX):
         raise UsageError("--encoding and --prefix are for --protocol echo; sockperf's are binary")
+    if args.deal != "request" and not args.mix:
+        raise UsageError("--deal says how --mix's classes are dealt: give a --mix")
     if args.mix and args.protocol != "echo":
         raise UsageError("--mix asks each request's work in its text: --protocol echo only")
     try:
@@ -392,7 +397,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate=args.rate or 0.0, arrival=args.arrival, duration=args.duration, warmup=args.warmup,
         timeout=args.timeout, payload_size=args.payload_size, encoding=args.encoding,
         prefix=args.prefix, procs=args.procs, seed=args.seed, protocol=args.protocol,
-        mix=args.mix,
+        mix=args.mix, deal=args.deal,
     )  # fmt: skip
 
 

@@ -257,7 +257,7 @@ def test_result_has_the_documented_keys_and_gbk_works(start_server, tmp_path):
 
 PART_KEYS = {
     "part", "clients", "elapsed_s", "warmup_s", "cpu_s", "counts", "latency", "uncorrected",
-    "lag", "series", "classes",
+    "lag", "series", "classes", "per_client",
 }  # fmt: skip
 COUNT_KEYS = {
     "sent", "received", "lost", "late", "duplicate", "corrupt", "server_errors", "socket_errors",

@@ -85,3 +85,31 @@ def test_each_class_is_counted_and_timed_on_its_own(start_server, tmp_path, mode
     assert echo.latency_us.p50 < waits.latency_us.p50
     assert stopped["handled"] == result["sent"] + 2  # and the two probes
     assert LoadResult.from_dict(result).to_dict() == result
+
+
+def test_dealt_by_client_each_class_gets_whole_clients_and_a_small_one_at_least_one():
+    mix = parse_mix("echo:95,cpu=20ms:5")
+    dealt = mix.clients(seed=1, clients=16)
+    assert collections.Counter(dealt) == {0: 15, 1: 1} and dealt == mix.clients(1, 16)
+    assert collections.Counter(parse_mix("echo:1,io=1ms:1").clients(3, 10)) == {0: 5, 1: 5}
+
+
+@pytest.mark.slow
+def test_dealt_by_client_each_client_keeps_its_class_and_its_figures(start_server, tmp_path):
+    server = start_server("blocking", "--work-from-request")
+    result = run_result(
+        tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", "--warmup", "0",
+        "--duration", "1", "--concurrency", "6", "--procs", "2", "--mode", "open",
+        "--rate", "300", "--mix", "echo:2,io=5ms:1", "--deal", "client",
+    )  # fmt: skip
+    server.stop()
+    typed = LoadResult.from_dict(result)
+    assert [c.client for c in typed.clients] == list(range(6)) and typed.deal == "client"
+    assert sorted(c.kind for c in typed.clients) == [0, 0, 0, 0, 1, 1]
+    assert len({c.port for c in typed.clients}) == 6
+    for i, kind in enumerate(typed.classes):  # the classes' figures are their clients' sums
+        mine = [c for c in typed.clients if c.kind == i]
+        assert kind.sent == sum(c.sent for c in mine) and kind.sent > 0
+        assert kind.received == sum(c.received for c in mine)
+    waits = [c for c in typed.clients if c.kind == 1]
+    assert all(c.latency_us.p50 >= 5_000 for c in waits)

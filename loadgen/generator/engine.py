@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from loadgen.generator import stats, wire
-from loadgen.generator.mix import Mix
+from loadgen.generator.mix import Deal, Mix
 from servers.protocol import DEFAULT_PREFIX, Codec, WireProtocol
 
 HOUSEKEEPING_NS = 10_000_000  # timeouts and the per-second series are looked at this often
@@ -86,6 +86,7 @@ class Settings:
     seed: int = 1
     protocol: WireProtocol = "echo"  # or "sockperf": its messages, for its server or ours
     mix: Mix | None = None  # classes of requests, each asking its work (generator.mix)
+    deal: Deal = "request"  # the mix's class: per request, or one per client (and its figures)
 
     def clients_of(self, part: int) -> list[int]:
         """The client ids that generator process ``part`` drives."""
@@ -321,6 +322,8 @@ def _closed_loop(clients: _Clients) -> None:
                 latency[micros] = latency.get(micros, 0) + 1
                 if by_class:
                     by_class[entry[3]].received(micros)
+                    if record.by_client:
+                        record.by_client[k].received(micros)
             else:
                 clients.warm_replies += 1
             if now < end_ns:
@@ -380,14 +383,19 @@ class _Clients:
             settings.protocol, settings.payload_size, settings.encoding, settings.prefix
         )
         self.recv_size = self.codec.reply_size + 64  # room to see an oversized (corrupt) reply
-        mix = settings.mix  # a class per request, dealt from a deck; the marks say its work
-        self.deck = mix.deck(settings.seed + part) if mix else [0]
-        self.marks = [c.mark for c in mix.classes] if mix else [b""]
-        self.dealt = 0
         self.client_ids = settings.clients_of(part)
         n = self.n = len(self.client_ids)
         self.socks, self.poller = _open_sockets(settings, n)
         self.index_of_fd = {sock.fileno(): k for k, sock in enumerate(self.socks)}
+        mix = settings.mix  # a class per request, dealt from a deck; the marks say its work
+        self.deck = mix.deck(settings.seed + part) if mix else [0]
+        self.marks = [c.mark for c in mix.classes] if mix else [b""]
+        self.dealt = 0
+        self.by_client = mix is not None and settings.deal == "client"
+        if self.by_client:  # each client its class, and its own figures
+            dealt = mix.clients(settings.seed, settings.concurrency)
+            self.client_kind = [dealt[client] for client in self.client_ids]
+            self.ports = [sock.getsockname()[1] for sock in self.socks]  # who the server saw
         # seq -> (scheduled_ns, sent_ns, the text its reply echoes, its class in the mix)
         self.outstanding: list[dict[int, tuple[int, int, bytes, int]]] = [{} for _ in range(n)]
         self.timed_out: list[set[int]] = [set() for _ in range(n)]
@@ -398,7 +406,7 @@ class _Clients:
         self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
         # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
         self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
-        self.record = _Record(len(mix.classes) if mix else 0)
+        self.record = _Record(len(mix.classes) if mix else 0, n if self.by_client else 0)
         self.next_second = NEVER  # from the window's opening on, one a second
         self.warm_replies = 0  # replies in the warm-up: what settling looks at
         self.next_progress = window.start_ns
@@ -425,8 +433,11 @@ class _Clients:
         seq = self.next_seq[k]
         self.next_seq[k] = seq + 1
         body = self.codec.request(self.client_ids[k], seq)  # what the reply must echo
-        kind = self.deck[self.dealt % len(self.deck)]  # its class: its mark asks its work
-        self.dealt += 1
+        if self.by_client:  # its class: its mark asks its work
+            kind = self.client_kind[k]
+        else:
+            kind = self.deck[self.dealt % len(self.deck)]
+            self.dealt += 1
         if self.closed:
             self.newest_reply[k] = self.codec.expected_reply(body)
         sent_ns = time.monotonic_ns()
@@ -440,6 +451,8 @@ class _Clients:
         if seq >= self.first_measured[k]:
             if record.by_class:
                 record.by_class[kind].sent += 1
+                if record.by_client:
+                    record.by_client[k].sent += 1
             record.counts["sent"] += 1
             record.second["sent"] += 1
             record.pending += 1
@@ -471,6 +484,8 @@ class _Clients:
             latency[micros] = latency.get(micros, 0) + 1
             if record.by_class:
                 record.by_class[entry[3]].received(micros)
+                if record.by_client:
+                    record.by_client[k].received(micros)
             if not self.closed:
                 micros = (now - entry[1]) // 1000
                 uncorrected = record.uncorrected.counts
@@ -507,6 +522,8 @@ class _Clients:
             record = self.record
             if record.by_class:
                 record.by_class[kind].lost += 1
+                if record.by_client:
+                    record.by_client[k].lost += 1
             record.counts["lost"] += 1
             record.second["lost"] += 1
             record.pending -= 1
@@ -570,6 +587,16 @@ class _Clients:
             "lag": stats.encode(record.totals["lag"]) if not self.closed else "",
             "series": record.series,
             "classes": [tally.result() for tally in record.by_class],
+            "per_client": [
+                {
+                    "client": client,
+                    "port": self.ports[k],
+                    "kind": self.client_kind[k],
+                    **record.by_client[k].result(),
+                }
+                for k, client in enumerate(self.client_ids)
+                if self.by_client
+            ],  # fmt: skip
         }
 
 
@@ -594,10 +621,12 @@ class _ClassTally:
 
 class _Record:
     """What is counted: requests by outcome, latencies and send lags, the per-second series,
-    and with a mix, each class's own (``by_class``: empty without one)."""
+    and with a mix, each class's own (``by_class``: empty without one) and, dealt by client,
+    each client's (``by_client``)."""
 
-    def __init__(self, classes: int = 0) -> None:
+    def __init__(self, classes: int = 0, clients: int = 0) -> None:
         self.by_class = [_ClassTally() for _ in range(classes)]
+        self.by_client = [_ClassTally() for _ in range(clients)]  # a mix dealt by client
         self.counts = dict.fromkeys(COUNTS, 0)
         self.pending = 0  # measured requests neither answered nor lost yet
         self.second = {"sent": 0, "replies": 0, "lost": 0}

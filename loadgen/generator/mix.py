@@ -12,6 +12,9 @@ and as asked (``cpu=20ms``: the server converts it at its own speed) before.
 Which class a request belongs to is dealt from a deck (``Mix.deck``): the classes in their
 exact shares over ``DECK_SIZE`` cards, shuffled with the run's seed, dealt in turn by each
 generator process. So the shares hold exactly over every deck, and a seed gives the same run.
+Dealt by client instead (``Deal``), each client gets one class for all its requests
+(``Mix.clients``: the classes in their shares over the clients): a slow client among fast
+ones, which is what a server that picks its worker by the client's address tells apart.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from servers.protocol import WORK_MARK
 from servers.work import Work, parse
 
 DECK_SIZE = 1000
+Deal = Literal["request", "client"]  # a class per request, or one per client for all its own
 _SHARE = re.compile(r"^(.*):(\d+(?:\.\d+)?)$")
 
 
@@ -64,15 +69,25 @@ class Mix:
         """The longest mark: how much larger than the payload a request can be."""
         return max(len(c.mark) for c in self.classes)
 
-    def deck(self, seed: int) -> list[int]:
-        """``DECK_SIZE`` class indices in their shares (largest remainders), shuffled."""
-        exact = [c.share * DECK_SIZE for c in self.classes]
+    def deck(self, seed: int, size: int = DECK_SIZE) -> list[int]:
+        """``size`` class indices in their shares (largest remainders), shuffled."""
+        exact = [c.share * size for c in self.classes]
         cards = [int(x) for x in exact]
         by_remainder = sorted(range(len(exact)), key=lambda i: cards[i] - exact[i])
-        for i in by_remainder[: DECK_SIZE - sum(cards)]:
+        for i in by_remainder[: size - sum(cards)]:
             cards[i] += 1
         deck = [i for i, count in enumerate(cards) for _ in range(count)]
         random.Random(seed).shuffle(deck)
+        return deck
+
+    def clients(self, seed: int, clients: int) -> list[int]:
+        """Dealt by client: client ``i``'s class is item ``i`` (each class one client at least,
+        so a 5% class among 16 clients is one client: its share of the requests is then 1/16)."""
+        deck = self.deck(seed, clients)
+        for kind in range(len(self.classes)):  # a class too small to get a card takes one
+            if kind not in deck:
+                most = max(set(deck), key=deck.count)
+                deck[deck.index(most)] = kind
         return deck
 
     def calibrated(self, calibrate: Callable[[Work], Work]) -> Mix:

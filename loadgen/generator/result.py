@@ -66,6 +66,21 @@ class ClassResult(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClientResult(Record):
+    """One client of a mix dealt by client: its class (an index into the mix), its socket's
+    port (the server's trace names it), its own requests and latencies."""
+
+    client: int
+    port: int
+    kind: int
+    sent: int
+    received: int
+    lost: int
+    latency_us: Latency
+    histogram: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoadResult(Record):
     """What the load generator did in one run (``generator.runner.merge``'s result)."""
 
@@ -100,3 +115,5 @@ class LoadResult(Record):
     series: tuple[Second, ...] = ()
     mix: Mix | None = None
     classes: tuple[ClassResult, ...] = ()  # with a mix: one per class, in its order
+    deal: str = "request"  # the mix's classes per request, or per client (Deal)
+    clients: tuple[ClientResult, ...] = ()  # a mix dealt by client: one per client

@@ -18,7 +18,14 @@ from typing import Any
 
 from loadgen.generator import engine, stats, wire
 from loadgen.generator.engine import Settings
-from loadgen.generator.result import ClassResult, GeneratorLoad, Latency, LoadResult, Second
+from loadgen.generator.result import (
+    ClassResult,
+    ClientResult,
+    GeneratorLoad,
+    Latency,
+    LoadResult,
+    Second,
+)
 from servers.protocol import ERROR_PREFIX, WORK_MARK
 
 BEHIND_LAG_US = 10_000  # open loop: 1% of requests sent this late or later: it fell behind
@@ -246,7 +253,8 @@ def merge(
                                 if uncorrected is not None else None),
         series=_merge_series(parts),
         histogram=stats.encode(latency),
-        mix=settings.mix, classes=_merge_classes(settings, parts),
+        mix=settings.mix, classes=_merge_classes(settings, parts), deal=settings.deal,
+        clients=_merge_clients(parts),
         generator=GeneratorLoad(
             cpu_cores=round(cpu / duration, 3),
             cpu_us_per_request=round(cpu / counts["sent"] * 1e6, 2) if counts["sent"] else None,
@@ -274,6 +282,18 @@ def _merge_classes(settings: Settings, parts: list[dict[str, Any]]) -> tuple[Cla
             histogram=stats.encode(histogram),
         ))  # fmt: skip
     return tuple(merged)
+
+
+def _merge_clients(parts: list[dict[str, Any]]) -> tuple[ClientResult, ...]:
+    """A mix dealt by client: every part's clients, by client id."""
+    rows = sorted((row for part in parts for row in part.get("per_client", ())),
+                  key=lambda row: row["client"])  # fmt: skip
+    return tuple(
+        ClientResult(client=row["client"], port=row["port"], kind=row["kind"], sent=row["sent"],
+                     received=row["received"], lost=row["lost"], histogram=row["latency"],
+                     latency_us=Latency.from_dict(stats.percentiles(stats.decode(row["latency"]))))
+        for row in rows
+    )  # fmt: skip
 
 
 def _merge_series(parts: list[dict[str, Any]]) -> tuple[Second, ...]:
