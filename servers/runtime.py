@@ -288,7 +288,7 @@ class StampingSocket(socket.socket):
 
     def recvfrom(self, *args: Any) -> tuple[bytes, Address]:
         datagram, address = super().recvfrom(*args)
-        return (datagram if address is None else tracing.stamp(datagram)), address
+        return (datagram if address is None else tracing.stamp(datagram, address)), address
 
 
 def become_worker_process() -> None:

@@ -9,6 +9,9 @@ share of a core. ``checkpoints`` break the computation into pieces, ``[monotonic
 far]`` at each boundary, so a reader can see when within the request its thread ran and when it
 waited.
 
+``source_port`` is the client's (its socket's port): with a worker per socket chosen by the
+kernel (SO_REUSEPORT), it says which clients landed on which worker.
+
 ``task`` tells apart requests that share one thread: a number for the greenlet (gevent) or the
 asyncio task (asyncio, uvloop) that ran it, unique within the process; None elsewhere. Files
 written before it was generalised name it ``greenlet``; ``loadgen.analysis.results.TracedRequest``
@@ -34,14 +37,17 @@ from typing import Any
 
 
 class Stamped(bytes):
-    """A datagram that remembers when recvfrom returned it (only made when tracing)."""
+    """A datagram that remembers when recvfrom returned it, and the port it came from (only
+    made when tracing)."""
 
     received_ns: int
+    source_port: int | None
 
 
-def stamp(datagram: bytes) -> Stamped:
+def stamp(datagram: bytes, address: Any = None) -> Stamped:
     stamped = Stamped(datagram)
     stamped.received_ns = time.monotonic_ns()
+    stamped.source_port = address[1] if address else None
     return stamped
 
 
@@ -54,6 +60,7 @@ def timing(
         "thread": threading.get_native_id(),
         "task": current_task(),
         "received_ns": getattr(datagram, "received_ns", start_ns),
+        "source_port": getattr(datagram, "source_port", None),
         "start_ns": start_ns,
         "end_ns": time.monotonic_ns(),
         "cpu_ns": cpu_ns,

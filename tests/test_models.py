@@ -339,6 +339,7 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
                 client.recv(2048)
         clients[0].sendto(b"", server.address)  # an error reply is traced too
         clients[0].recv(2048)
+        ports = [client.getsockname()[1] for client in clients]
     finally:
         for client in clients:
             client.close()
@@ -360,6 +361,7 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
             assert marks[-1][1] == record["cpu_ns"]
     assert [r["received_ns"] for r in records] == sorted(r["received_ns"] for r in records)
     assert sum(1 for r in records if r["cpu_ns"] > 0) == 6  # the empty datagram did no work
+    assert sorted(r["source_port"] for r in records) == sorted([*ports, *ports, ports[0]])
     if model in ("gevent", "asyncio", "uvloop"):  # requests share a thread: one task each
         assert all(record["task"] is not None for record in records)
     else:

@@ -401,6 +401,8 @@ class TracedRequest(Record):
     cpu_ns: int
     checkpoints: list[list[int]] = field(default_factory=list)
     task: int | None = None  # the greenlet or asyncio task, where requests share a thread
+    pid: int | None = None  # the process that handled it
+    source_port: int | None = None  # the client's port (traces from before it: None)
 
     @property
     def lane(self) -> int | None:
