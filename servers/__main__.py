@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol=args.protocol,
         max_size=args.max_size,
         trace=args.trace,
+        reuse_port=model.reuse_port,
         request_limits=WorkLimits(args.max_request_cpu / 1000, args.max_request_wait / 1000)
         if args.work_from_request
         else None,
