@@ -192,3 +192,14 @@ def test_ipv6_workers_join_the_group_on_the_same_address(start_server):
             client.close()
     stopped = server.stop()
     assert stopped["handled"] == 32 and all(stopped["per_worker"].values()), stopped
+
+
+@pytest.mark.slow
+def test_the_spread_command_shows_one_client_on_one_worker(capsys):
+    from loadgen.__main__ import main
+
+    assert main(["spread", "--workers", "2", "--clients", "1", "--seconds", "0.3",
+                 "--rounds", "1"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{MODEL} ") and "(1 of 2 busy" in line, line
+    assert sorted(line.split(": ")[1].split()[:2]) == ["0%", "100%"], line
