@@ -28,6 +28,7 @@ from loadgen.experiments.mixed import MixedSettings
 from loadgen.experiments.models import ModelsSettings
 from loadgen.experiments.selftest import SelftestSettings
 from loadgen.experiments.soak import SoakSettings
+from loadgen.experiments.spread import SpreadSettings
 from loadgen.experiments.stops import StopsSettings
 from loadgen.experiments.timeline import TimelineSettings
 from loadgen.generator import wire
@@ -335,7 +336,8 @@ def add_stress(commands: Any) -> None:
 
 
 def add_checks(commands: Any) -> None:
-    """The benchmarks behind make bench-models and bench-stop, and what tracing costs."""
+    """The benchmarks behind make bench-models and bench-stop, what tracing costs, and how
+    the kernel spreads clients where it picks the socket."""
     models = commands.add_parser("models", help="every model at its bound, with a simple client")
     models.set_defaults(handler=cmd_models, interrupted="every server stopped")
     models.add_argument("--segment", type=_positive(float), default=ModelsSettings.segment,
@@ -351,6 +353,22 @@ def add_checks(commands: Any) -> None:
     stops.add_argument("--models", type=_names, help="comma-separated, default all")
     stops.add_argument("--tries", type=_positive(int), default=StopsSettings.tries,
                        help="cycles in a flood per model, as many idle (default 10)")  # fmt: skip
+    spread = commands.add_parser(
+        "spread", help="each worker's share of the clients where the kernel picks the socket "
+        "(SO_REUSEPORT): many client sockets, and one"
+    )  # fmt: skip
+    spread.set_defaults(handler=cmd_spread, interrupted="every server stopped")
+    spread.add_argument("--models", type=_names, help="comma-separated (default: every model "
+                        "that binds with reuse_port)")  # fmt: skip
+    spread.add_argument("--python", metavar="PATH", help=PYTHON_HELP)
+    spread.add_argument("--workers", type=_numbers(int), default=SpreadSettings.workers,
+                        help="worker counts, comma-separated (default 2,4)")  # fmt: skip
+    spread.add_argument("--clients", type=_numbers(int), default=SpreadSettings.clients,
+                        help="client sockets, comma-separated (default 16,1)")  # fmt: skip
+    spread.add_argument("--seconds", type=_positive(float), default=SpreadSettings.seconds,
+                        help="of load per server (default 2)")  # fmt: skip
+    spread.add_argument("--rounds", type=_positive(int), default=SpreadSettings.rounds,
+                        help="servers per point, fresh client ports each (default 2)")  # fmt: skip
     cost = commands.add_parser("trace-cost", help="what --trace costs a server, alternated")
     cost.set_defaults(handler=cmd_trace_cost, interrupted="every server stopped")
     pythons = commands.add_parser(
@@ -573,6 +591,15 @@ def cmd_stops(args: argparse.Namespace) -> int:
     from loadgen.experiments.stops import main as stops
 
     return stops(StopsSettings(models=args.models, tries=args.tries))
+
+
+def cmd_spread(args: argparse.Namespace) -> int:
+    from loadgen.experiments.spread import main as spread
+
+    return spread(SpreadSettings(
+        models=args.models, workers=tuple(args.workers), clients=tuple(args.clients),
+        seconds=args.seconds, rounds=args.rounds, python=args.python,
+    ))  # fmt: skip
 
 
 def cmd_trace_cost(args: argparse.Namespace) -> int:

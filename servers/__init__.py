@@ -67,6 +67,9 @@ class Model:
     forks: bool = False  # its workers are processes of their own (else: one process)
     hands_off: bool = False  # each request crosses to another worker and back (two hops)
     variant_of: str | None = None  # the same server as that model, with one part swapped
+    # Its socket is bound with SO_REUSEPORT, so its workers bind sockets of their own beside
+    # it on the same port, and the kernel picks one per datagram by a hash of the sender.
+    reuse_port: bool = False
 
     @property
     def only_one_worker(self) -> bool:

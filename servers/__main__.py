@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         max_size=args.max_size,
         trace=args.trace,
         switch_interval=args.switch_interval and args.switch_interval / 1000,
+        reuse_port=model.reuse_port,
         request_limits=WorkLimits(args.max_request_cpu / 1000, args.max_request_wait / 1000)
         if args.work_from_request
         else None,

@@ -5,11 +5,13 @@ parallel, one request per core at a time: real parallelism, paid for in memory a
 
 The socket is bound once, before the fork, and inherited: every process waits on the same
 receive queue and the kernel wakes one of them per datagram. SO_REUSEPORT (a socket per
-process) was the alternative, but the kernel then spreads datagrams by a hash of the sender's
-address, so one client would always land on the same process and a few clients could leave a
-core idle; it also needs a second bind step when the port is 0. Sharing the queue is fair and
-simple. Workers die with the parent even on SIGKILL (see ``become_worker_process``); a worker
-that dies alone is replaced by a new fork within 0.1 s (``Supervisor.watch``).
+process) is the other road, the ``reuseport`` model: the kernel then spreads datagrams by a
+hash of the sender's address, so one client always lands on the same process and a few clients
+can leave a core idle; it also needs the option set before the first bind, and more binds on
+the port that port 0 picked. Sharing the queue is fair and simple: whichever process is idle
+takes the next datagram. Workers die with the parent even on SIGKILL (see
+``become_worker_process``); a worker that dies alone is replaced by a new fork within 0.1 s
+(``Supervisor.watch``).
 """
 
 from __future__ import annotations

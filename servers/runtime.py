@@ -74,6 +74,7 @@ class Config:
     switch_interval: float | None = None  # seconds a thread runs before it is asked for the GIL
     # --work-from-request: what ``@SPEC TEXT`` may ask for (None: ``@`` is plain text)
     request_limits: protocol.WorkLimits | None = None
+    reuse_port: bool = False  # bind with SO_REUSEPORT: the model binds more sockets beside it
     # Last: from here on, in this class body, the name is this field's, not the module's.
     protocol: WireProtocol = "echo"  # or "sockperf"
 
@@ -95,8 +96,15 @@ def decide(config: Config, datagram: bytes) -> protocol.Answer:
     return protocol.answer(datagram, config.prefix, config.max_size, config.request_limits)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A UDP socket bound to (host, port). No SO_REUSEADDR: UDP has no TIME_WAIT to step around."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A UDP socket bound to (host, port). No SO_REUSEADDR: UDP has no TIME_WAIT to step around.
+
+    ``reuse_port`` (the registry's trait, through ``Config``): the socket opens a SO_REUSEPORT
+    group, which ``bind_beside`` adds sockets to; the option is set before the bind, as it must
+    be on every socket of a group. The port must still be free: a plain socket binds it first,
+    so a port held by anyone, another group of this user's included, is the usual "already in
+    use" and not a silent share of another server's traffic (port 0: the free port it got).
+    """
     if host in ("", "0.0.0.0"):  # every IPv4 interface, as the original program's ("", port)
         family, address = socket.AF_INET, ("0.0.0.0", port)
     else:
@@ -106,13 +114,36 @@ def bind(host: str, port: int) -> socket.socket:
             )[0]
         except socket.gaierror as error:
             raise StartError(f"cannot resolve host {host!r}: {error.strerror}") from None
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    where = f"{host or '0.0.0.0'}:{port}"
+    if reuse_port:  # closed before the group binds: a moment when another could take the port
+        with _bound(socket.socket(family, socket.SOCK_DGRAM), address, where) as probe:
+            address = probe.getsockname()
+    return _bound(_udp_socket(family, reuse_port), address, where)
+
+
+def bind_beside(sock: socket.socket) -> socket.socket:
+    """One more socket in ``sock``'s SO_REUSEPORT group (``bind(..., reuse_port=True)``): its
+    family, its very address (the port that port 0 picked) and its class (a traced server's
+    stamps what it receives, see ``StampingSocket``)."""
+    address = sock.getsockname()
+    where = f"{address[0]}:{address[1]}"
+    return _bound(_udp_socket(sock.family, True, type(sock)), address, where)
+
+
+def _udp_socket(family: int, reuse_port: bool, kind: type = socket.socket) -> socket.socket:
+    sock = kind(family, socket.SOCK_DGRAM)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def _bound(sock: socket.socket, address: Address, where: str) -> socket.socket:
     try:
         sock.bind(address)
     except OSError as error:
         sock.close()
         reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise StartError(f"cannot bind UDP {host or '0.0.0.0'}:{port}: {reason}") from None
+        raise StartError(f"cannot bind UDP {where}: {reason}") from None
     return sock
 
 
@@ -326,7 +357,7 @@ def run(serve: Callable[[Server], None], config: Config) -> int:
         config = replace(config, request_limits=replace(limits, iterations_per_s=rate))
     work = calibrate(config.work, rate)
     try:
-        sock = bind(config.host, config.port)
+        sock = bind(config.host, config.port, config.reuse_port)
     except StartError as error:
         log(f"error: {error}")
         return 2

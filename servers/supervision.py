@@ -1,11 +1,13 @@
 """Supervision: a worker that ends unasked is replaced, unless workers die too often.
 
-What a model with workers that can die (processes, procpool, subinterpreters) uses:
+What a model with workers that can die (processes, reuseport, procpool, subinterpreters) uses:
 
-- ``Supervisor(server, tells_deaths=False)``: one per server, made by the model.
+- ``Supervisor(server, tells_deaths=False, stop=None)``: one per server, made by the model.
   ``tells_deaths=True`` where the model learns that a worker raised (``worker_died``); the
   stopped event then lists who did (``died``, a list even when empty). Elsewhere it is absent:
-  a forked process that ends leaves only an exit code.
+  a forked process that ends leaves only an exit code. ``stop``: how the server stops when the
+  supervisor gives up, for a model whose stop is more than ``server.request_stop`` (reuseport
+  shuts down a socket per worker).
 - ``watch(workers, restart)``: the main thread's wait until a stop request, replacing each
   worker that ended by ``restart(its index)``; then ``server.stop.join``. Returns how many workers
   had to be ended (``forced``).
@@ -37,8 +39,11 @@ RESTART_WINDOW_S = 10.0
 class Supervisor:
     """Replaces a server's workers that end unasked; see the module docstring."""
 
-    def __init__(self, server: Server, tells_deaths: bool = False) -> None:
+    def __init__(
+        self, server: Server, tells_deaths: bool = False, stop: Callable[[], None] | None = None
+    ) -> None:
         self.server = server
+        self._stop = stop or server.request_stop
         self.restarts: dict[str, int] | None = None
         self.died: list[str] | None = [] if tells_deaths else None
         self.gave_up = False
@@ -94,7 +99,7 @@ class Supervisor:
         """The server cannot go on: say why, stop it, and make its exit status 1."""
         log(f"{self.server.config.model}: {why}: stopping")
         self.gave_up = True
-        self.server.request_stop()
+        self._stop()
 
     def fields(self) -> dict[str, Any]:
         """The stopped event's share: restarts per worker, and who died where that is known."""
