@@ -34,11 +34,6 @@ class Acquirable(Protocol):  # a semaphore: threading's, or gevent's
 
 class Joinable(Protocol):
     def is_alive(self) -> bool: ...
-    def poll_s(self) -> float:
-        """How long a waiting thread waits before it looks again: ``JOIN_POLL_S``, or what is
-        left of the grace period if less (a second stop request ends it early)."""
-        return min(JOIN_POLL_S, self.grace_left()) or JOIN_POLL_S
-
     def join(self, timeout: float | None = None) -> None: ...
 
 
