@@ -309,6 +309,8 @@ def add_stress(commands: Any) -> None:
     mixed.add_argument("--rate", type=_positive(float), default=MixedSettings.rate,
                        help="open loop, requests per second (default 200)")  # fmt: skip
     mixed.add_argument("--clients", type=_positive(int), default=MixedSettings.clients)
+    mixed.add_argument("--workers", type=_positive(int), default=MixedSettings.workers,
+                       help="for every model with workers (default 8, as the bench)")  # fmt: skip
     mixed.add_argument("--seconds", type=_positive(float), default=MixedSettings.seconds,
                        help="measured, per run (default 5)")  # fmt: skip
     mixed.add_argument("--rounds", type=_positive(int), default=MixedSettings.rounds)
@@ -528,8 +530,8 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     out = _given(args.out, MixedSettings.out)
     status = mixed(MixedSettings(
         models=args.models, mix=args.mix, rate=args.rate, clients=args.clients,
-        seconds=args.seconds, rounds=args.rounds, switch_intervals=tuple(args.switch_intervals),
-        out=out, python=args.python,
+        workers=args.workers, seconds=args.seconds, rounds=args.rounds,
+        switch_intervals=tuple(args.switch_intervals), out=out, python=args.python,
     ))  # fmt: skip
     return status or _mixed_report(out / "mixed.json", None)
 

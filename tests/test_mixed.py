@@ -12,7 +12,7 @@ from helpers import ROOT
 from loadgen.analysis.mixed import MixedResults, expected
 from loadgen.experiments.mixed import DEFAULT_INTERVAL_MS, MixedSettings, plan
 from loadgen.generator.mix import parse_mix
-from loadgen.views.mixed import findings
+from loadgen.views.mixed import client_findings, findings
 from servers import MODELS
 
 MIX = parse_mix("echo:95,cpu=20ms:5")
@@ -21,11 +21,11 @@ MIX = parse_mix("echo:95,cpu=20ms:5")
 def test_expectations_come_from_the_registry_traits():
     for name, model in MODELS.items():
         want = {"always": "idle", "without_gil": "switch", "never": "whole"}[model.parallel]
-        assert expected(name) == want
+        assert expected(name) == ("hash" if model.reuse_port else want)
 
 
 def test_the_plan_alternates_the_order_and_sweeps_only_threads_on_one_gil():
-    models = [name for name in MODELS if MODELS[name].parallel != "without_gil"][:2]
+    models = [name for name in MODELS if MODELS[name].parallel != "without_gil"]
     swept = [name for name in MODELS if MODELS[name].parallel == "without_gil"]
     settings = MixedSettings(rounds=2, switch_intervals=(1.0, 5.0))
     runs = plan([*models, *swept], settings)
@@ -34,6 +34,10 @@ def test_the_plan_alternates_the_order_and_sweeps_only_threads_on_one_gil():
     assert first[0] == models[0] and second[0] == swept[-1]  # reversed every other round
     sweeps = {(model, ms) for _, model, _, ms in runs if ms != DEFAULT_INTERVAL_MS}
     assert sweeps == {(model, 1.0) for model in swept}
+    readers = [name for name in (*models, *swept)
+               if MODELS[name].forks and not MODELS[name].hands_off]  # fmt: skip
+    assert [model for _, model, phase, _ in runs if phase == "by_client"] == [
+        *readers, *readers[::-1]]  # fmt: skip
     assert sum(phase == "alone" for _, _, phase, _ in runs) == 2 * (len(models) + len(swept))
 
 
@@ -53,7 +57,7 @@ def _results(rows: list[tuple[str, str, float, float, float | None]]) -> MixedRe
                                                          if slow else [])}
             for model, phase, interval, fast, slow in rows]  # fmt: skip
     return MixedResults.from_dict({
-        "mix": MIX.spec, "rate": 200, "clients": 16, "seconds": 5, "rounds": 1,
+        "mix": MIX.spec, "rate": 200, "clients": 16, "workers": 8, "seconds": 5, "rounds": 1,
         "server_python": "3.13.0", "default_switch_interval_ms": 5.0, "calibration": {},
         "skipped": {}, "runs": runs,
     })  # fmt: skip
@@ -103,3 +107,39 @@ def test_a_small_run_writes_its_file_its_figure_and_its_findings(tmp_path):
     assert (tmp_path / "mixed.png").stat().st_size > 10_000
     assert f"- {one_thread}: a fast request's p99 was" in done.stdout
     assert f"- {threads}, the switch interval swept" in done.stdout
+
+
+def _client(client: int, port: int, kind: int, p99: int) -> dict:
+    from loadgen.generator import stats as hdr
+
+    histogram = hdr.new_histogram()
+    histogram.record_value(p99, 10)
+    latency = dict.fromkeys(("min", "mean", "p50", "p90", "p99", "p999", "max"), p99)
+    return {"client": client, "port": port, "kind": kind, "sent": 10, "received": 10, "lost": 0,
+            "latency_us": latency | {"count": 10}, "histogram": hdr.encode(histogram)}  # fmt: skip
+
+
+def test_dealt_by_client_the_fast_clients_are_split_by_the_slow_clients_worker():
+    kept = next(n for n, m in MODELS.items() if m.reuse_port)
+    spread = next(n for n, m in MODELS.items() if m.forks and not m.reuse_port)
+    data = _results([(kept, "alone", 5.0, 300, None), (spread, "alone", 5.0, 300, None)])
+    clients = [_client(0, 1000, 1, 20_000), _client(1, 1001, 0, 19_000),
+               _client(2, 1002, 0, 400), _client(3, 1003, 0, 500)]  # fmt: skip
+    by_worker = {"1000": ["w0"], "1001": ["w0"], "1002": ["w1"], "1003": ["w1"]}
+    by_idle = by_worker | {"1002": ["w0", "w1"]}  # a client answered by two workers
+    runs = [{"model": kept, "round": 1, "phase": "by_client", "switch_interval_ms": 5.0,
+             "sent": 40, "received": 40, "lost": 0, "per_worker": {}, "classes": [],
+             "clients": clients, "workers_of_port": by_worker},
+            {"model": spread, "round": 1, "phase": "by_client", "switch_interval_ms": 5.0,
+             "sent": 40, "received": 40, "lost": 0, "per_worker": {}, "classes": [],
+             "clients": clients, "workers_of_port": by_idle}]  # fmt: skip
+    data = MixedResults.from_dict(data.to_dict() | {"runs": [*data.to_dict()["runs"], *runs]})
+    run = data.runs[2]
+    shared, apart = run.fast_beside_slow()
+    assert run.kept_to_one() and [c.client for c in shared] == [1]
+    assert [c.client for c in apart] == [2, 3] and not data.runs[3].kept_to_one()
+    said = client_findings(data)
+    assert said[0] == (f"{kept}, a slow client among fast ones: each client kept to one worker; "
+                       "the fast clients on the slow client's worker (1 of 3) had a p99 of "
+                       "19 ms; the others 0.5 ms.")  # fmt: skip
+    assert said[1].startswith(f"{spread}, a slow client among fast ones: clients were not kept")

@@ -10,16 +10,19 @@ what a model does to a fast request that arrives while a slow one runs.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from loadgen.generator import stats
 from loadgen.generator.mix import Mix
 from loadgen.generator.records import Record
-from loadgen.generator.result import ClassResult
+from loadgen.generator.result import ClassResult, ClientResult, Latency
 from servers import MODELS
 
-Phase = Literal["alone", "mixed"]  # the fast class on its own, or beside the slow one
+# The fast class on its own, beside the slow one, or beside a slow CLIENT (the mix dealt by
+# client, the server traced: which worker each client's port landed on).
+Phase = Literal["alone", "mixed", "by_client"]
 Percentile = Literal["p50", "p99"]
 
 
@@ -34,6 +37,27 @@ class MixedRun(Record):
     lost: int
     classes: tuple[ClassResult, ...]  # alone: the fast class only
     per_worker: dict[str, int]  # the server's own count of what each worker answered
+    clients: tuple[ClientResult, ...] = ()  # by_client: each client's class and figures
+    # by_client, from the server's trace: the workers that answered each client port
+    workers_of_port: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def workers_of(self, client: ClientResult) -> tuple[str, ...]:
+        return self.workers_of_port.get(str(client.port), ())
+
+    def kept_to_one(self) -> bool:
+        """Whether every client was answered by one worker only (the kernel's hash)."""
+        return all(len(self.workers_of(client)) <= 1 for client in self.clients)
+
+    def fast_latency(self, clients: list[ClientResult]) -> Latency:
+        return Latency.from_dict(stats.percentiles(stats.merge([c.histogram for c in clients])))
+
+    def fast_beside_slow(self) -> tuple[list[ClientResult], list[ClientResult]]:
+        """By client, where each client kept to one worker: the fast clients on a worker a
+        slow client's requests landed on too, and the others."""
+        slow = {w for client in self.clients if client.kind for w in self.workers_of(client)}
+        fast = [client for client in self.clients if client.kind == 0]
+        shared = [client for client in fast if set(self.workers_of(client)) & slow]
+        return shared, [client for client in fast if client not in shared]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +65,7 @@ class MixedResults(Record):
     mix: Mix  # as asked; the first class is the fast one
     rate: float  # requests a second, open loop, over ``clients`` client sockets
     clients: int
+    workers: int  # --workers of every model whose workers are workers (not a cap)
     seconds: float
     rounds: int
     server_python: str
@@ -74,9 +99,7 @@ class MixedResults(Record):
                   if (run.model, run.phase, run.switch_interval_ms) == (model, phase, interval)
                   for kind in run.classes if kind.name == name]  # fmt: skip
         values = [value for value in values if value is not None]
-        if not values:
-            return None
-        return Spread(statistics.median(values), min(values), max(values), len(values))
+        return Spread.of(values) if values else None
 
 
 @dataclass(frozen=True)
@@ -88,22 +111,28 @@ class Spread:
     high: float
     count: int
 
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
     def ms(self) -> str:
         if self.count == 1 or self.low == self.high:
             return f"{self.median / 1000:.3g} ms"
         return f"{self.median / 1000:.3g} ms ({self.low / 1000:.3g}-{self.high / 1000:.3g})"
 
 
-Expected = Literal["whole", "switch", "idle"]
+Expected = Literal["whole", "switch", "idle", "hash"]
 
 
 def expected(model: str) -> Expected:
     """What ``model`` does to a fast request that comes while a slow one computes, from its
     traits: ``whole`` (one thread: it waits for the whole slow request), ``switch`` (threads on
     one GIL: it waits for the GIL, about a switch interval per turn), ``idle`` (several GILs: an
-    idle worker takes it; where the kernel picks the worker by a hash, only if that one is
-    idle)."""
+    idle worker takes it), ``hash`` (the kernel picks the worker by the client's address: it
+    waits for all of a slow request when its worker is the busy one)."""
     traits = MODELS[model]
+    if traits.reuse_port:
+        return "hash"
     if traits.parallel == "always":
         return "idle"
     return "switch" if traits.parallel == "without_gil" else "whole"

@@ -43,7 +43,35 @@ def findings(data: MixedResults) -> list[str]:
                      f"beside `{slow}` ({mixed.median / alone.median:.0f}x), against "
                      f"{own.ms()} for a slow request itself; {_verdict(model, mixed, own, data)}"
                      )  # fmt: skip
-    return lines + sweep_findings(data)
+    return lines + client_findings(data) + sweep_findings(data)
+
+
+def client_findings(data: MixedResults) -> list[str]:
+    """Dealt by client: where the kernel keeps each client to one worker, the fast clients that
+    share a worker with the slow client against the others; else, that clients were spread."""
+    lines = []
+    for model in data.models():
+        runs = [run for run in data.runs if run.model == model and run.phase == "by_client"]
+        if not runs:
+            continue
+        if not all(run.kept_to_one() for run in runs):
+            fast = Spread.of([p99 for run in runs if (p99 := run.fast_latency(
+                [c for c in run.clients if c.kind == 0]).p99) is not None])  # fmt: skip
+            lines.append(f"{model}, a slow client among fast ones: clients were not kept to "
+                         f"a worker (whichever was idle took the next datagram), and the fast "
+                         f"clients' p99 was {fast.ms()}.")  # fmt: skip
+            continue
+        split = [run.fast_beside_slow() for run in runs]
+        shared = [run.fast_latency(s).p99 for run, (s, _) in zip(runs, split, strict=True) if s]
+        apart = [run.fast_latency(a).p99 for run, (_, a) in zip(runs, split, strict=True) if a]
+        counts = ", ".join(f"{len(s)} of {len(s) + len(a)}" for s, a in split)
+        told = [f"on the slow client's worker ({counts}) had a p99 of "
+                f"{Spread.of([v for v in shared if v is not None]).ms()}" if shared else "",
+                f"the others {Spread.of([v for v in apart if v is not None]).ms()}"
+                if apart else ""]  # fmt: skip
+        lines.append(f"{model}, a slow client among fast ones: each client kept to one "
+                     f"worker; the fast clients {'; '.join(t for t in told if t)}.")  # fmt: skip
+    return lines
 
 
 def _verdict(model: str, mixed: Spread, own: Spread, data: MixedResults) -> str:
@@ -57,6 +85,12 @@ def _verdict(model: str, mixed: Spread, own: Spread, data: MixedResults) -> str:
         said = (f"threads on one GIL: it waits for the GIL to be handed over, a switch "
                 f"interval ({data.default_switch_interval_ms:g} ms) a turn, not the whole slow "
                 f"request")  # fmt: skip
+    elif kind == "hash":
+        fits = mixed.median >= WHOLE_SHARE * own.median
+        said = (
+            "the kernel picks the worker by the client's address: a fast request whose "
+            "worker is the busy one waits for all of the slow request, idle workers or not"
+        )
     else:
         fits = mixed.median <= IDLE_SHARE * own.median
         said = "a GIL per worker: another worker, idle, takes it"
@@ -116,7 +150,8 @@ def figure(data: MixedResults):
     left.set_xticks(range(len(models)), models, rotation=35, ha="right")
     left.set_xlim(-0.6, len(models) - 0.4)
     left.set_ylabel(f"p99 of a fast request ({fast}), ms")
-    left.set_title(f"{data.mix.spec}, {data.rate:g}/s over {data.clients} clients", fontsize=10)
+    left.set_title(f"{data.mix.spec}, {data.rate:g}/s over {data.clients} clients, "
+                   f"{data.workers} workers", fontsize=10)  # fmt: skip
     fig.legend(*left.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=4,
                bbox_to_anchor=(0.5, 0.03), frameon=False)  # fmt: skip
     if swept:
