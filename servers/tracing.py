@@ -12,8 +12,9 @@ waited.
 ``source_port`` is the client's (its socket's port): with a worker per socket chosen by the
 kernel (SO_REUSEPORT), it says which clients landed on which worker.
 
-``task`` tells apart requests that share one thread: a number for the greenlet (gevent) or the
-asyncio task (asyncio, uvloop) that ran it, unique within the process; None elsewhere. Files
+``task`` tells apart requests that share one thread: a number for the greenlet (gevent,
+greenlet) or the asyncio task (asyncio, uvloop) that ran it, unique within the process; None
+elsewhere. Files
 written before it was generalised name it ``greenlet``; ``loadgen.analysis.results.TracedRequest``
 reads either.
 
@@ -72,10 +73,11 @@ def current_task() -> int | None:
     """A number for the greenlet or asyncio task running this request, if any: unique within
     the process, unlike ``id()``, which a new task may take over from a finished one.
 
-    Neither library is imported here: each is looked for only if the process loaded it.
+    Neither library is imported here: each is looked for only if the process loaded it. A
+    greenlet with a parent is not its thread's main one: requests take turns on that thread.
     """
     greenlet = sys.modules.get("greenlet")
-    if greenlet is not None and "gevent" in sys.modules:
+    if greenlet is not None and greenlet.getcurrent().parent is not None:
         return _serial(greenlet.getcurrent())
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None:

@@ -362,7 +362,7 @@ def test_trace_records_every_request_with_consistent_times(start_server, model, 
     assert [r["received_ns"] for r in records] == sorted(r["received_ns"] for r in records)
     assert sum(1 for r in records if r["cpu_ns"] > 0) == 6  # the empty datagram did no work
     assert sorted(r["source_port"] for r in records) == sorted([*ports, *ports, ports[0]])
-    if model in ("gevent", "asyncio", "uvloop"):  # requests share a thread: one task each
+    if MODELS[model].workers_meaning == "cap":  # a greenlet or task each, sharing a thread
         assert all(record["task"] is not None for record in records)
     else:
         assert all(record["task"] is None for record in records)

@@ -64,6 +64,9 @@ class RunKind(enum.StrEnum):
 
 # Package versions a results file from before --python recorded at the top of its metadata.
 LEGACY_PACKAGE_KEYS = ("gevent", "greenlet")
+# What a traced request's task was called before it covered asyncio's tasks too (a field name,
+# not the model of that name).
+LEGACY_TASK_KEYS = ("greenlet",)
 
 
 # ---- the records -----------------------------------------------------------------------------
@@ -407,7 +410,9 @@ class TracedRequest(Record):
     @property
     def lane(self) -> int | None:
         """The task that ran it (traces from before ``task`` called it ``greenlet``)."""
-        return self.task if self.task is not None else self.extra.get("greenlet")
+        if self.task is not None:
+            return self.task
+        return next((self.extra[key] for key in LEGACY_TASK_KEYS if key in self.extra), None)
 
     @property
     def core_share(self) -> float:
