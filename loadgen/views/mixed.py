@@ -22,9 +22,14 @@ from loadgen.analysis.mixed import MixedResults, Spread, expected, load  # noqa:
 from loadgen.views.figures import plain_ticks, style  # noqa: E402
 
 # Beside the slow class, the fast p99 of a model that takes turns on one thread should be at
-# least this share of one slow request; of a model with an idle worker, at most this share.
+# least this share of one slow request (it waits for what is left of one, or more).
 WHOLE_SHARE = 0.5
-IDLE_SHARE = 0.25
+# With a worker idle, at most this share of one: the fast request still needs a core, and on a
+# machine with few cores the slow requests hold them; the scheduler hands it one within a few
+# ms (more for a pool, whose request wakes two processes or threads on the way). Both sit in
+# the gap measured between the two shapes (docs/measurements.md, "One slow request among fast
+# ones").
+IDLE_SHARE = 1 / 3
 SWITCH_MOST = 4.0  # threads: a fast p99 of at most this many switch intervals fits the GIL
 
 
@@ -48,29 +53,48 @@ def findings(data: MixedResults) -> list[str]:
 
 def client_findings(data: MixedResults) -> list[str]:
     """Dealt by client: where the kernel keeps each client to one worker, the fast clients that
-    share a worker with the slow client against the others; else, that clients were spread."""
+    share a worker with the slow client against the others; else, that clients were spread.
+    Each judged against one slow request (the slow client's own p50)."""
     lines = []
     for model in data.models():
         runs = [run for run in data.runs if run.model == model and run.phase == "by_client"]
-        if not runs:
+        own = data.latency(model, "by_client", data.slow_names[0], "p50")
+        if not runs or own is None:
             continue
         if not all(run.kept_to_one() for run in runs):
             fast = Spread.of([p99 for run in runs if (p99 := run.fast_latency(
                 [c for c in run.clients if c.kind == 0]).p99) is not None])  # fmt: skip
+            fits = fast.median <= IDLE_SHARE * own.median
             lines.append(f"{model}, a slow client among fast ones: clients were not kept to "
                          f"a worker (whichever was idle took the next datagram), and the fast "
-                         f"clients' p99 was {fast.ms()}.")  # fmt: skip
+                         f"clients' p99 was {fast.ms()}, against {own.ms()} for a slow request; "
+                         f"{'it fits' if fits else 'it does NOT fit'} an idle worker taking "
+                         f"each.")  # fmt: skip
             continue
         split = [run.fast_beside_slow() for run in runs]
-        shared = [run.fast_latency(s).p99 for run, (s, _) in zip(runs, split, strict=True) if s]
-        apart = [run.fast_latency(a).p99 for run, (_, a) in zip(runs, split, strict=True) if a]
+        shared = Spread.of(
+            [
+                p99
+                for run, (s, _) in zip(runs, split, strict=True)
+                if s and (p99 := run.fast_latency(s).p99) is not None
+            ]
+            or [0]
+        )
+        apart = Spread.of(
+            [
+                p99
+                for run, (_, a) in zip(runs, split, strict=True)
+                if a and (p99 := run.fast_latency(a).p99) is not None
+            ]
+            or [0]
+        )
         counts = ", ".join(f"{len(s)} of {len(s) + len(a)}" for s, a in split)
-        told = [f"on the slow client's worker ({counts}) had a p99 of "
-                f"{Spread.of([v for v in shared if v is not None]).ms()}" if shared else "",
-                f"the others {Spread.of([v for v in apart if v is not None]).ms()}"
-                if apart else ""]  # fmt: skip
-        lines.append(f"{model}, a slow client among fast ones: each client kept to one "
-                     f"worker; the fast clients {'; '.join(t for t in told if t)}.")  # fmt: skip
+        fits = shared.median >= WHOLE_SHARE * own.median and apart.median <= IDLE_SHARE * own.median
+        lines.append(f"{model}, a slow client among fast ones: each client kept to one worker; "
+                     f"the fast clients on the slow client's worker ({counts}) had a p99 of "
+                     f"{shared.ms()}, the others {apart.ms()}, against {own.ms()} for a slow "
+                     f"request; {'it fits' if fits else 'it does NOT fit'} a kernel that "
+                     f"picks the worker by address.")  # fmt: skip
     return lines
 
 
@@ -85,11 +109,12 @@ def _verdict(model: str, mixed: Spread, own: Spread, data: MixedResults) -> str:
         said = (f"threads on one GIL: it waits for the GIL to be handed over, a switch "
                 f"interval ({data.default_switch_interval_ms:g} ms) a turn, not the whole slow "
                 f"request")  # fmt: skip
-    elif kind == "hash":
-        fits = mixed.median >= WHOLE_SHARE * own.median
-        said = (
-            "the kernel picks the worker by the client's address: a fast request whose "
-            "worker is the busy one waits for all of the slow request, idle workers or not"
+    elif kind == "hash":  # judged client by client, where a slow client's worker is known
+        return (
+            "expected, from its traits: the kernel picks the worker by the client's "
+            "address, so a fast request waits for all of a slow one when both landed on one "
+            "worker; with requests of every kind from every client that is now and then; "
+            "the mix dealt by client, below, tells the clients apart."
         )
     else:
         fits = mixed.median <= IDLE_SHARE * own.median
