@@ -313,6 +313,12 @@ def add_stress(commands: Any) -> None:
                        help="for every model with workers (default 8, as the bench)")  # fmt: skip
     mixed.add_argument("--seconds", type=_positive(float), default=MixedSettings.seconds,
                        help="measured, per run (default 5)")  # fmt: skip
+    mixed.add_argument(
+        "--warmup",
+        type=_positive(float),
+        default=MixedSettings.warmup,
+        help="seconds of load before each run's, thrown away (default 1)",
+    )
     mixed.add_argument("--rounds", type=_positive(int), default=MixedSettings.rounds)
     mixed.add_argument("--switch-intervals", type=_numbers(float),
                        default=MixedSettings.switch_intervals, metavar="MS,MS,...",
@@ -530,7 +536,7 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     out = _given(args.out, MixedSettings.out)
     status = mixed(MixedSettings(
         models=args.models, mix=args.mix, rate=args.rate, clients=args.clients,
-        workers=args.workers, seconds=args.seconds, rounds=args.rounds,
+        workers=args.workers, seconds=args.seconds, warmup=args.warmup, rounds=args.rounds,
         switch_intervals=tuple(args.switch_intervals), out=out, python=args.python,
     ))  # fmt: skip
     return status or _mixed_report(out / "mixed.json", None)

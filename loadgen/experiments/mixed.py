@@ -1,7 +1,7 @@
 """python -m loadgen mixed: one slow request among fast ones, model by model (make bench-mixed).
 
     python -m loadgen mixed [--models a,b] [--mix echo:95,cpu=20ms:5] [--rate 200]
-                            [--clients 16] [--workers 8] [--seconds 5] [--rounds 2]
+                            [--clients 16] [--workers 8] [--seconds 5] [--warmup 1] [--rounds 2]
                             [--switch-intervals 0.5,1,5,20] [--out results/latest] [--python P]
 
 Each model gets a fresh server started with ``--work-from-request`` (``--workers``, default 8,
@@ -42,7 +42,6 @@ from loadgen.harness.pythons import runnable
 from loadgen.harness.server import start_model
 from servers import MODELS, NAME_WIDTH
 
-WARMUP_S = 1.0
 DEFAULT_INTERVAL_MS = 5.0  # Python's own: what every server runs with unless asked
 
 
@@ -54,6 +53,7 @@ class MixedSettings:
     clients: int = 16
     workers: int = 8  # for every model whose --workers counts workers, as the bench's
     seconds: float = 5.0  # measured, per run
+    warmup: float = 1.0  # seconds of the same load before each run's, thrown away
     rounds: int = 2
     switch_intervals: tuple[float, ...] = (0.5, 1.0, 5.0, 20.0)  # ms, for threads on one GIL
     out: Path = DEFAULT_OUT  # the folder mixed.json goes into
@@ -75,7 +75,7 @@ def one_run(model: str, phase: Phase, interval: float, mix: Mix, settings: Mixed
             load = Settings(*server.address, mode="open", arrival="poisson",
                             concurrency=settings.clients,
                             rate=settings.rate * (mix.classes[0].share if alone else 1.0),
-                            duration=settings.seconds, warmup=WARMUP_S,
+                            duration=settings.seconds, warmup=settings.warmup,
                             mix=None if alone else mix,
                             deal="client" if by_client else "request")  # fmt: skip
             result = runner.run(load)
