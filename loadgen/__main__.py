@@ -280,22 +280,7 @@ def add_classroom(commands: Any) -> None:
     timeline.add_argument("--from", dest="saved", type=Path, help="redraw a saved timeline.json")
 
 
-def add_stress(commands: Any) -> None:
-    soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
-    soak.set_defaults(handler=cmd_soak, interrupted="every server stopped; no soak.json written")
-    _common(soak, "soak.json")
-    soak.add_argument("--work", type=_work, default=SoakSettings.work, help="default: cpu=2ms")
-    soak.add_argument("--overload-s", type=_positive(float), default=SoakSettings.overload_s)
-    soak.add_argument("--recover-s", type=_positive(float), default=SoakSettings.recover_s)
-    lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
-    lossy.set_defaults(handler=cmd_lossy, interrupted="every server and namespace removed")
-    _common(lossy, "lossy.json")
-    lossy.add_argument("--loss", type=_positive(float), default=LossySettings.loss,
-                       help="percent dropped")  # fmt: skip
-    lossy.add_argument("--rate", default=LossySettings.rate,
-                       help="the narrow link's rate (tc syntax)")  # fmt: skip
-    lossy.add_argument("--clients", type=_positive(int), default=LossySettings.clients)
-    lossy.add_argument("--seconds", type=_positive(float), default=LossySettings.seconds)
+def add_mixed(commands: Any) -> None:
     mixed = commands.add_parser("mixed", help="one slow request among fast ones, per model")
     mixed.set_defaults(handler=cmd_mixed, interrupted="every server stopped; the runs that "
                        "ended are in mixed.json")  # fmt: skip
@@ -323,6 +308,24 @@ def add_stress(commands: Any) -> None:
     mixed.add_argument("--switch-intervals", type=_numbers(float),
                        default=MixedSettings.switch_intervals, metavar="MS,MS,...",
                        help="for threads on one GIL (default 0.5,1,5,20)")  # fmt: skip
+
+
+def add_stress(commands: Any) -> None:
+    soak = commands.add_parser("soak", help="overload each model, then let off: where it lost")
+    soak.set_defaults(handler=cmd_soak, interrupted="every server stopped; no soak.json written")
+    _common(soak, "soak.json")
+    soak.add_argument("--work", type=_work, default=SoakSettings.work, help="default: cpu=2ms")
+    soak.add_argument("--overload-s", type=_positive(float), default=SoakSettings.overload_s)
+    soak.add_argument("--recover-s", type=_positive(float), default=SoakSettings.recover_s)
+    lossy = commands.add_parser("lossy", help="every model behind a lossy, then a narrow link")
+    lossy.set_defaults(handler=cmd_lossy, interrupted="every server and namespace removed")
+    _common(lossy, "lossy.json")
+    lossy.add_argument("--loss", type=_positive(float), default=LossySettings.loss,
+                       help="percent dropped")  # fmt: skip
+    lossy.add_argument("--rate", default=LossySettings.rate,
+                       help="the narrow link's rate (tc syntax)")  # fmt: skip
+    lossy.add_argument("--clients", type=_positive(int), default=LossySettings.clients)
+    lossy.add_argument("--seconds", type=_positive(float), default=LossySettings.seconds)
     interop = commands.add_parser(
         "interop", help="our generator against sockperf's client, on our server and sockperf's"
     )
@@ -389,7 +392,7 @@ def add_checks(commands: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_run, add_bench, add_views, add_classroom, add_stress, add_checks):
+    for add in (add_run, add_bench, add_views, add_classroom, add_mixed, add_stress, add_checks):
         add(commands)
     return parser
 
