@@ -61,14 +61,14 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# make bench QUICK=1: a classroom-sized bench (about 75 s); make bench FULL=1: more of all.
+# make bench QUICK=1: a classroom-sized bench (about 90 s); make bench FULL=1: more of all.
 bench: $(INSTALLED)
 	$(PY) -m loadgen bench $(if $(QUICK),--quick) $(if $(FULL),--full)
 
 bench-models: $(INSTALLED)
 	$(PY) -m loadgen models
 
-# The classroom view: the models live, cpu=2ms then io=5ms, under a minute.
+# The classroom view: the models live, cpu=2ms then io=5ms, about a minute.
 demo: $(INSTALLED)
 	$(PY) -m loadgen demo
 

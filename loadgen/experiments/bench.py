@@ -111,7 +111,7 @@ Preset = Literal["quick", "default", "full"]
 PRESETS: dict[Preset, BenchSettings] = {
     # quick: every workload and figure, fewer points rather than shorter ones (16 clients,
     # three short rounds, each model in turn, so a drift hits them all alike; one load sweep),
-    # the timeline's two lessons; about 75 s with nine models
+    # the timeline's two lessons (docs/bench.md says how long it takes)
     "quick": BenchSettings(
         works=parse_all("echo", "cpu=2ms", "io=5ms"), concurrency=[16], trials=3, duration=0.2,
         warmup=0.05, warmup_max=0.3, min_replies=40, duration_max=0.6, load_sweep=[50, 120],
