@@ -349,10 +349,13 @@ def become_worker_process() -> None:
 
 def run(serve: Callable[[Server], None], config: Config) -> int:
     """Calibrate, bind, install the stop signals and hand the server to a model."""
-    from servers.work import calibrate, iterations_per_second
+    from servers.work import ROUGH_BUDGET_S, calibrate, iterations_per_second
 
-    limits = config.request_limits  # once, in the parent, before any worker exists:
-    rate = iterations_per_second() if limits or not config.work.calibrated else None
+    limits, rate = config.request_limits, None  # measured once, before any worker exists
+    if not config.work.calibrated:  # the server's own cpu=<time>: at the best speed
+        rate = iterations_per_second()
+    elif limits:  # only requests' own work to judge against a cap: a fair speed will do
+        rate = iterations_per_second(ROUGH_BUDGET_S)
     if limits:  # a request's own cpu= is calibrated and capped at this speed
         config = replace(config, request_limits=replace(limits, iterations_per_s=rate))
     work = calibrate(config.work, rate)

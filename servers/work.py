@@ -36,6 +36,9 @@ from typing import Literal
 CALIBRATION_SAMPLE_S = 0.001
 CALIBRATION_WARMUP_S = 0.1
 CALIBRATION_BUDGET_S = 0.9
+# What only judges a request's own work against a cap (``--work-from-request`` with no
+# ``cpu=<time>`` of the server's own) needs a fair speed, not the best one: a tenth of that.
+ROUGH_BUDGET_S = 0.1
 
 # Tracing splits the computation into at most this many pieces, timed at each boundary (two
 # clock reads, about a microsecond), so a timeline can tell running from waiting within it.
@@ -225,8 +228,9 @@ def burn(iterations: int) -> int:
     return x
 
 
-def iterations_per_second() -> float:
-    """This interpreter's speed at ``burn`` when undisturbed: the fastest of many samples."""
+def iterations_per_second(budget_s: float = CALIBRATION_BUDGET_S) -> float:
+    """This interpreter's speed at ``burn`` when undisturbed: the fastest of many samples,
+    taken for ``budget_s`` after a short warm-up."""
     iterations = 100
     while True:  # grow the sample until it is long enough to time well
         start = time.perf_counter()
@@ -238,7 +242,7 @@ def iterations_per_second() -> float:
     iterations = max(1, int(iterations * CALIBRATION_SAMPLE_S / elapsed))
     fastest = float("inf")
     warm = time.perf_counter() + CALIBRATION_WARMUP_S  # the first samples run a few % slow
-    deadline = warm + CALIBRATION_BUDGET_S
+    deadline = warm + budget_s
     while (start := time.perf_counter()) < deadline:
         burn(iterations)
         if start >= warm:

@@ -69,7 +69,7 @@ def test_each_class_is_counted_and_timed_on_its_own(start_server, tmp_path, mode
     rate = ("--mode", "open", "--rate", "200") if mode == "open" else ()
     result = run_result(
         tmp_path, "--target", f"127.0.0.1:{server.ready['port']}", "--warmup", "0",
-        "--duration", "1.5", "--concurrency", "4", "--procs", "2", "--timeout", "0.5",
+        "--duration", "1", "--concurrency", "4", "--procs", "2", "--timeout", "0.5",
         "--mix", "echo:80,io=20ms:20", *rate,
     )  # fmt: skip
     stopped = server.stop()
