@@ -1,4 +1,4 @@
-"""What the one-thread models (asyncio, uvloop, gevent) show, measured against each other.
+"""What the one-thread models (asyncio, uvloop, gevent; greenlet's stop) show, against each other.
 
 Every timing here compares two things measured in the same test, or is a lower bound a sleep
 cannot beat: a busy machine only makes things slower, so neither can fail from noise.
@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow  # every test here takes seconds: real processes
 
 EVENT_LOOP_MODELS = [name for name in ("asyncio", "uvloop") if name in MODELS]
 ONE_THREAD_MODELS = ["gevent", *EVENT_LOOP_MODELS]
+# One thread that stops its own way, a request in progress at most each: its grace period
+OWN_STOP_MODELS = [*EVENT_LOOP_MODELS, *(name for name in ("greenlet",) if name in MODELS)]
 
 
 def burst(address: tuple[str, int], count: int) -> float:
@@ -80,7 +82,7 @@ def test_a_blocking_call_stalls_the_one_thread_and_a_wait_does_not(start_server,
     assert blocked_s > 2.5 * waiting_s  # the waits overlapped: about 1 x 40 ms against 6 x
 
 
-@pytest.mark.parametrize("model", runnable_models(EVENT_LOOP_MODELS))
+@pytest.mark.parametrize("model", runnable_models(OWN_STOP_MODELS))
 def test_sigterm_lets_requests_in_progress_finish(start_server, model):
     server = start_server(model, "--work", "io=300ms")
     with udp_client() as client:
@@ -96,10 +98,10 @@ def test_sigterm_lets_requests_in_progress_finish(start_server, model):
     assert elapsed < STOP_GRACE_S  # it waited for the requests, not for the grace period
 
 
-@pytest.mark.parametrize("model", runnable_models(EVENT_LOOP_MODELS))
+@pytest.mark.parametrize("model", runnable_models(OWN_STOP_MODELS))
 @pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice"])
-def test_sigterm_cancels_what_outlasts_the_grace_period(start_server, model, signals):
-    """Requests waiting 30 s are cancelled after the grace period (at once if asked twice)."""
+def test_sigterm_ends_what_outlasts_the_grace_period(start_server, model, signals):
+    """Requests waiting 30 s are ended after the grace period (at once if asked twice)."""
     server = start_server(model, "--work", "io=30s")
     with udp_client() as client:
         for i in range(4):

@@ -1,6 +1,7 @@
 """What the greenlet model (servers/switching.py, a hub written by hand) shows, beyond the
 conformance suite: its waits overlap in one thread, its cap holds, a blocking call stalls it,
-its stop gives requests in progress the grace period, and its trace shows the switches.
+a stop at the cap reads nothing more, and its trace shows the switches (its grace period is
+tested with the event loops', in test_coroutines.py).
 
 Timings are lower bounds a sleep cannot beat, or comparisons within one test, or the order
 replies come back in: a busy machine only makes things slower, so none fails from noise.
@@ -18,7 +19,6 @@ from helpers import runnable_models, udp_client
 from test_coroutines import burst, wait_until_read
 
 from servers.protocol import DEFAULT_PREFIX
-from servers.stopping import STOP_GRACE_S
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("model", runnable_models(["greenlet"]))]
 
@@ -64,41 +64,6 @@ def test_a_blocking_call_stalls_an_echo_sent_after_it_and_a_wait_does_not(
     assert replies[0] == first
     if work == "block":  # the echo came back after the blocking call's 300 ms
         assert echoed_s is not None and echoed_s >= 0.3
-
-
-def test_sigterm_lets_requests_in_progress_finish(start_server, model):
-    server = start_server(model, "--work", "io=300ms")
-    with udp_client() as client:
-        for i in range(8):
-            client.sendto(f"in flight {i}".encode(), server.address)
-        wait_until_read(server.ready["port"])
-        started = time.monotonic()
-        stopped = server.stop(signal.SIGTERM)  # also checks: the stopped event, then exit 0
-        elapsed = time.monotonic() - started
-        replies = sorted(client.recv(2048) for _ in range(8))
-    assert replies == sorted(f"{DEFAULT_PREFIX}in flight {i}".encode() for i in range(8))
-    assert stopped["handled"] == 8 and stopped["forced"] == 0
-    assert elapsed < STOP_GRACE_S  # it waited for the requests, not for the grace period
-
-
-@pytest.mark.parametrize("signals", [1, 2], ids=["once", "twice"])
-def test_sigterm_ends_what_outlasts_the_grace_period(start_server, model, signals):
-    """Requests waiting 30 s are ended after the grace period (at once if asked twice)."""
-    server = start_server(model, "--work", "io=30s")
-    with udp_client() as client:
-        for i in range(4):
-            client.sendto(f"slow {i}".encode(), server.address)
-        wait_until_read(server.ready["port"])
-        started = time.monotonic()
-        if signals == 2:  # two different signals: two of the same may merge into one
-            server.proc.send_signal(signal.SIGINT)
-        stopped = server.stop(signal.SIGTERM, timeout=STOP_GRACE_S + 5)
-        elapsed = time.monotonic() - started
-    assert stopped["forced"] == 4 and stopped["handled"] == 0
-    if signals == 1:
-        assert elapsed >= STOP_GRACE_S  # the grace period was granted
-    else:
-        assert elapsed < STOP_GRACE_S  # the second signal skipped it
 
 
 def test_a_stop_at_the_cap_reads_no_more(start_server, model):
