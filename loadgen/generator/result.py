@@ -51,13 +51,11 @@ class GeneratorLoad(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClassResult(Record):
-    """One class of a mixed run (``--mix``): its own requests and latencies (from the
-    scheduled time, as the run's own; ``histogram`` merges across parts and hosts)."""
+class Share(Record):
+    """A share of a mixed run's requests (``--mix``): sent, answered and lost, and their
+    latencies from the scheduled time, as the run's own (``histogram`` merges across parts
+    and hosts)."""
 
-    name: str  # the class as asked: "cpu=20ms"
-    work: Work  # as sent: "cpu=215540it"
-    share: float  # of the requests, 0 to 1
     sent: int
     received: int
     lost: int
@@ -66,18 +64,22 @@ class ClassResult(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClientResult(Record):
-    """One client of a mix dealt by client: its class (an index into the mix), its socket's
-    port (the server's trace names it), its own requests and latencies."""
+class ClassResult(Share):
+    """One class of a mixed run."""
+
+    name: str  # the class as asked: "cpu=20ms"
+    work: Work  # as sent: "cpu=215540it"
+    share: float  # of the requests, 0 to 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientResult(Share):
+    """One client of a mix dealt by client: its class (an index into the mix) and its
+    socket's port (the server's trace names it)."""
 
     client: int
     port: int
     kind: int
-    sent: int
-    received: int
-    lost: int
-    latency_us: Latency
-    histogram: str
 
 
 @dataclass(frozen=True, kw_only=True)
