@@ -2,7 +2,8 @@
 
 ``make pythons`` (which ``make test`` runs first) finds or provides each version and writes
 what it has, and why a version is missing, to its listing; here each model runs on each of them
-once, through a whole life: the ready event, both codecs, bad input, many clients at once, the
+once, through a whole life: the ready event, both codecs, bad input, work a request asks for
+(done, or refused past the cap), many clients at once, the
 stop and its counts. A version that cannot be had skips with the reason; so does a model the
 version cannot run. ``.venv``'s own interpreter runs the whole suite (test_models.py and the
 rest), so it is skipped here.
@@ -60,7 +61,7 @@ def runnable(version: str, model: str) -> str:
 def test_a_model_serves_and_stops_as_specified(start_server, version, model):
     python = runnable(version, model)
     server = start_server(model, "--work", "cpu=1000it", "--max-size", str(MAX_SIZE),
-                          python=python)  # fmt: skip
+                          "--work-from-request", python=python)  # fmt: skip
     ready = server.ready
     assert ready["python"].startswith(f"{version}.") and ready["model"] == model
     assert ready["cpu_iterations"] == 1000 and ready["workers"] == MODELS[model].workers()
@@ -71,6 +72,9 @@ def test_a_model_serves_and_stops_as_specified(start_server, version, model):
            ErrorKind.TOO_LARGE: b"x" * (MAX_SIZE + 1)}  # fmt: skip
     for kind, datagram in bad.items():
         assert exchange(server.address, datagram) == error_reply(kind, MAX_SIZE)
+    # a request's own work, as every model reads it: done, or refused past the cap
+    assert exchange(server.address, b"@cpu=500it,io=1ms own") == f"{DEFAULT_PREFIX}own".encode()
+    assert exchange(server.address, b"@io=2s x") == error_reply(ErrorKind.OVER_CAP, MAX_SIZE)
     clients = [udp_client() for _ in range(10)]
     try:
         for round_number in range(3):  # ten in flight before any reply is read
@@ -85,10 +89,11 @@ def test_a_model_serves_and_stops_as_specified(start_server, version, model):
     started = time.monotonic()
     stopped = server.stop(signal.SIGTERM)
     assert time.monotonic() - started < 2.0
-    assert (stopped["handled"], stopped["forced"], stopped["failed"]) == (2 + 30, 0, 0)
+    assert (stopped["handled"], stopped["forced"], stopped["failed"]) == (3 + 30, 0, 0)
     assert stopped["errors"] == {**{kind.value: 0 for kind in ErrorKind},
-                                 "too_large": 1, "undecodable": 1, "empty": 1}  # fmt: skip
-    assert sum(stopped["per_worker"].values()) == 2 + 30
+                                 "too_large": 1, "undecodable": 1, "empty": 1,
+                                 "over_cap": 1}  # fmt: skip
+    assert sum(stopped["per_worker"].values()) == 3 + 30
     assert wait_gone(tree, timeout=1.0) == []
 
 
