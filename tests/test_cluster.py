@@ -17,6 +17,8 @@ from helpers import ROOT
 
 from loadgen.generator import cluster
 from loadgen.generator.engine import Settings
+from loadgen.generator.mix import parse_mix
+from loadgen.generator.result import LoadResult
 from loadgen.generator.runner import TargetError
 from loadgen.harness.server import start_model
 
@@ -58,6 +60,23 @@ def test_the_parts_run_on_two_workers_and_merge_exactly(local_cluster, server):
     assert all(part["late_start_ms"] < 500 for part in parts)
     # No warm-up: the server handled every measured request, and the probe.
     assert stopped["handled"] == result["sent"] + 1 == result["received"] + result["late"] + 1
+
+
+@pytest.mark.slow
+def test_a_mix_merges_its_classes_across_the_hosts(local_cluster):
+    with start_model("blocking", extra=("--work-from-request",)) as server:
+        server.wait_ready()
+        mix = parse_mix("echo:80,io=2ms:20")
+        at_leisure = {"mode": "open", "rate": 300.0}  # an echo seldom queues behind a wait
+        result = cluster.run(settings_for(server, warmup=0.0, mix=mix, **at_leisure),
+                             local_cluster.scheduler_address)  # fmt: skip
+    echo, waits = LoadResult.from_dict(result).classes
+    assert len({part["worker"] for part in result["cluster"]["parts"]}) == 2
+    for key in COUNTED[:3]:
+        assert getattr(echo, key) + getattr(waits, key) == result[key]
+    assert waits.sent == pytest.approx(0.2 * result["sent"], abs=8)  # a deck per part
+    assert waits.sent > 20
+    assert waits.latency_us.p50 >= 2000 > echo.latency_us.p50
 
 
 @pytest.mark.slow
