@@ -43,7 +43,7 @@ def _milliseconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
     if not 0 < value <= 60_000:
-        raise argparse.ArgumentTypeError(f"{value:g} ms is not between 0 and 60000")
+        raise argparse.ArgumentTypeError(f"{value:g} ms: give more than 0 and at most 60000")
     return value
 
 
@@ -73,18 +73,24 @@ def _add_work_from_request(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-request-cpu",
         type=_milliseconds,
-        default=100.0,
         metavar="MS",
         help="with --work-from-request: the most computation a request may ask for (100)",
     )
     parser.add_argument(
         "--max-request-wait",
         type=_milliseconds,
-        default=1000.0,
         metavar="MS",
         help="with --work-from-request: the most waiting (io= plus block=) a request may ask "
         "for (1000)",
     )
+
+
+def _limits(args: argparse.Namespace) -> WorkLimits:
+    """What a request may ask for: the caps given, else the defaults."""
+    cpu_ms, wait_ms = args.max_request_cpu, args.max_request_wait
+    default = WorkLimits()
+    return WorkLimits(cpu_ms / 1000 if cpu_ms else default.cpu_s,
+                      wait_ms / 1000 if wait_ms else default.wait_s)  # fmt: skip
 
 
 def _add_switch_interval(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--interactive shows text messages; --protocol sockperf does not apply")
     if args.interactive and args.work.spec != "echo":
         parser.error("--interactive replies by hand; --work does not apply")
+    caps = (args.max_request_cpu, args.max_request_wait)
+    if not args.work_from_request and caps != (None, None):
+        parser.error("--max-request-cpu and --max-request-wait cap --work-from-request: add it")
     if args.work_from_request and (args.interactive or args.protocol != "echo"):
         parser.error("--work-from-request reads echo requests; not with --interactive or sockperf")
     if len(args.prefix.encode("utf-8")) + args.max_size > MAX_UDP_PAYLOAD:
@@ -210,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         trace=args.trace,
         switch_interval=args.switch_interval and args.switch_interval / 1000,
         reuse_port=model.reuse_port,
-        request_limits=WorkLimits(args.max_request_cpu / 1000, args.max_request_wait / 1000)
-        if args.work_from_request
-        else None,
+        request_limits=_limits(args) if args.work_from_request else None,
     )
     return run(serve, config)
 

@@ -47,6 +47,10 @@ def test_list_prints_one_line_per_model():
         (["threads", "--max-size", "70000"], "not between"),
         (["threads", "--interactive"], "blocking model only"),
         (["blocking", "--interactive", "--work", "io=1ms"], "--work does not apply"),
+        (["threads", "--max-request-cpu", "50"], "add it"),
+        (["threads", "--work-from-request", "--max-request-wait", "0"], "more than 0"),
+        (["threads", "--work-from-request", "--protocol", "sockperf"], "not with"),
+        (["threads", "--switch-interval", "fast"], "not a number of milliseconds"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(args, message):

@@ -309,6 +309,16 @@ def free_udp_port() -> int:
         (["--target", "127.0.0.1:9", "--mode", "open"], "needs --rate"),
         (["--target", "127.0.0.1:9", "--payload-size", "1025"], "above the server's"),
         (["--target", "127.0.0.1"], "HOST:PORT"),
+        (["--target", "127.0.0.1:9", "--mix", "echo:95"], "two classes"),
+        (["--target", "127.0.0.1:9", "--deal", "client"], "give a --mix"),
+        (
+            ["--target", "127.0.0.1:9", "--mix", "echo:9,cpu=2ms:1", "--protocol", "sockperf"],
+            "--protocol echo only",
+        ),
+        (
+            ["--target", "127.0.0.1:9", "--mix", "echo:9,cpu=2ms:1", "--payload-size", "1020"],
+            "above the server's",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
