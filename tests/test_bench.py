@@ -323,3 +323,27 @@ def test_ctrl_c_in_the_demo_stops_every_server(tmp_path):
     )
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert wait_gone(tree, timeout=5) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_servers_stop_when_the_experiment_driving_them_is_killed(how):
+    """Not only Ctrl-C: an experiment ended any way takes its servers (and their workers) down,
+    though each runs in a session of its own."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from loadgen.harness.server import start_model\n"
+         "server = start_model('processes', workers=2); server.wait_ready()\n"
+         "print(server.proc.pid, flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        server = psutil.Process(int(driver.stdout.readline()))
+        tree = [server, *server.children(recursive=True)]
+        assert len(tree) == 3  # the server and its two workers
+        driver.send_signal(how)
+        driver.wait(10)
+        assert wait_gone(tree, timeout=5.0) == []
+    finally:
+        driver.kill()
+        driver.wait()
+        driver.stdout.close()

@@ -2,6 +2,7 @@
 
 Every experiment, check and test starts servers through ``ServerProcess``. The server runs in a
 session of its own, so Ctrl-C reaches only the parent and the whole group can be ended at once;
+the kernel sends it SIGTERM if the parent dies anyway (``stopped_with_us``), so nothing serves on;
 two reader threads drain its stdout (JSON events, one per line) and stderr (human logs, kept for
 error messages), so a chatty server never blocks on a full pipe.
 """
@@ -83,6 +84,31 @@ def pinned(cores: list[int] | None) -> Callable[[], None] | None:
     return (lambda: os.sched_setaffinity(0, cores)) if cores else None
 
 
+# Loaded here, in the parent: a forked child had better not load a library before its exec.
+_LIBC = None
+if sys.platform.startswith("linux"):
+    import ctypes
+
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def stopped_with_us(cores: list[int] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` for a server: pinned to ``cores`` (None: unpinned), and sent SIGTERM by
+    the kernel if this process dies, however (a SIGTERM, a SIGKILL), so that it stops cleanly
+    rather than serve on in a session of its own with nobody to stop it."""
+    parent, pin = os.getpid(), pinned(cores)
+
+    def setup() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before that took effect
+                os._exit(1)
+        if pin is not None:
+            pin()
+
+    return setup
+
+
 class ServerProcess:
     """``[*wrap, python, "-m", "servers", *args]`` (or ``[*wrap, python, *script]``); ``work``:
     the work it was asked, as the caller tells it (``cpu=2ms``), where the caller knows."""
@@ -102,7 +128,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=pinned(cores),
+            preexec_fn=stopped_with_us(cores),
         )
         self.ready: dict[str, Any] = {}
         self.stopped: dict[str, Any] | None = None
