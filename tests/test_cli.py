@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import pty
+import select
 import subprocess
 import sys
 import time
@@ -136,3 +139,61 @@ def test_every_command_builds_its_settings_by_keyword():
 )
 def test_the_keyword_check_can_fail(source):
     assert loose_options(source)
+
+
+def _read_until(fd: int, wanted: str, seen: bytearray, timeout: float = 15.0) -> str:
+    """What a pseudo-terminal's program printed, until ``wanted`` shows."""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen.decode("utf-8", "replace"):
+        assert time.monotonic() < deadline, (
+            f"never printed {wanted!r}: {seen.decode(errors='replace')}"
+        )
+        if select.select([fd], [], [], 0.1)[0]:
+            seen += os.read(fd, 4096)
+    return seen.decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_the_conversation_keeps_every_reply_a_person_takes_time_to_type(start_server):
+    """The seed's scenario, both ends on terminals: the operator answers the first line after
+    3 s (the client has sent a second meanwhile), the others at once; all three replies shown,
+    in the order they came, the late one marked with its line."""
+    server = start_server("blocking", "--interactive", stdin=subprocess.PIPE)
+    main, child = pty.openpty()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "loadgen.generator.client", "--target",
+         f"127.0.0.1:{server.ready['port']}", "--encoding", "gbk"],
+        stdin=child, stdout=child, stderr=child, cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+    os.close(child)
+    seen = bytearray()
+
+    def operator(reply: str) -> None:
+        server.proc.stdin.write(f"{reply}\n".encode())
+        server.proc.stdin.flush()
+
+    try:
+        _read_until(main, "> ", seen)
+        os.write(main, "第一\n".encode())
+        wait_for_output(server, "reply> ")
+        time.sleep(1.0)
+        os.write(main, "第二\n".encode())  # before the first is answered
+        time.sleep(2.0)
+        operator("回复一")  # 3 s after the first line
+        _read_until(main, "回复一", seen)
+        wait_for_output(server, "第二")
+        operator("回复二")
+        _read_until(main, "回复二", seen)
+        os.write(main, "第三\n".encode())
+        wait_for_output(server, "第三")
+        operator("回复三")
+        shown = _read_until(main, "回复三", seen)
+        os.write(main, b"\x04")  # Ctrl-D
+        assert client.wait(10) == 0
+    finally:
+        client.kill()
+        os.close(main)
+    replies = [line for line in shown.splitlines() if "服务端:回复" in line]
+    assert [line.split("服务端:")[1][:3] for line in replies] == ["回复一", "回复二", "回复三"]
+    assert '(reply to line 1, "第一", after 3.' in replies[0]
+    assert "reply to line" not in replies[1] + replies[2] and "no reply" not in shown
