@@ -243,6 +243,13 @@ def add_views(commands: Any) -> None:
     mixed.set_defaults(handler=cmd_mixed_report)
     mixed.add_argument("file", type=Path, help="a mixed.json written by `mixed`")
     mixed.add_argument("--out", type=Path, help="folder to write to (default: beside it)")
+    hgrm = commands.add_parser("hgrm", help="each run's latencies as HdrHistogram's .hgrm text")
+    hgrm.set_defaults(handler=cmd_hgrm)
+    hgrm.add_argument("file", type=Path, help="a results.json written by the bench")
+    hgrm.add_argument("--model", choices=list(MODELS), help="only this model's runs")
+    hgrm.add_argument("--work", type=_work, help="only this workload's runs (cpu=2ms, echo)")
+    hgrm.add_argument("--clients", type=_positive(int), help="only runs with this many clients")
+    hgrm.add_argument("--out", type=Path, help="folder to write to (default: hgrm/ beside it)")
     compare = commands.add_parser("compare", help="two results files side by side, with noise")
     compare.set_defaults(handler=cmd_compare)
     compare.add_argument("a", type=Path, metavar="A", help="the baseline results.json (or folder)")
@@ -486,6 +493,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """The report, with every figure it embeds drawn afresh; prints the report's path."""
     print(_render(args.file, args.out)[-1])
+    return 0
+
+
+def cmd_hgrm(args: argparse.Namespace) -> int:
+    from loadgen.views.hgrm import write_all
+
+    try:
+        written = write_all(args.file, args.out, model=args.model, clients=args.clients,
+                            work=args.work.spec if args.work else None)  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(str(path) for path in written))
     return 0
 
 

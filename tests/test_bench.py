@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -15,6 +16,7 @@ from helpers import ROOT, wait_gone
 
 from loadgen.analysis.results import SCHEMA, archive, load, parse
 from loadgen.experiments.bench import results_folder
+from loadgen.views import hgrm
 from servers.work import parse as parse_work
 
 TINY = (
@@ -347,3 +349,44 @@ def test_servers_stop_when_the_experiment_driving_them_is_killed(how):
         driver.kill()
         driver.wait()
         driver.stdout.close()
+
+
+def _hgrm_rows(text: str) -> list[tuple[float, float]]:
+    """(value in ms, percentile) from a .hgrm file's table."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith("#") and fields[0][0].isdigit():
+            rows.append((float(fields[0]), float(fields[1])))
+    return rows
+
+
+@pytest.mark.slow
+def test_hgrm_writes_each_runs_distribution_as_hdrhistograms_readers_read_it(tiny_bench):
+    out, _ = tiny_bench
+    data = load(out / "results.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen", "hgrm", str(out / "results.json"), "--model",
+         "threads", "--out", str(out / "hgrm")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = [Path(line) for line in done.stdout.split()]
+    runs = [run for run in data.runs if run.model == "threads"]
+    open_loop = [run for run in runs if run.loadgen.mode == "open"]
+    assert open_loop and len(written) == len(runs) + len(open_loop)  # uncorrected beside
+    for run in runs:
+        text = (out / "hgrm" / f"{hgrm.name(run)}.hgrm").read_text()
+        rows, figures = _hgrm_rows(text), run.loadgen.latency_us
+        assert f"TotalCount     = {figures.count:12.3f}" in text
+        for percentile, p_us in ((0.5, figures.p50), (0.99, figures.p99)):
+            # between a tick clearly below it and the first at or above it (the two round a
+            # percentile to a sample in their own ways, which differ by one at small counts)
+            below = max(v for v, p in rows if p <= percentile - 0.02)
+            above = min(v for v, p in rows if p >= percentile)
+            assert below <= p_us / 1000 + 0.0005 and p_us / 1000 <= above + 0.0005
+        assert rows[-1][0] == pytest.approx(figures.max / 1000, abs=0.0005)
+    done = subprocess.run([sys.executable, "-m", "loadgen", "hgrm", str(out / "results.json"),
+                           "--work", "cpu=9ms"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2 and "no run in" in done.stderr

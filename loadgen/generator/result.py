@@ -114,6 +114,7 @@ class LoadResult(Record):
     socket_errors: int = 0
     accounting_ok: bool | None = None
     latency_uncorrected_us: Latency | None = None
+    histogram_uncorrected: str = ""  # open loop: latencies from the actual send, encoded
     series: tuple[Second, ...] = ()
     mix: Mix | None = None
     classes: tuple[ClassResult, ...] = ()  # with a mix: one per class, in its order

@@ -253,6 +253,7 @@ def merge(
                                 if uncorrected is not None else None),
         series=_merge_series(parts),
         histogram=stats.encode(latency),
+        histogram_uncorrected=stats.encode(uncorrected) if uncorrected is not None else "",
         mix=settings.mix, classes=_merge_classes(settings, parts), deal=settings.deal,
         clients=_merge_clients(parts),
         generator=GeneratorLoad(
