@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from loadgen.experiments.demo import BAR_WIDTH, Scoreboard, caption
+from servers import MODELS
 from servers.work import parse
 
 CALIBRATED = parse("cpu=20000it").told_as(parse("cpu=2ms"))  # cpu=2ms, done in iterations
@@ -54,3 +55,22 @@ def test_the_demo_judges_cpu_work_by_the_reports_rule():
     assert "threads         1.80x blocking (rounds 1.80-1.80), 0.90 of what" in judged
     judged = "\n".join(verdicts(CALIBRATED, without_gil, 2.0, "blocking", {"threads": True}))
     assert "faster than taking turns allows" in judged
+
+
+def test_the_last_picture_keeps_every_models_bars_within_a_projectors_width():
+    """100 columns: every model's row, a bar per workload, nothing cut or wrapped."""
+    from rich.console import Console
+
+    from loadgen.experiments.demo import side_by_side
+
+    specs = ["cpu=2ms", "io=5ms"]
+    results = {spec: {model: {"rate": 1000.0 * (i + 1), "low": 12_345.0, "high": 12_999.0,
+                              "cores": 1.95} for i, model in enumerate(MODELS)}
+               for spec in specs}  # fmt: skip
+    console = Console(width=100, record=True, force_terminal=False)
+    console.print(side_by_side(list(MODELS), specs, results))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 100
+    for model in MODELS:
+        [row] = [line for line in lines if line.startswith(f"│ {model} ")]
+        assert row.count("█") >= 2 and "12,345-12,999; 1.95" in row
