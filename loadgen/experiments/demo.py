@@ -211,14 +211,11 @@ def side_by_side(models: list[str], specs: list[str],
         cells = []
         for spec in specs:
             row = results[spec].get(model)
-            cells += (
-                ["", ""]
-                if row is None
-                else [
-                    bar(row["rate"], tops[spec], FINAL_BAR_WIDTH),
-                    f"{row['rate']:,.0f} ({row['low']:,.0f}-{row['high']:,.0f}; {row['cores']:.2f})",
-                ]
-            )
+            if row is None:  # it ran no round of this workload
+                cells += ["", ""]
+                continue
+            spread = f"({row['low']:,.0f}-{row['high']:,.0f}; {row['cores']:.2f})"
+            cells += [bar(row["rate"], tops[spec], FINAL_BAR_WIDTH), f"{row['rate']:,.0f} {spread}"]
         final.add_row(model, *cells)
     return final
 
