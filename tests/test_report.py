@@ -221,3 +221,30 @@ def test_a_core_sweep_whose_fewest_cores_answered_nothing_is_reported_not_a_cras
             for run in trials("threads", CPU, 16, [rate])]  # fmt: skip
     text = render(results(runs), [])
     assert "took threads from 0 to 400 replies/s (no reply on the fewest cores)." in text
+
+
+def test_the_report_leads_with_at_most_six_sentences_that_carry_the_answer():
+    """The committed reference run: its parallel models, its turn-takers, its waits, its pool."""
+    from helpers import ROOT
+
+    from loadgen.analysis.results import load
+    from loadgen.views.lesson import MOST, lesson
+    from servers import MODELS
+
+    data = load(ROOT / "results" / "reference" / "results.json")
+    said = lesson(Summary(data))
+    assert 3 <= len(said) <= MOST
+    cpu, waits, hops = said[:3]
+    parallel = [m for m in Summary(data).models() if MODELS[m].parallel == "always"]
+    one_core = [m for m in Summary(data).models() if MODELS[m].parallel != "always"
+                and not MODELS[m].baseline]  # fmt: skip
+    head, _, tail = cpu.partition("computed in parallel")
+    assert all(m in head for m in parallel) and all(m in tail for m in one_core)
+    assert "took turns on one core" in tail
+    every, _, some = waits.partition("overlapped every client's wait")
+    caps = [m for m in Summary(data).models() if MODELS[m].workers_meaning == "cap"]
+    assert all(f"{m}," in every or f"{m} (" in every for m in caps)
+    assert "threads" in some and "about as many as their workers" in some
+    assert "procpool 0.39x" in hops
+    report = render(data, [])
+    assert report.index("## In short") < report.index("## What this shows")

@@ -41,6 +41,7 @@ from loadgen.analysis.summary import (
     ordered,
 )
 from loadgen.views.figures import FIGURES
+from loadgen.views.lesson import lesson
 from servers import MODELS, WAIT_KINDS
 from servers.work import Work, WorkKind
 
@@ -415,24 +416,6 @@ def gil_findings(timeline: Timeline) -> list[str]:
 # ---- how far to trust the figures -------------------------------------------------------------
 
 
-def noise_finding(summary: Summary) -> list[str]:
-    spreads = []
-    for point in summary.points():
-        rates = [run.loadgen.throughput_rps for run in point.runs]
-        if point.kind == RunKind.MATRIX and len(rates) > 1 and median(rates) > 0:
-            spreads.append((max(rates) - min(rates)) / median(rates))
-    if not spreads:
-        return [
-            "Each point was measured once: repeat the bench (more --trials) before trusting "
-            "a difference of a few tens of percent on a shared machine."
-        ]
-    return [
-        f"Between trials of the same point, replies/s varied by {median(spreads):.0%} "
-        f"(median of max-min over median; worst {max(spreads):.0%}): differences smaller "
-        f"than that are noise on this machine."
-    ]
-
-
 KIND_NAMES = {
     RunKind.MATRIX: "closed loop",
     RunKind.LOAD_SWEEP: "load sweep",
@@ -616,10 +599,12 @@ def preamble(metadata: Metadata, measured: list[str]) -> list[str]:
 
 def render(results: Results, figures: list[str], timeline: Timeline | None = None) -> str:
     summary = Summary(results)
-    lines = [*preamble(results.metadata, summary.models()), "", "## What this shows", ""]
+    lines = [*preamble(results.metadata, summary.models()), "", "## In short", ""]
+    lines += [f"- {sentence}" for sentence in lesson(summary)]
+    lines += ["", "## What this shows", ""]
     findings = [sentence for work in summary.works()
                 for sentence in workload_findings(summary, work)]  # fmt: skip
-    findings += sweep_findings(summary) + timeline_findings(timeline) + noise_finding(summary)
+    findings += sweep_findings(summary) + timeline_findings(timeline)  # noise: in short
     findings += sample_findings(summary)
     lines += [f"- {sentence}" for sentence in findings]
     lines += ["", "## The machine during this run", ""]
