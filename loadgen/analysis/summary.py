@@ -172,6 +172,12 @@ class Summary:
         return [run.loadgen.throughput_rps / base_rates[run.trial] for run in point.runs
                 if base_rates.get(run.trial)]  # fmt: skip
 
+    def speedups(self, model: str, base_model: str, work: Work) -> list[float]:
+        """``round_ratios``; where no round measured both, the one ratio of the two points."""
+        return self.round_ratios(model, base_model, work) or [
+            self.compared(model, work).rate / max(self.compared(base_model, work).rate, 1e-9)
+        ]
+
     def probes(
         self, work: Work | None = None, kind: RunKind = RunKind.MATRIX
     ) -> list[MachineProbe]:

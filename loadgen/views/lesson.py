@@ -20,12 +20,7 @@ EVERY_WAIT = 0.8  # of the clients' waits at once: a model that overlapped them 
 
 
 def _ratio(summary: Summary, model: str, base: str, work: Work) -> float:
-    ratios = summary.round_ratios(model, base, work)
-    return (
-        median(ratios)
-        if ratios
-        else (summary.compared(model, work).rate / max(summary.compared(base, work).rate, 1e-9))
-    )
+    return median(summary.speedups(model, base, work))
 
 
 def _group(names: list[str], ratios: dict[str, float]) -> str:

@@ -134,9 +134,7 @@ def cpu_findings(summary: Summary, work: Work, base_model: str, others: list[str
                      f"then.")  # fmt: skip
     for m in others:
         point = summary.compared(m, work)
-        ratios = summary.round_ratios(m, base_model, work) or [
-            point.rate / max(summary.compared(base_model, work).rate, 1e-9)
-        ]
+        ratios = summary.speedups(m, base_model, work)
         ratio, cores = median(ratios), point.server_cores
         expected = expects_parallel(m, summary.gil_enabled(m))
         no_gil = _gil_clause(summary, m)
