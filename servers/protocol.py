@@ -160,10 +160,8 @@ def respond(
     datagram: bytes, prefix: str = DEFAULT_PREFIX, max_size: int = DEFAULT_MAX_SIZE
 ) -> tuple[bytes, ErrorKind | None]:
     """The whole contract in one call: the reply bytes and, for bad input, why it was bad."""
-    decoded = decode(datagram, max_size)
-    if isinstance(decoded, Rejected):
-        return decoded.reply, decoded.kind
-    return encode_reply(decoded, prefix), None
+    told = answer(datagram, prefix, max_size)
+    return told.reply, told.kind
 
 
 def answer(

@@ -255,9 +255,8 @@ class Server:
     def unsent(self, datagram: bytes, address: Address, error: OSError, worker: int = 0) -> None:
         """The reply to ``datagram`` could not be sent (a vanished route, a full buffer): count
         the request as failed instead of as answered, say so, and serve on."""
-        self.counters.record_unsent(
-            worker, decide(self.config, datagram).kind
-        )  # its kind, as counted
+        kind = decide(self.config, datagram).kind  # how it was counted
+        self.counters.record_unsent(worker, kind)
         if self.trace is not None:
             self.trace.forget(getattr(datagram, "received_ns", None))
         log(f"{self.config.model}: reply to {address} failed: {error}")
