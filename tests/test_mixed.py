@@ -145,3 +145,17 @@ def test_dealt_by_client_the_fast_clients_are_split_by_the_slow_clients_worker()
                        "19 ms, the others 0.5 ms, against 20 ms for a slow request; it fits a "
                        "kernel that picks the worker by address.")  # fmt: skip
     assert said[1].startswith(f"{spread}, a slow client among fast ones: clients were not kept")
+
+
+def test_a_slow_client_alone_on_its_worker_is_said_so_not_timed_at_zero():
+    kept = next(n for n, m in MODELS.items() if m.reuse_port)
+    base = _results([(kept, "alone", 5.0, 300, None)]).to_dict()
+    clients = [_client(0, 1000, 1, 20_000), _client(1, 1001, 0, 400), _client(2, 1002, 0, 500)]
+    alone = {"1000": ["w0"], "1001": ["w1"], "1002": ["w1"]}
+    run = {"model": kept, "round": 1, "phase": "by_client", "switch_interval_ms": 5.0,
+           "sent": 30, "received": 30, "lost": 0, "per_worker": {}, "clients": clients,
+           "classes": [_class("echo", 400, 500), _class("cpu=20ms", 20_000, 20_000)],
+           "workers_of_port": alone}  # fmt: skip
+    [said] = client_findings(MixedResults.from_dict(base | {"runs": [*base["runs"], run]}))
+    assert "(0 of 2) were none, in every round, the others 0.5 ms" in said
+    assert said.endswith("it fits a kernel that picks the worker by address.")
