@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import gc
+import itertools
 import random
 import select
 import socket
@@ -387,15 +388,17 @@ class _Clients:
         n = self.n = len(self.client_ids)
         self.socks, self.poller = _open_sockets(settings, n)
         self.index_of_fd = {sock.fileno(): k for k, sock in enumerate(self.socks)}
-        mix = settings.mix  # a class per request, dealt from a deck; the marks say its work
-        self.deck = mix.deck(settings.seed + part) if mix else [0]
+        mix = settings.mix  # a class per request (its mark asks its work), from a deck
         self.marks = [c.mark for c in mix.classes] if mix else [b""]
-        self.dealt = 0
-        self.by_client = mix is not None and settings.deal == "client"
-        if self.by_client:  # each client its class, and its own figures
+        self.client_kind: list[int] = []  # dealt by client: each client's class
+        if mix is not None and settings.deal == "client":  # and each client's own figures
             dealt = mix.clients(settings.seed, settings.concurrency)
             self.client_kind = [dealt[client] for client in self.client_ids]
             self.ports = [sock.getsockname()[1] for sock in self.socks]  # who the server saw
+            self.kind_of = self.client_kind.__getitem__  # k -> its class
+        else:
+            deal = itertools.cycle(mix.deck(settings.seed + part) if mix else [0]).__next__
+            self.kind_of = lambda _k: deal()
         # seq -> (scheduled_ns, sent_ns, the text its reply echoes, its class in the mix)
         self.outstanding: list[dict[int, tuple[int, int, bytes, int]]] = [{} for _ in range(n)]
         self.timed_out: list[set[int]] = [set() for _ in range(n)]
@@ -406,7 +409,7 @@ class _Clients:
         self.first_measured = [NEVER] * n  # a request counts if its sequence number is this or more
         # Every request sent, oldest first, (sent_ns, k, seq): what may have timed out.
         self.fifo: collections.deque[tuple[int, int, int]] = collections.deque()
-        self.record = _Record(len(mix.classes) if mix else 0, n if self.by_client else 0)
+        self.record = _Record(len(mix.classes) if mix else 0, len(self.client_kind))
         self.next_second = NEVER  # from the window's opening on, one a second
         self.warm_replies = 0  # replies in the warm-up: what settling looks at
         self.next_progress = window.start_ns
@@ -433,11 +436,7 @@ class _Clients:
         seq = self.next_seq[k]
         self.next_seq[k] = seq + 1
         body = self.codec.request(self.client_ids[k], seq)  # what the reply must echo
-        if self.by_client:  # its class: its mark asks its work
-            kind = self.client_kind[k]
-        else:
-            kind = self.deck[self.dealt % len(self.deck)]
-            self.dealt += 1
+        kind = self.kind_of(k)  # its class in the mix
         if self.closed:
             self.newest_reply[k] = self.codec.expected_reply(body)
         sent_ns = time.monotonic_ns()
@@ -595,7 +594,7 @@ class _Clients:
                     **record.by_client[k].result(),
                 }
                 for k, client in enumerate(self.client_ids)
-                if self.by_client
+                if self.client_kind
             ],  # fmt: skip
         }
 
