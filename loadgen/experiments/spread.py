@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
+from loadgen.harness.pythons import runnable
 from loadgen.harness.server import start_model
 from servers import MODELS
 
@@ -49,11 +50,9 @@ def shares(model: str, workers: int, clients: int, seconds: float,
 
 
 def main(settings: SpreadSettings) -> int:
-    models = settings.models or [name for name, model in MODELS.items() if model.reuse_port]
+    asked = settings.models or [name for name, model in MODELS.items() if model.reuse_port]
+    _, models, _ = runnable(settings.python, asked)  # on the servers' Python: says who it skips
     for model in models:
-        if reason := MODELS[model].unavailable_reason():
-            print(f"{model:10} skipped: {reason}", flush=True)
-            continue
         for workers in settings.workers:
             for clients in settings.clients:
                 for round_number in range(1, settings.rounds + 1):
