@@ -491,8 +491,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """The report, with every figure it embeds drawn afresh; prints the report's path."""
-    print(_render(args.file, args.out)[-1])
+    """report.md and report.html, with every figure they embed drawn afresh; prints their
+    paths."""
+    print("\n".join(str(path) for path in _render(args.file, args.out)[-2:]))
     return 0
 
 

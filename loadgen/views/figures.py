@@ -26,6 +26,7 @@ from loadgen.analysis.expectations import EXPECTED  # noqa: E402
 from loadgen.analysis.results import Metadata, Results, Run, RunKind, load  # noqa: E402
 from loadgen.analysis.summary import knee, ordered, spread  # noqa: E402
 from loadgen.generator import stats  # noqa: E402
+from loadgen.views import svg  # noqa: E402
 from servers import MODELS  # noqa: E402
 
 FALLBACK = ("#777777", "x")  # a model this version does not know (a file from elsewhere)
@@ -107,7 +108,9 @@ def throughput_figure(data: Results, runs: list[Run]) -> Figure:
             axis.plot(levels, medians, color=colour, marker=marker, label=model)
             axis.fill_between(levels, [f[1] for f in figures], [f[2] for f in figures],
                               color=colour, alpha=0.15, linewidth=0)  # fmt: skip
-            for level, median in zip(levels, medians, strict=True):
+            for level, (median, low, high) in zip(levels, figures, strict=True):
+                svg.tip(axis, level, median, f"{model}, {work.spec}, {level} clients: "
+                        f"{median:,.0f} replies/s (trials {low:,.0f}-{high:,.0f})")  # fmt: skip
                 if any(r.generator_limited for r in by_model[model][level]):
                     axis.plot(level, median, marker=marker, markersize=9, color="white",
                               markeredgecolor=colour, zorder=3)  # fmt: skip
@@ -141,7 +144,10 @@ def cores_figure(data: Results, runs: list[Run]) -> Figure:
             values = [r.server.cores_used for r in mine if r.loadgen.concurrency == top]
             median, low, high = spread(values)
             x = j + (i - (len(models) - 1) / 2) * width
-            axis.bar(x, median, width * 0.92, color=colour, label=model if j == 0 else None)
+            bars = axis.bar(x, median, width * 0.92, color=colour,
+                            label=model if j == 0 else None)  # fmt: skip
+            svg.tip_artist(axis, bars[0], f"{model}, {work.spec}, {top} clients: {median:.2f} "
+                        f"cores (trials {low:.2f}-{high:.2f})")  # fmt: skip
             axis.errorbar(x, median, yerr=[[median - low], [high - median]], color="#333333",
                           capsize=2, linewidth=1)  # fmt: skip
     cores = data.metadata.cores_available or data.metadata.cores or 1
@@ -180,6 +186,9 @@ def latency_load_figure(data: Results, runs: list[Run]) -> Figure:
                 values = [_ms(getattr(r.loadgen.latency_us, key)) for r in mine]
                 axis.plot(rates, values, color=colour, marker=marker, label=model)
                 for run, rate, value in zip(mine, rates, values, strict=True):
+                    svg.tip(axis, rate, value, f"{model}, {work.spec}, "
+                            f"{run.offered_percent or 0:g}% load: {key} {value:.2f} ms at "
+                            f"{rate:,.0f} replies/s")  # fmt: skip
                     if run.generator_limited:
                         axis.plot(rate, value, marker=marker, markersize=9, color="white",
                                   markeredgecolor=colour, zorder=3)  # fmt: skip
@@ -233,8 +242,10 @@ def spectrum_figure(data: Results, runs: list[Run]) -> Figure:
                 continue
             values = histogram.get_percentile_to_value_dict(SPECTRUM_PERCENTILES)
             xs = [1 / (1 - p / 100) for p in SPECTRUM_PERCENTILES]
-            axis.plot(xs, [values[p] / 1000 for p in SPECTRUM_PERCENTILES], color=colour,
-                      marker=marker, markersize=4, label=model)  # fmt: skip
+            (line,) = axis.plot(xs, [values[p] / 1000 for p in SPECTRUM_PERCENTILES],
+                                color=colour, marker=marker, markersize=4, label=model)  # fmt: skip
+            svg.tip_artist(axis, line, f"{model}, {work.spec}, {level} clients:\n" + "\n".join(
+                f"p{p:g}: {values[p] / 1000:.2f} ms" for p in SPECTRUM_PERCENTILES))  # fmt: skip
         ticks = [0, 90, 99, 99.9, 99.99, 99.999]
         axis.set_xscale("log")
         axis.set_xticks([1 / (1 - p / 100) for p in ticks], [f"{p:g}%" for p in ticks])
@@ -261,6 +272,9 @@ def scaling_figure(data: Results, runs: list[Run]) -> Figure:
         axis.errorbar(counts, [f[0] for f in figures],
                       yerr=[[f[0] - f[1] for f in figures], [f[2] - f[0] for f in figures]],
                       color=colour, marker=marker, capsize=3, label=model)  # fmt: skip
+        for count, (median, low, high) in zip(counts, figures, strict=True):
+            svg.tip(axis, count, median, f"{model}, {count} core{'s' if count > 1 else ''}: "
+                    f"{median:,.0f} replies/s (trials {low:,.0f}-{high:,.0f})")  # fmt: skip
     counts = sorted({r.cores_allowed for r in runs})
     axis.set_xticks(counts)
     axis.set_xlabel("cores the server may use (sched_setaffinity)")
@@ -297,8 +311,8 @@ def plot_all(results_path: Path, out: Path | None = None) -> list[Path]:
         if not runs:
             continue
         figure = build(data, runs)
-        for suffix in ("png", "svg"):
-            figure.savefig(out / f"{name}.{suffix}", dpi=130)
+        figure.savefig(out / f"{name}.png", dpi=130)
+        svg.save(figure, out / f"{name}.svg")
         plt.close(figure)
         written.append(out / f"{name}.png")
     return written

@@ -34,9 +34,11 @@ def distribution(encoded: str) -> str:
 
 
 def name(run: Run) -> str:
-    """A file name for ``run``, safe on any file system."""
+    """A file name for ``run``, safe on any file system; an attempt measured again because the
+    machine was busy keeps its own (``_a1``...), beside the one that counted."""
     work = re.sub(r"[^A-Za-z0-9.=-]+", "_", run.work.spec)
-    return f"{run.model}_{work}_{run.kind.value}-{run.level:g}_t{run.trial}"
+    again = f"_a{run.attempt}" if run.attempt else ""
+    return f"{run.model}_{work}_{run.kind.value}-{run.level:g}_t{run.trial}{again}"
 
 
 def chosen(runs: tuple[Run, ...], model: str | None, work: str | None,

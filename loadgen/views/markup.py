@@ -52,9 +52,10 @@ def table(header: list[str], rows: Iterable[Iterable[object]], numeric_from: int
     return f"<table><thead><tr>{cells(header, 'th')}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def figure(svg: str, caption: str) -> str:
-    """An inline SVG figure with its caption."""
-    return f"<figure>{svg}<figcaption>{text(caption)}</figcaption></figure>"
+def figure(svg: str, caption: str, id: str = "") -> str:
+    """An inline SVG figure with its caption (``id``: an anchor to it)."""
+    anchor = f' id="{text(id)}"' if id else ""
+    return f"<figure{anchor}>{svg}<figcaption>{text(caption)}</figcaption></figure>"
 
 
 def fold(section: Section) -> str:

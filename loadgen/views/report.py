@@ -268,15 +268,20 @@ def _knee_clause(summary: Summary, model: str, work: Work) -> str:
 
 
 def load_sweep_findings(summary: Summary) -> list[str]:
-    lines = []
-    for work in summary.works(RunKind.LOAD_SWEEP):
-        parts = [_knee_clause(summary, model, work)
-                 for model in summary.models(RunKind.LOAD_SWEEP, work)]  # fmt: skip
-        if parts:
-            lines.append(f"With {work.spec} in open loop, p99 latency "
-                         f"stayed within {EXPECTED.knee_factor:g}x of its light-load value for "
-                         + "; ".join(parts) + ".")  # fmt: skip
-    return lines
+    found = (load_sweep_finding(summary, work) for work in summary.works(RunKind.LOAD_SWEEP))
+    return [sentence for sentence in found if sentence]
+
+
+def load_sweep_finding(summary: Summary, work: Work) -> str | None:
+    """How far each model's p99 stayed near its light-load value with ``work`` in open loop."""
+    parts = [_knee_clause(summary, model, work)
+             for model in summary.models(RunKind.LOAD_SWEEP, work)]  # fmt: skip
+    if not parts:
+        return None
+    return (
+        f"With {work.spec} in open loop, p99 latency stayed within "
+        f"{EXPECTED.knee_factor:g}x of its light-load value for " + "; ".join(parts) + "."
+    )
 
 
 def core_sweep_findings(summary: Summary) -> list[str]:
@@ -524,29 +529,54 @@ def busy_findings(summary: Summary) -> list[str]:
 # ---- the document ----------------------------------------------------------------------------
 
 
-def table(summary: Summary, work: Work) -> list[str]:
-    rows = ["| model | replies/s | clients | p50 ms | p99 ms | server cores | server CPU µs "
-            "per reply | processes | memory MB | generator cores | lost |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+TABLE_HEADER = [
+    "model",
+    "replies/s",
+    "clients",
+    "p50 ms",
+    "p99 ms",
+    "server cores",
+    "server CPU µs per reply",
+    "OS processes",
+    "memory MB",
+    "generator cores",
+    "lost",
+]
+
+
+def table_rows(summary: Summary, work: Work) -> tuple[list[list[str]], list[str]]:
+    """A workload's closed-loop table, one row of cells per model under ``TABLE_HEADER``, and
+    the notes that explain its marks (markdown and HTML draw the same cells)."""
     points = [summary.compared(model, work) for model in summary.models(RunKind.MATRIX, work)]
+    rows = []
     for p in points:
         mark = " (generator-limited)" if p.limited else ""
         mark += " (disturbed)" if p.disturbed else ""
         few = f" ({p.fewest_samples:,} samples)" if p.fewest_samples is not None else ""
-        rows.append(
-            f"| {p.model} | {p.rate:,.0f}{mark} | {p.level} | {p.p50_us / 1000:.2f} "
-            f"| {p.p99_us / 1000:.2f}{few} | {p.server_cores:.2f} "
-            f"| {cpu_per_reply(summary, p.model, work):,.1f} | {p.processes:.0f} "
-            f"| {p.peak_rss_bytes / 2**20:,.0f} | {p.generator_cores:.2f} | {p.lost} |"
-        )
+        rows.append([p.model, f"{p.rate:,.0f}{mark}", f"{p.level}", f"{p.p50_us / 1000:.2f}",
+                     f"{p.p99_us / 1000:.2f}{few}", f"{p.server_cores:.2f}",
+                     f"{cpu_per_reply(summary, p.model, work):,.1f}", f"{p.processes:.0f}",
+                     f"{p.peak_rss_bytes / 2**20:,.0f}", f"{p.generator_cores:.2f}",
+                     f"{p.lost}"])  # fmt: skip
+    notes = []
     if any(p.fewest_samples is not None for p in points):
-        rows += ["", f"A p99 with a count of samples was drawn from fewer than "
-                 f"{EXPECTED.p99_samples:,} in at least one trial (the fewest is shown): its "
-                 f"slowest 1% is fewer than {EXPECTED.p99_samples // 100} requests."]  # fmt: skip
+        notes.append(f"A p99 with a count of samples was drawn from fewer than "
+                     f"{EXPECTED.p99_samples:,} in at least one trial (the fewest is shown): "
+                     f"its slowest 1% is fewer than {EXPECTED.p99_samples // 100} "
+                     f"requests.")  # fmt: skip
     if any(p.disturbed for p in points):
-        rows += ["", "(disturbed): at least one counted trial was disturbed (see "
-                 "the machine during this run)."]  # fmt: skip
-    return rows
+        notes.append("(disturbed): at least one counted trial was disturbed (see the machine "
+                     "during this run).")  # fmt: skip
+    return rows, notes
+
+
+def table(summary: Summary, work: Work) -> list[str]:
+    rows, notes = table_rows(summary, work)
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|---" + "|---:" * 10 + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    for note in notes:
+        lines += ["", note]
+    return lines
 
 
 def interpreter_sentence(metadata: Metadata) -> str:

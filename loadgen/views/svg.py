@@ -1,7 +1,8 @@
 """Figures as SVG with a value on hover, small enough to inline many in one page.
 
 ``tip(axis, x, y, text)`` puts an invisible hover target on a point or bar: the SVG written
-then gives it a ``<title>``, which a browser shows as a tooltip. ``inline(figure, prefix)``
+then gives it a ``<title>``, which a browser shows as a tooltip; ``tip_artist`` titles a
+bar or a line already drawn. ``inline(figure, prefix)``
 returns the figure as an ``<svg>`` element for an HTML page: no XML prolog or metadata, and
 every id prefixed so that figures sharing a page never resolve each other's references.
 ``save(figure, path)`` writes the same as a file of its own.
@@ -31,17 +32,15 @@ def tip(axis: Any, x: float, y: float, text: str, size: float = 11) -> None:
     gives ``text`` as its title (pointer events still reach an unpainted fill)."""
     (target,) = axis.plot([x], [y], marker="o", markersize=size, linestyle="none", alpha=0,
                           zorder=10)  # fmt: skip
-    tips: dict[str, str] = axis.figure.__dict__.setdefault(TIPS, {})
-    gid = f"hover{len(tips)}"
-    target.set_gid(gid)
-    tips[gid] = text
+    tip_artist(axis, target, text)
 
 
-def tip_bar(axis: Any, bar: Any, text: str) -> None:
-    """A hover title on a bar drawn by ``axis.bar`` (its one rectangle)."""
+def tip_artist(axis: Any, artist: Any, text: str) -> None:
+    """A hover title on an artist already drawn: a bar (one rectangle of ``axis.bar``), or a
+    whole line where a title per point would weigh too much."""
     tips: dict[str, str] = axis.figure.__dict__.setdefault(TIPS, {})
     gid = f"hover{len(tips)}"
-    bar.set_gid(gid)
+    artist.set_gid(gid)
     tips[gid] = text
 
 
@@ -53,7 +52,18 @@ def _svg(figure: Figure) -> str:
     for gid, title in getattr(figure, TIPS, {}).items():
         opening = f'<g id="{gid}">'
         text = text.replace(opening, f"{opening}<title>{html.escape(title)}</title>", 1)
-    return text
+    return _compact(text)
+
+
+def _rounded(match: re.Match) -> str:
+    return re.sub(r"(\d\.\d\d)\d+", r"\1", match.group(0))
+
+
+def _compact(svg: str) -> str:
+    """A hundredth of a point is finer than any screen: coordinates rounded to it, and the
+    indentation dropped, take a quarter off a figure of many bars."""
+    svg = re.sub(r'\b(d|x|y|width|height|x1|x2|y1|y2)="[^"]*"', _rounded, svg)
+    return re.sub(r"\n\s+", "\n", svg)
 
 
 def save(figure: Figure, path: Path) -> None:

@@ -22,6 +22,7 @@ from loadgen.analysis.results import (
     load_timeline,
 )
 from loadgen.analysis.summary import ordered
+from loadgen.views import svg
 from loadgen.views.figures import footnote, style
 
 
@@ -246,13 +247,11 @@ def redraw(saved: Path, out: Path | None = None) -> Path:
     data = load_timeline(saved)
     out = out or Path(saved).parent
     out.mkdir(parents=True, exist_ok=True)
-    figure = draw(data, data.metadata)
-    for suffix in ("png", "svg"):
-        figure.savefig(out / f"timeline.{suffix}", dpi=120)
-    plt.close(figure)
+    drawn = {"timeline": draw(data, data.metadata)}
     if data.gil:  # the servers ran 3.15+: the bursts sampled for the GIL, in a figure of their own
-        figure = draw(data, data.metadata, gil=True)
-        for suffix in ("png", "svg"):
-            figure.savefig(out / f"timeline_gil.{suffix}", dpi=120)
+        drawn["timeline_gil"] = draw(data, data.metadata, gil=True)
+    for name, figure in drawn.items():
+        figure.savefig(out / f"{name}.png", dpi=120)
+        svg.save(figure, out / f"{name}.svg")
         plt.close(figure)
     return out / "timeline.png"
