@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loadgen.analysis.expectations import EXPECTED  # noqa: E402
+from loadgen.analysis.expectations import EXPECTED, other_cores  # noqa: E402
 from loadgen.analysis.results import Metadata, Results, Run, RunKind, load  # noqa: E402
 from loadgen.analysis.summary import knee, ordered, spread  # noqa: E402
 from loadgen.generator import stats  # noqa: E402
@@ -287,6 +287,49 @@ def scaling_figure(data: Results, runs: list[Run]) -> Figure:
     outside_legend(axis)
     footnote(figure, data.metadata, f"closed loop, {concurrency} clients")
     figure.tight_layout(rect=(0, 0.07, 1, 1))
+    return figure
+
+
+def machine_figure(data: Results) -> Figure | None:
+    """The machine during the run: above, what it delivered at each reading between rounds (its
+    capacity in cores' worth of the servers' work, and one process's speed against the
+    calibration); below, over every counted run in order, the cores that processes outside the
+    bench used and the CPU time stolen. None: a file with neither."""
+    probes, runs = data.probes, [run for run in data.counted if run.machine is not None]
+    if not probes and not runs:
+        return None
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.0, 5.2))
+    cores = data.metadata.cores_available or data.metadata.cores or 1
+    if probes:
+        at = [probe.at_s / 60 for probe in probes]
+        top.plot(at, [probe.capacity for probe in probes], marker="o", color="#0072B2",
+                 label="capacity, cores' worth")  # fmt: skip
+        for probe, x in zip(probes, at, strict=True):
+            svg.tip(top, x, probe.capacity, f"{x:.1f} min, before round {probe.trial or 0}: "
+                    f"{probe.workers} processes did {probe.capacity:.2f}x one")  # fmt: skip
+        top.axhline(cores, color="#333333", linestyle=":", linewidth=1, label=f"{cores} cores")
+    top.set_ylim(0, cores * 1.2)
+    top.set_xlabel("minutes into the bench")
+    top.set_ylabel("cores' worth")
+    top.set_title("What the machine delivered, read between rounds", fontsize=10)
+    top.grid(alpha=0.3)
+    outside_legend(top)
+    others = [max(0.0, other_cores(run) or 0.0) for run in runs]
+    steal = [(run.machine.steal_share or 0.0) * cores for run in runs]  # type: ignore[union-attr]
+    bottom.bar(range(len(runs)), others, color="#CC79A7", label="others' cores")
+    bottom.bar(range(len(runs)), steal, bottom=others, color="#D55E00", label="stolen, cores")
+    for i, (run, other, stolen) in enumerate(zip(runs, others, steal, strict=True)):
+        svg.tip(bottom, i, other + stolen, f"run {i + 1}: {run.model}, {run.work.spec}, "
+                f"{run.level} ({run.kind.value}): others {other:.2f} cores, stolen "
+                f"{stolen:.2f}", size=6)  # fmt: skip
+    bottom.axhline(EXPECTED.other_cores, color="#333333", linestyle="--", linewidth=1,
+                   label="busy above this")  # fmt: skip
+    bottom.set_xlabel("counted runs, in the order measured")
+    bottom.set_ylabel("cores")
+    bottom.grid(axis="y", alpha=0.3)
+    outside_legend(bottom)
+    footnote(figure, data.metadata)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
     return figure
 
 

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 from loadgen.analysis.results import Results, RunKind, Timeline, load, load_timeline
 from loadgen.analysis.summary import Summary, baseline_of, median
 from loadgen.views import markup, svg
-from loadgen.views.figures import BUILDERS
+from loadgen.views.figures import BUILDERS, machine_figure
 from loadgen.views.lesson import lesson
 from loadgen.views.markup import Section
 from loadgen.views.report import (
@@ -62,6 +62,11 @@ code{font-size:.92em;background:#f3f3f3;padding:0 .2em}
 """
 
 
+MACHINE_CAPTION = (
+    "Above: the machine's capacity at each reading between rounds. Below: per "
+    "counted run, the cores used outside the bench and the CPU time stolen from "
+    "this virtual machine. Hover for each figure."
+)
 PANEL_CAPTIONS = {  # the bench's figures drawn for one workload
     "throughput": "Replies/s against clients in flight, closed loop: the median of trials, its "
     "band min-max. Hover a point for its figures.",
@@ -153,9 +158,12 @@ def machine_section(results: Results, summary: Summary) -> Section:
             f"{max(capacity):.2f}); " if capacity else "capacity not read; ")  # fmt: skip
     disturbed = len(results.superseded)
     note += f"{disturbed} run{'' if disturbed == 1 else 's'} measured again"
-    return Section(
-        "machine", "The machine during this run", note, markup.sentences(machine_findings(summary))
-    )
+    drawn = machine_figure(results)
+    body = markup.sentences(machine_findings(summary))
+    if drawn:
+        body += markup.figure(svg.inline(drawn, "machine"), MACHINE_CAPTION, id="fig-machine")
+        plt.close(drawn)
+    return Section("machine", "The machine during this run", note, body)
 
 
 def render_html(
