@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadgen.analysis.experiments import RECOVERY_FACTOR
 from loadgen.analysis.results import DEFAULT_OUT, write_json_atomically
 from loadgen.generator import runner
 from loadgen.generator.engine import Settings
@@ -34,8 +35,6 @@ from loadgen.harness.server import ServerProcess, start_model
 from servers import NAME_WIDTH
 from servers.work import Work, parse
 
-RSS_GROWTH_LIMIT = 0.10
-RECOVERY_FACTOR = 2.0
 CAPACITY_CLIENTS = 32
 OPEN_CLIENTS = 64
 

@@ -5,8 +5,9 @@
 ``mixed.png``: left, each model's fast-class p99 alone (hollow) and beside the slow class
 (filled; the bar is the range over the rounds), against two lines: one slow request (the slow
 class's own p50) and the switch interval; right, for models whose threads share one GIL, the
-fast p99 and the slow class's p50 against the switch interval. ``findings`` are the sentences,
-computed from the data and the registry's traits (``analysis.mixed.expected``).
+fast p99 and the slow class's p50 against the switch interval. Drawn as SVG (report.html),
+every point names its figures on hover. ``findings`` are the sentences, computed from the data
+and the registry's traits (``analysis.mixed.expected``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from loadgen.analysis.mixed import MixedResults, MixedRun, Spread, expected, load  # noqa: E402
 from loadgen.generator.result import ClientResult  # noqa: E402
 from loadgen.views.figures import plain_ticks, style  # noqa: E402
+from loadgen.views.svg import tip  # noqa: E402
 
 # Beside the slow class, the fast p99 of a model that takes turns on one thread should be at
 # least this share of one slow request (it waits for what is left of one, or more).
@@ -156,6 +158,8 @@ def figure(data: MixedResults):
             left.errorbar([x], [spread.median / 1000], yerr=[[below], [above]], marker=marker,
                           color=colour, markerfacecolor=face, markersize=9, capsize=3,
                           linestyle="none")  # fmt: skip
+            where = "alone" if phase == "alone" else f"beside {slow}"
+            tip(left, x, spread.median / 1000, f"{model}: {fast} p99 {where}, {spread.ms()}")
     own = [s.median for model in models if (s := data.latency(model, "mixed", slow, "p50"))]
     if own:
         left.axhline(sorted(own)[len(own) // 2] / 1000, color="#555555", linestyle="--",
@@ -196,6 +200,9 @@ def _sweep_panel(axis, data: MixedResults, models: list[str]) -> None:
                       color=colour, marker=marker, linestyle=line,
                       markerfacecolor=colour if key == "p99" else "white",
                       label=f"{model}: {label}")  # fmt: skip
+            for ms, spread in points:
+                tip(axis, ms, spread.median / 1000,
+                    f"{model}, switch interval {ms:g} ms: {label} {spread.ms()}")  # fmt: skip
     every = sorted({ms for model in models for ms in data.intervals(model)})
     axis.plot(every, every, color="#999999", linestyle=":", linewidth=1, label="one interval")
     axis.set_xscale("log")
