@@ -105,10 +105,14 @@ def test_points_and_bars_carry_their_values_on_hover(page):
 def test_report_html_is_written_beside_the_results_from_their_folder(tmp_path):
     for name in ("results.json", "timeline.json", "timeline.svg"):
         shutil.copy(REFERENCE / name, tmp_path / name)
+    shutil.copy(ROOT / "results" / "mixed" / "mixed.json", tmp_path / "mixed.json")
+    shutil.copy(ROOT / "tests" / "data" / "soak-sample.json", tmp_path / "soak.json")
     written = write_html(tmp_path / "results.json")
     assert written == tmp_path / "report.html"
     text = written.read_text(encoding="utf-8")
     assert '<figure id="fig-timeline">' in text and "<!DOCTYPE html>" in text
+    assert text.index('<details id="machine">') < text.index('<details id="soak">') < text.index(
+        '<details id="mixed">') < text.index('<details id="measured">')  # fmt: skip
 
 
 def test_inlined_figures_keep_their_ids_to_themselves():

@@ -308,20 +308,24 @@ def machine_figure(data: Results) -> Figure | None:
             svg.tip(top, x, probe.capacity, f"{x:.1f} min, before round {probe.trial or 0}: "
                     f"{probe.workers} processes did {probe.capacity:.2f}x one")  # fmt: skip
         top.axhline(cores, color="#333333", linestyle=":", linewidth=1, label=f"{cores} cores")
+        outside_legend(top)
+    else:
+        top.text(0.5, 0.5, "not read during this run", transform=top.transAxes, ha="center")
     top.set_ylim(0, cores * 1.2)
     top.set_xlabel("minutes into the bench")
     top.set_ylabel("cores' worth")
     top.set_title("What the machine delivered, read between rounds", fontsize=10)
     top.grid(alpha=0.3)
-    outside_legend(top)
     others = [max(0.0, other_cores(run) or 0.0) for run in runs]
     steal = [(run.machine.steal_share or 0.0) * cores for run in runs]  # type: ignore[union-attr]
-    bottom.bar(range(len(runs)), others, color="#CC79A7", label="others' cores")
-    bottom.bar(range(len(runs)), steal, bottom=others, color="#D55E00", label="stolen, cores")
-    for i, (run, other, stolen) in enumerate(zip(runs, others, steal, strict=True)):
-        svg.tip(bottom, i, other + stolen, f"run {i + 1}: {run.model}, {run.work.spec}, "
-                f"{run.level} ({run.kind.value}): others {other:.2f} cores, stolen "
-                f"{stolen:.2f}", size=6)  # fmt: skip
+    order = range(1, len(runs) + 1)
+    bottom.plot(order, others, color="#CC79A7", linewidth=1, label="others' cores")
+    bottom.plot(order, steal, color="#D55E00", linewidth=1, label="stolen, cores")
+    for i, run, other, stolen in zip(order, runs, others, steal, strict=True):
+        if other + stolen > EXPECTED.other_cores:  # a title for each busy run, not every run
+            svg.tip(bottom, i, max(other, stolen), f"run {i}: {run.model}, {run.work.spec}, "
+                    f"{run.level} ({run.kind.value}): others {other:.2f} cores, stolen "
+                    f"{stolen:.2f}", size=6)  # fmt: skip
     bottom.axhline(EXPECTED.other_cores, color="#333333", linestyle="--", linewidth=1,
                    label="busy above this")  # fmt: skip
     bottom.set_xlabel("counted runs, in the order measured")

@@ -156,8 +156,8 @@ def soak_figure(data: SoakResults) -> Figure:
         offered = left.bar(x, over.rate, width=0.7, color="white", edgecolor=colour)[0]
         answered = left.bar(x, over.throughput_rps, width=0.7, color=colour)[0]
         left.hlines(row.capacity_rps, x - 0.42, x + 0.42, color="#222222", linewidth=2)
-        svg.tip_bar(left, offered, f"{row.model}: offered {over.rate:,.0f}/s in the overload")
-        svg.tip_bar(left, answered, f"{row.model}: answered {over.throughput_rps:,.0f}/s of "
+        svg.tip_artist(left, offered, f"{row.model}: offered {over.rate:,.0f}/s in the overload")
+        svg.tip_artist(left, answered, f"{row.model}: answered {over.throughput_rps:,.0f}/s of "
                     f"{over.rate:,.0f}/s offered (capacity {row.capacity_rps:,.0f}/s); "
                     f"{over.unanswered:,} unanswered, {row.kernel.socket_drops:,} dropped in "
                     f"its socket's receive buffer")  # fmt: skip
@@ -296,8 +296,8 @@ def lossy_figure(data: LossyResults) -> Figure:
         for x, row in enumerate(rows):
             colour, _ = style(row.model)
             text = _lossy_tip(condition, row)
-            svg.tip_bar(top, top.bar(x, row.replies_rps, color=colour)[0], text)
-            svg.tip_bar(bottom, bottom.bar(x, (row.p99_us or 0) / 1000, color=colour)[0], text)
+            svg.tip_artist(top, top.bar(x, row.replies_rps, color=colour)[0], text)
+            svg.tip_artist(bottom, bottom.bar(x, (row.p99_us or 0) / 1000, color=colour)[0], text)
         top.set_title(condition, fontsize=10)
         top.set_xticks(range(len(models)), [])
         bottom.set_xticks(range(len(models)), models, rotation=35, ha="right")
@@ -396,7 +396,7 @@ def _interop_panel(axis: Any, data: InteropResults, key: str, colours: dict[str,
             value = getattr(row, key)
             values.append(value)
             bar = axis.bar(x - 0.4 + width * (i + 0.5), value, width, color=colours[row.side])
-            svg.tip_bar(axis, bar[0], f"{row.server}, {row.shape}, {row.side}: {label} "
+            svg.tip_artist(axis, bar[0], f"{row.server}, {row.shape}, {row.side}: {label} "
                         f"{_us(value)} µs, {_us(row.replies_per_s)} replies/s")  # fmt: skip
     if values and min(values) > 0 and max(values) > 10 * min(values):
         axis.set_yscale("log")  # a tail an order of magnitude out would flatten the rest

@@ -24,6 +24,7 @@ from loadgen.views import markup, svg
 from loadgen.views.figures import BUILDERS, machine_figure
 from loadgen.views.lesson import lesson
 from loadgen.views.markup import Section
+from loadgen.views.others import sections as other_sections
 from loadgen.views.report import (
     CAPTIONS,
     TABLE_HEADER,
@@ -182,6 +183,7 @@ def render_html(
     found = (sweep_section(results, summary), timeline_section(drawn or folder, timeline))
     sections += [section for section in found if section]
     sections.append(machine_section(results, summary))
+    sections += other_sections(folder)
     sections.append(measured_section(results, summary))
     head = (
         f'<meta charset="utf-8"><meta name="viewport" content="width=device-width, '

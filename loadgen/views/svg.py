@@ -78,7 +78,7 @@ def inline(figure: Figure, prefix: str) -> str:
 
 def inline_text(svg: str, prefix: str) -> str:
     """An SVG file's text made ready to inline: prolog and metadata dropped, ids prefixed."""
-    svg = svg[svg.index("<svg") :]
+    svg = _compact(svg[svg.index("<svg") :])
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
