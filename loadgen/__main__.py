@@ -396,11 +396,23 @@ def add_checks(commands: Any) -> None:
     pythons.set_defaults(handler=cmd_pythons, interrupted="nothing half-made is kept")
 
 
+def add_screenshot(commands: Any) -> None:
+    shot = commands.add_parser("screenshot", help="a PNG of a page (say report.html) as headless "
+                               "Chromium shows it; prints the PNG's path")  # fmt: skip
+    shot.set_defaults(handler=cmd_screenshot, interrupted="the browser closed, no PNG written")
+    shot.add_argument("file", type=Path, help="the page, e.g. results/latest/report.html")
+    shot.add_argument("--out", type=Path, help="the PNG to write (default: beside the page)")
+    shot.add_argument("--width", type=_positive(int), default=1280, help="viewport, CSS pixels")
+    shot.add_argument("--height", type=_positive(int), default=900, help="viewport, CSS pixels")
+    shot.add_argument("--full", action="store_true", help="the whole page, not its first screen")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadgen", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_run, add_bench, add_views, add_classroom, add_mixed, add_stress, add_checks):
         add(commands)
+    add_screenshot(commands)
     return parser
 
 
@@ -649,6 +661,25 @@ def cmd_pythons(args: argparse.Namespace) -> int:
             print(f"  {entry.version}: {entry.source}", file=sys.stderr, flush=True)
         else:
             print(f"  {entry.version}: missing: {entry.missing}", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    """The page at --width x --height (the first screen, or all of it with --full) as a PNG."""
+    from loadgen.views.browser import Browser, find_chromium
+
+    if not args.file.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    chromium = find_chromium()
+    if chromium is None:
+        raise UsageError("no Chromium found (chromium, chromium-browser, google-chrome): "
+                         "apt-get install chromium, as make does where it is root")  # fmt: skip
+    out = _given(args.out, args.file.with_suffix(".png"))
+    with Browser(chromium) as browser:
+        browser.open(args.file.resolve().as_uri(), width=args.width, height=args.height)
+        png = browser.screenshot(full=args.full)
+    out.write_bytes(png)
+    print(out)
     return 0
 
 

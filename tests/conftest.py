@@ -1,4 +1,4 @@
-"""Fixtures: run a server model as a real subprocess on port 0, driven by its events.
+"""Fixtures: a server model as a real subprocess on port 0, driven by its events; a tiny bench.
 
 Helpers that are not fixtures are in helpers.py. Tests marked ``slow`` start real servers,
 benches or processes; ``pytest -m "not slow"`` is the quick loop.
@@ -7,8 +7,11 @@ benches or processes; ``pytest -m "not slow"`` is the quick loop.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
+from helpers import TINY, bench
 
 from loadgen.harness.server import ServerProcess
 
@@ -30,3 +33,13 @@ def start_server() -> Iterator:
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory) -> tuple[Path, CompletedProcess]:
+    """One tiny bench for the whole session: its results folder and the finished command.
+    Tests read the folder and may add files of their own, never change what it wrote."""
+    out = tmp_path_factory.mktemp("results")
+    done = bench(*TINY, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out, done

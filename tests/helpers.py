@@ -7,6 +7,8 @@ conftest.py, which pytest finds by itself.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,3 +58,19 @@ def wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Pr
     while (alive := [p for p in processes if not gone(p)]) and time.monotonic() < deadline:
         time.sleep(0.02)
     return alive
+
+
+# The tiny bench: a few seconds of every kind of run, shared by the whole session (conftest's
+# tiny_bench) so that test_bench.py and test_browser.py read one results folder.
+TINY = (
+    "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
+    "--trials", "1", "--duration", "0.2", "--warmup", "0.05", "--load-sweep", "50,100",
+)  # fmt: skip
+
+
+def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m loadgen bench ARGS`` from the project's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "loadgen", "bench", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip

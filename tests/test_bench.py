@@ -12,32 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import ROOT, wait_gone
+from helpers import ROOT, bench, wait_gone
 
 from loadgen.analysis.results import SCHEMA, archive, load, parse
 from loadgen.experiments.bench import results_folder
 from loadgen.views import hgrm
 from servers.work import parse as parse_work
-
-TINY = (
-    "--models", "blocking,threads", "--work", "io=1ms", "--concurrency", "1,4",
-    "--trials", "1", "--duration", "0.2", "--warmup", "0.05", "--load-sweep", "50,100",
-)  # fmt: skip
-
-
-def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "loadgen", "bench", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_bench(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    done = bench(*TINY, "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    return out, done
 
 
 @pytest.mark.slow
