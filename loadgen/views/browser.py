@@ -93,6 +93,7 @@ class Browser:
         self._session: str | None = None
         self._events: list[str] = []  # the names of the page's events since the last open
         self._urls: dict[str, str] = {}  # request id -> URL, to name a failed request
+        self._crashed = False
 
     def __enter__(self) -> Browser:
         try:
@@ -133,7 +134,7 @@ class Browser:
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         attached = self.send("Target.attachToTarget", targetId=target, flatten=True)
         self._session = attached["sessionId"]  # from here on, every message is the page's
-        for domain in ("Page", "Runtime", "Log", "Network"):
+        for domain in ("Inspector", "Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable")
         self.send("Network.setBlockedURLs", urls=BLOCKED)
 
@@ -176,7 +177,7 @@ class Browser:
             raise self._failure(f"cannot send {method}: {error}") from None
         deadline = time.monotonic() + self.timeout
         while True:
-            answer = self._receive(deadline, method)
+            answer = self._receive(deadline, method, self.timeout)
             if answer.get("id") == self._next_id:
                 if "error" in answer:
                     raise BrowserError(f"{method}: {answer['error'].get('message', answer)}")
@@ -185,23 +186,26 @@ class Browser:
 
     def wait_for(self, event: str, timeout: float | None = None) -> None:
         """Wait until the page has sent ``event`` (say, Page.loadEventFired) since ``open``."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        seconds = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
         while event not in self._events:
-            self._handle(self._receive(deadline, event))
+            self._handle(self._receive(deadline, event, seconds))
 
     def _running(self) -> subprocess.Popen:
         if self._process is None:
             raise BrowserError("the browser is not running (use Browser as a context manager)")
+        if self._crashed:
+            raise BrowserError("the page crashed earlier")
         return self._process
 
-    def _receive(self, deadline: float, awaited: str) -> dict:
+    def _receive(self, deadline: float, awaited: str, seconds: float) -> dict:
         """The next message, or BrowserError once ``deadline`` passes or Chromium ends."""
         stdout = self._running().stdout
         assert stdout is not None
         while b"\0" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([stdout], [], [], left)[0]:
-                raise self._failure(f"no answer to {awaited} within {self.timeout:g} s")
+                raise self._failure(f"no {awaited} within {seconds:g} s")
             chunk = os.read(stdout.fileno(), 1 << 20)
             if not chunk:
                 raise self._failure(f"Chromium ended while waiting for {awaited}")
@@ -223,6 +227,9 @@ class Browser:
         """Record what an event tells: a console error, a request, a page event's name."""
         method, params = message.get("method", ""), message.get("params", {})
         self._events.append(method)
+        if method == "Inspector.targetCrashed":  # nothing will answer: say so now, and after
+            self._crashed = True
+            raise self._failure("the page crashed")
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             args = params.get("args", [])
             self.console_errors.append(" ".join(_shown(arg) for arg in args))
@@ -270,9 +277,9 @@ class Browser:
         return result.get("result", {}).get("value")
 
     def rect(self, selector: str, scroll: bool = False) -> dict[str, float]:
-        """The first match's box in page coordinates (x, y, width, height, CSS pixels), and
-        its ``top`` and ``bottom`` in the viewport as it is; ``scroll`` first brings it into
-        the middle of the viewport."""
+        """The first match's box in page coordinates (x, y, width, height, CSS pixels), and its
+        ``top``, ``bottom`` and ``left`` in the viewport as it is; ``scroll`` first brings it
+        into the middle of the viewport."""
         found = self.evaluate(f"""(() => {{
             const element = document.querySelector({json.dumps(selector)});
             if (!element) return null;
