@@ -68,7 +68,7 @@ def finish(
     if ylabel:
         ylabel[0].set_ylabel(ylabel[1])
     outside_legend(legend_axis)
-    figure.suptitle(title)
+    figure.suptitle("\n".join(textwrap.wrap(title, int(figure.get_figwidth() * 10))))
     footnote(figure, data.metadata, note)
     figure.tight_layout(rect=(0, bottom, 1, 1))
     return figure

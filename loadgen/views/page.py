@@ -49,7 +49,7 @@ h1{font-size:1.5em;margin:.6em 0 .1em}
 figure{margin:.6em 0}figure svg{max-width:100%;height:auto}
 #fig-cores svg{width:100%;max-height:46vh}
 .figures{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}
-.figures figure{flex:1 1 480px;min-width:0}.figures svg{width:100%}
+.figures figure{flex:0 1 560px;min-width:0}.figures svg{width:100%}
 figcaption{color:#555;font-size:.85em}
 details{border-top:1px solid #ddd;padding:.2em 0}
 summary{cursor:pointer;padding:.35em 0}
@@ -88,7 +88,12 @@ def _figure(results: Results, name: str, kind: RunKind, work: Work | None) -> st
     plt.close(drawn)
     if work is None:
         return markup.figure(inline, CAPTIONS[name], id=f"fig-{name}")
-    return markup.figure(inline, PANEL_CAPTIONS[name])
+    return markup.figure(inline, PANEL_CAPTIONS[name], id=f"fig-{name}-{_slug(work)}")
+
+
+def _slug(work: Work) -> str:
+    """A workload as a piece of an id: ``cpu=2ms`` -> ``cpu-2ms``."""
+    return re.sub(r"[^a-z0-9]+", "-", work.spec.lower()).strip("-")
 
 
 def workload_section(results: Results, summary: Summary, work: Work) -> Section:
@@ -112,7 +117,7 @@ def workload_section(results: Results, summary: Summary, work: Work) -> Section:
             + "".join(f"<p>{markup.with_code(line)}</p>" for line in notes)
             + markup.sentences(workload_findings(summary, work) + ([sweep] if sweep else []))
             + f'<div class="figures">{figures}</div>')  # fmt: skip
-    return Section("work-" + re.sub(r"[^a-z0-9]+", "-", work.spec.lower()), work.spec, note, body)
+    return Section(f"work-{_slug(work)}", work.spec, note, body)
 
 
 def sweep_section(results: Results, summary: Summary) -> Section | None:
