@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import select
 import signal
 import socket
 import struct
@@ -75,10 +76,8 @@ def test_twenty_clients_at_once_each_get_exactly_their_replies(start_server, mod
             for i, client in enumerate(clients):
                 reply = client.recv(2048).decode()
                 assert reply == f"{PREFIX}client {i} round {round_number}"
-        for client in clients:  # nothing extra arrives
-            client.settimeout(0.05)
-            with pytest.raises(TimeoutError):
-                client.recv(2048)
+        extra, _, _ = select.select(clients, [], [], 0.05)  # nothing extra arrives, on any
+        assert extra == []
     finally:
         for client in clients:
             client.close()
