@@ -108,3 +108,21 @@ def test_column_titles_drop_the_gil_turn_on_a_free_threaded_build():
     metadata = results([], server_python={"gil_enabled": False}).metadata
     title = column_title("cpu=20ms", TURN, metadata)
     assert "no GIL on this build" in title and "turn on the GIL" not in title
+
+
+def test_each_request_bar_names_its_times_on_hover():
+    import matplotlib.pyplot as plt
+
+    from loadgen.views import svg
+    from loadgen.views.timeline import draw
+
+    in_turns = [request(0, 6, [(0, 0), (2, 2), (4, 2), (6, 4)]),
+                request(2, 8, [(2, 0), (4, 2), (6, 2), (8, 4)])]  # fmt: skip
+    side_by_side = [request(0, 4, [(0, 0), (4, 4)]) for _ in range(2)]
+    traces = {"threads": Trace(burst_ns=0, requests=tuple(in_turns)),
+              "processes": Trace(burst_ns=0, requests=tuple(side_by_side))}  # fmt: skip
+    figure = draw(Timeline(burst=2, cores=2, traces={"cpu=4ms": traces}))
+    drawn = svg.inline(figure, "t")
+    plt.close(figure)
+    assert "<title>threads, worker w: received at 2.0 ms, served 2.0-8.0 ms, 67% of a core" in drawn
+    assert drawn.count("<title>") == 4  # a title per request, none besides
