@@ -18,6 +18,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from loadgen.analysis.expectations import other_cores
 from loadgen.analysis.results import Results, RunKind, Timeline, load, load_timeline
 from loadgen.analysis.summary import Summary, baseline_of, median
 from loadgen.views import markup, svg
@@ -156,14 +157,24 @@ def measured_section(results: Results, summary: Summary) -> Section:
         "T", " "), markup.sentences(lines + sample_findings(summary)))  # fmt: skip
 
 
-def machine_section(results: Results, summary: Summary) -> Section:
-    """The machine during the run: its note the capacity read between rounds and how many runs
-    were disturbed."""
+def machine_note(results: Results) -> str:
+    """The machine during the run in a line: the capacity read between rounds, the most CPU
+    stolen and used outside the bench over a run, and how many runs were measured again."""
     capacity = [probe.capacity for probe in results.probes]
     note = (f"capacity {median(capacity):.2f}x one process ({min(capacity):.2f}-"
             f"{max(capacity):.2f}); " if capacity else "capacity not read; ")  # fmt: skip
+    windows = [run for run in results.counted if run.machine is not None]
+    if windows:
+        steal = max(run.machine.steal_share or 0 for run in windows)  # type: ignore[union-attr]
+        others = max(0.0, *(other_cores(run) or 0 for run in windows))
+        note += f"steal at most {steal:.1%}, others at most {others:.1f} cores; "
     disturbed = len(results.superseded)
-    note += f"{disturbed} run{'' if disturbed == 1 else 's'} measured again"
+    return note + f"{disturbed} run{'' if disturbed == 1 else 's'} measured again"
+
+
+def machine_section(results: Results, summary: Summary) -> Section:
+    """The machine during the run: its note, the findings, and its figure."""
+    note = machine_note(results)
     drawn = machine_figure(results)
     body = markup.sentences(machine_findings(summary))
     if drawn:
@@ -196,7 +207,9 @@ def render_html(
     )
     return (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>'
             f"<h1>{markup.text(title)}</h1><p class=meta>{markup.with_code(subtitle)}</p>"
-            f'<section id="lesson">{markup.sentences(lesson(summary))}</section>'
+            f'<section id="lesson">{markup.sentences(lesson(summary))}<p class=meta><a '
+            f'href="#machine">The machine during this run</a>: '
+            f"{markup.text(machine_note(results))}.</p></section>"
             f"{_figure(results, 'cores', RunKind.MATRIX, None)}"
             + "".join(markup.fold(section) for section in sections)
             + "</body></html>\n")  # fmt: skip
