@@ -169,6 +169,18 @@ def test_clicking_a_summary_opens_its_details(browser, report):
     assert browser.evaluate(content) > 0
 
 
+@in_browser
+def test_the_machine_line_under_the_lesson_opens_its_section(browser, report):
+    show(browser, report)
+    link = 'a[href="#machine-body"]'
+    if not browser.evaluate(f"!!document.querySelector({json.dumps(link)})"):
+        pytest.skip("the handmade page has no line about the machine")
+    assert browser.evaluate("document.getElementById('machine').open") is False
+    browser.click(link)
+    assert browser.evaluate("document.getElementById('machine').open") is True
+    assert browser.rect("#machine > summary")["bottom"] > 0  # scrolled to, its title in view
+
+
 def drawn(png: bytes) -> tuple[float, int]:
     """The share of pixels that are not white, and how many colours there are (up to 4096)."""
     image = Image.open(io.BytesIO(png)).convert("RGB")

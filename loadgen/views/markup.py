@@ -3,7 +3,7 @@
 Every function returns HTML text with what it was given escaped, except ``svg`` and ``body``
 arguments, which are markup already (from ``loadgen.views.svg.inline`` or these functions).
 A ``Section`` is one folded part of the page: ``fold(section)`` draws it as a ``<details>``
-whose summary line is its title and its one-line note.
+whose summary line is its title and its one-line note; a link to ``#ID-body`` opens it.
 """
 
 from __future__ import annotations
@@ -62,5 +62,8 @@ def fold(section: Section) -> str:
     """A section as ``<details>``: folded unless ``section.open``, its note beside the title."""
     note = f' <span class="note">{text(section.note)}</span>' if section.note else ""
     attributes = f' id="{text(section.id)}"' + (" open" if section.open else "")
-    return (f"<details{attributes}><summary><h2>{text(section.title)}</h2>{note}</summary>"
-            f"{section.body}</details>")  # fmt: skip
+    # A link to "#ID-body" opens the section: a browser reveals a closed <details> to show an
+    # element inside it that a link names, but not the <details> itself.
+    body = f'<div id="{text(section.id)}-body" class=body>{section.body}</div>'
+    summary = f"<summary><h2>{text(section.title)}</h2>{note}</summary>"
+    return f"<details{attributes}>{summary}{body}</details>"

@@ -56,6 +56,7 @@ details{border-top:1px solid #ddd;padding:.2em 0}
 summary{cursor:pointer;padding:.35em 0}
 summary h2{display:inline;font-size:1.15em;margin:0}
 .note{color:#555;font-size:.9em;margin-left:.6em}
+.body{scroll-margin-top:3em}
 .wide{overflow-x:auto}
 table{border-collapse:collapse;font-size:.82em;margin:.5em 0}
 th,td{padding:.2em .55em;border-bottom:1px solid #e4e4e4;text-align:left}
@@ -208,7 +209,7 @@ def render_html(
     return (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>'
             f"<h1>{markup.text(title)}</h1><p class=meta>{markup.with_code(subtitle)}</p>"
             f'<section id="lesson">{markup.sentences(lesson(summary))}<p class=meta><a '
-            f'href="#machine">The machine during this run</a>: '
+            f'href="#machine-body">The machine during this run</a>: '
             f"{markup.text(machine_note(results))}.</p></section>"
             f"{_figure(results, 'cores', RunKind.MATRIX, None)}"
             + "".join(markup.fold(section) for section in sections)
