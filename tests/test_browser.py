@@ -67,14 +67,16 @@ def handmade_report(folder: Path) -> Path:
     lesson = "".join(f"<li>Sentence {n} of the lesson.</li>" for n in range(1, 7))
     sections = "".join(
         f'<details id="{name}"><summary><h2>{name.title()}</h2> one line</summary>'
-        f"<p>What the {name} section says.</p>{_svg_figure(name, bars=True)}</details>"
-        for name in ("throughput", "latency")
+        f'<div id="{name}-body"><p>What the {name} section says.</p>'
+        f"{_svg_figure(name, bars=True)}</div></details>"
+        for name in ("throughput", "machine")
     )
     page = folder / "report.html"
     page.write_text(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>report</title>'
         f"<style>{STYLE}</style></head><body><h1>The headline: what this bench found</h1>"
-        f'<section id="lesson"><ul>{lesson}</ul></section>{_svg_figure("cores", bars=False)}'
+        f'<section id="lesson"><ul>{lesson}</ul><p><a href="#machine-body">The machine</a>: '
+        f"calm.</p></section>{_svg_figure('cores', bars=False)}"
         f"{sections}</body></html>",
         encoding="utf-8",
     )
@@ -173,8 +175,6 @@ def test_clicking_a_summary_opens_its_details(browser, report):
 def test_the_machine_line_under_the_lesson_opens_its_section(browser, report):
     show(browser, report)
     link = 'a[href="#machine-body"]'
-    if not browser.evaluate(f"!!document.querySelector({json.dumps(link)})"):
-        pytest.skip("the handmade page has no line about the machine")
     assert browser.evaluate("document.getElementById('machine').open") is False
     browser.click(link)
     assert browser.evaluate("document.getElementById('machine').open") is True
