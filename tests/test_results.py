@@ -240,3 +240,14 @@ def test_a_workload_this_version_cannot_read_is_named():
     broken = trials("threads", "cpu=fast", 16, [500])
     with pytest.raises(ValueError, match=r"results.runs\[0\].work: bad work term 'cpu=fast'"):
         results(broken)
+
+
+def test_an_interrupted_write_keeps_the_earlier_file_whole_and_leaves_no_temporary(tmp_path):
+    from loadgen.analysis.results import write_text_atomically
+
+    page = tmp_path / "report.html"
+    write_text_atomically(page, "<h1>earlier</h1>")
+    with pytest.raises(UnicodeEncodeError):  # a write that fails half-way, as Ctrl-C would
+        write_text_atomically(page, "<h1>new</h1>" + "\ud800")
+    assert page.read_text(encoding="utf-8") == "<h1>earlier</h1>"
+    assert [path.name for path in tmp_path.iterdir()] == ["report.html"]

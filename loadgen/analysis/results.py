@@ -501,12 +501,23 @@ def load_timeline(path: Path) -> Timeline:
 
 def write_json_atomically(path: Path, data: Any) -> None:
     """Write to a temporary file beside ``path``, then rename: never a half-written file."""
+    write_text_atomically(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: an interrupted write (Ctrl-C)
+    leaves the earlier file whole and no temporary one behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        json.dump(data, handle, ensure_ascii=False, separators=(",", ":"))
-        handle.write("\n")
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
+        encoding="utf-8",
+    ) as handle:  # fmt: skip
+        try:
+            handle.write(text)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     os.chmod(handle.name, 0o644)  # a temporary file is private; a result is for reading
     os.replace(handle.name, path)
 

@@ -19,7 +19,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from loadgen.analysis.expectations import other_cores
-from loadgen.analysis.results import Results, RunKind, Timeline, load, load_timeline
+from loadgen.analysis.results import (
+    Results,
+    RunKind,
+    Timeline,
+    load,
+    load_timeline,
+    write_text_atomically,
+)
 from loadgen.analysis.summary import Summary, baseline_of, median
 from loadgen.views import markup, svg
 from loadgen.views.figures import BUILDERS, machine_figure
@@ -225,5 +232,5 @@ def write_html(results_path: Path, out: Path | None = None) -> Path:
     saved = folder / "timeline.json"
     timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.html"
-    path.write_text(render_html(results, folder, out, timeline), encoding="utf-8")
+    write_text_atomically(path, render_html(results, folder, out, timeline))
     return path

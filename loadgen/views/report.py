@@ -29,6 +29,7 @@ from loadgen.analysis.results import (
     Timeline,
     load,
     load_timeline,
+    write_text_atomically,
 )
 from loadgen.analysis.summary import (
     Point,
@@ -656,5 +657,5 @@ def write_report(results_path: Path, out: Path | None = None) -> Path:
     saved = Path(results_path).parent / "timeline.json"  # the bench saves it beside the results
     timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.md"
-    path.write_text(render(results, figures, timeline), encoding="utf-8")
+    write_text_atomically(path, render(results, figures, timeline))
     return path
