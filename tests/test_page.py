@@ -128,3 +128,11 @@ def test_markup_escapes_what_it_is_given():
         "<tbody><tr><td>x&amp;y</td><td class=n>1</td></tr></tbody></table>"
     )
     assert markup.with_code("run `make <x>`") == "run <code>make &lt;x&gt;</code>"
+
+
+def test_a_timeline_drawing_that_is_not_svg_is_named_and_the_page_still_written(tmp_path):
+    from loadgen.views.page import timeline_section
+
+    (tmp_path / "timeline.svg").write_bytes(b"\x89PNG not an svg")
+    section = timeline_section(tmp_path, None)
+    assert section and "timeline.svg could not be shown" in section.body

@@ -144,15 +144,21 @@ def sweep_section(results: Results, summary: Summary) -> Section | None:
     )
 
 
+def _drawn_figure(path: Path, name: str) -> str:
+    """An SVG file drawn beside the results, inline; a file that is not one says so."""
+    try:
+        return markup.figure(svg.inline_text(path.read_text(encoding="utf-8"), name),
+                             CAPTIONS[name], id=f"fig-{name}")  # fmt: skip
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return f"<p>{markup.text(f'{path.name} could not be shown: {error}')}</p>"
+
+
 def timeline_section(folder: Path, timeline: Timeline | None) -> Section | None:
     """The traced bursts: the timeline figure(s) drawn beside the results, and their findings."""
     drawn = [name for name in ("timeline", "timeline_gil") if (folder / f"{name}.svg").exists()]
     if not timeline and not drawn:
         return None
-    figures = "".join(
-        markup.figure(svg.inline_text((folder / f"{name}.svg").read_text(encoding="utf-8"), name),
-                      CAPTIONS[name], id=f"fig-{name}")
-        for name in drawn)  # fmt: skip
+    figures = "".join(_drawn_figure(folder / f"{name}.svg", name) for name in drawn)
     lines = timeline_findings(timeline)
     note = f"one burst of {timeline.burst} requests per model" if timeline else ""
     return Section("timeline", "Traced bursts: who ran when", note,

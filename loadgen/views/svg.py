@@ -77,8 +77,12 @@ def inline(figure: Figure, prefix: str) -> str:
 
 
 def inline_text(svg: str, prefix: str) -> str:
-    """An SVG file's text made ready to inline: prolog and metadata dropped, ids prefixed."""
-    svg = _compact(svg[svg.index("<svg") :])
+    """An SVG file's text made ready to inline: prolog and metadata dropped, ids prefixed;
+    ValueError for text that holds no ``<svg>``."""
+    start = svg.find("<svg")
+    if start < 0:
+        raise ValueError("not an SVG file (no <svg> element)")
+    svg = _compact(svg[start:])
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
