@@ -36,7 +36,7 @@ $(INSTALLED): pyproject.toml
 		>/dev/null 2>&1 || echo "sockperf could not be installed: the sockperf tests will skip"
 	@# Debian's chromium, headless, opens report.html in tests/test_browser.py and draws it for
 	@# `python -m loadgen screenshot`; without root or the package registry that test skips,
-	@# saying why. (From scratch: about 25 s here, 115 packages, 350 MB for chromium itself.)
+	@# saying why.
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		>/dev/null 2>&1 || echo "chromium could not be installed: the browser test will skip"
