@@ -106,8 +106,8 @@ def _slug(work: Work) -> str:
 
 
 def workload_section(results: Results, summary: Summary, work: Work) -> Section:
-    """A workload: its note (the baseline's rate and the fastest model), table, figures and
-    findings."""
+    """A workload: its note (the fastest model, and how many times the baseline's rate), its
+    table, findings and figures."""
     models = summary.models(RunKind.MATRIX, work)
     base = baseline_of(models)
     fastest = max(models, key=lambda m: summary.compared(m, work).rate)
