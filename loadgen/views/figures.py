@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loadgen.analysis.expectations import EXPECTED, other_cores  # noqa: E402
+from loadgen.analysis.expectations import EXPECTED, efficiency, other_cores  # noqa: E402
 from loadgen.analysis.results import Metadata, Results, Run, RunKind, load  # noqa: E402
 from loadgen.analysis.summary import knee, ordered, spread  # noqa: E402
 from loadgen.generator import stats  # noqa: E402
@@ -291,50 +291,95 @@ def scaling_figure(data: Results, runs: list[Run]) -> Figure:
 
 
 def machine_figure(data: Results) -> Figure | None:
-    """The machine during the run: above, what it delivered at each reading between rounds (its
-    capacity in cores' worth of the servers' work, and one process's speed against the
-    calibration); below, over every counted run in order, the cores that processes outside the
-    bench used and the CPU time stolen. None: a file with neither."""
-    probes, runs = data.probes, [run for run in data.counted if run.machine is not None]
-    if not probes and not runs:
+    """The machine during the run, in three panels: what it delivered at each reading between
+    rounds (its capacity, in cores' worth of the servers' work); then, over every run in the
+    order measured (attempts measured again included), the work efficiency of each run with CPU
+    work, and the cores that processes outside the bench used and the CPU time stolen: the
+    evidence the bench judged a run disturbed by. None: a file with none of it."""
+    runs = [run for run in data.runs if run.machine is not None]
+    if not data.probes and not runs:
         return None
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8.0, 5.2))
+    figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8.0, 7.4))
     cores = data.metadata.cores_available or data.metadata.cores or 1
+    _capacity_panel(top, data, cores)
+    middle.sharex(bottom)  # one run, one place, in both
+    _efficiency_panel(middle, data)
+    _outside_panel(bottom, data, cores)
+    footnote(figure, data.metadata)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    return figure
+
+
+def _capacity_panel(axis: Any, data: Results, cores: int) -> None:
+    probes = data.probes
     if probes:
         at = [probe.at_s / 60 for probe in probes]
-        top.plot(at, [probe.capacity for probe in probes], marker="o", color="#0072B2",
-                 label="capacity, cores' worth")  # fmt: skip
+        axis.plot(at, [probe.capacity for probe in probes], marker="o", color="#0072B2",
+                  label="capacity, cores' worth")  # fmt: skip
         for probe, x in zip(probes, at, strict=True):
-            svg.tip(top, x, probe.capacity, f"{x:.1f} min, before round {probe.trial or 0}: "
+            svg.tip(axis, x, probe.capacity, f"{x:.1f} min, before round {probe.trial or 0}: "
                     f"{probe.workers} processes did {probe.capacity:.2f}x one")  # fmt: skip
-        top.axhline(cores, color="#333333", linestyle=":", linewidth=1, label=f"{cores} cores")
-        outside_legend(top)
+        axis.axhline(cores, color="#333333", linestyle=":", linewidth=1, label=f"{cores} cores")
+        outside_legend(axis)
     else:
-        top.text(0.5, 0.5, "not read during this run", transform=top.transAxes, ha="center")
-    top.set_ylim(0, cores * 1.2)
-    top.set_xlabel("minutes into the bench")
-    top.set_ylabel("cores' worth")
-    top.set_title("What the machine delivered, read between rounds", fontsize=10)
-    top.grid(alpha=0.3)
+        axis.text(0.5, 0.5, "not read during this run", transform=axis.transAxes, ha="center")
+    axis.set_ylim(0, cores * 1.2)
+    axis.set_xlabel("minutes into the bench")
+    axis.set_ylabel("cores' worth")
+    axis.set_title("What the machine delivered, read between rounds", fontsize=10)
+    axis.grid(alpha=0.3)
+
+
+def _run_name(number: int, run: Run) -> str:
+    again = f", attempt {run.attempt + 1}" if run.attempt else ""
+    return f"run {number}: {run.model}, {run.work.spec}, {run.level} ({run.kind.value}{again})"
+
+
+def _efficiency_panel(axis: Any, data: Results) -> None:
+    """Each CPU run's work efficiency; an attempt measured again, as a red cross."""
+    speed, counted = data.metadata.iterations_per_second, {id(run) for run in data.counted}
+    found = [(n, run, done) for n, run in enumerate(data.runs, 1)
+             if (done := efficiency(run, speed)) is not None]  # fmt: skip
+    if not found:
+        axis.text(0.5, 0.5, "no run with CPU work", transform=axis.transAxes, ha="center")
+    for again in (False, True):
+        shown = [(n, done) for n, run, done in found if (id(run) not in counted) == again]
+        if shown:
+            axis.plot(*zip(*shown, strict=True), linestyle="none", markersize=4 + 2 * again,
+                      marker="x" if again else "o", color="#D55E00" if again else "#0072B2",
+                      label="measured again" if again else "counted")  # fmt: skip
+    for n, run, done in found:
+        if done < EXPECTED.efficiency or id(run) not in counted:  # titles where it matters
+            svg.tip(axis, n, done, f"{_run_name(n, run)}: work efficiency {done:.2f}", size=7)
+    axis.axhline(EXPECTED.efficiency, color="#333333", linestyle="--", linewidth=1,
+                 label="disturbed below this")  # fmt: skip
+    axis.set_ylim(0, 1.3)
+    axis.set_ylabel("work efficiency")
+    axis.set_title("How fast each run did its CPU work, against the calibration", fontsize=10)
+    axis.grid(axis="y", alpha=0.3)
+    if found:
+        outside_legend(axis)
+
+
+def _outside_panel(axis: Any, data: Results, cores: int) -> None:
+    """Each run's cores used outside the bench and stolen, numbered as in the panel above."""
+    numbered = [(n, run) for n, run in enumerate(data.runs, 1) if run.machine is not None]
+    order, runs = [n for n, _ in numbered], [run for _, run in numbered]
     others = [max(0.0, other_cores(run) or 0.0) for run in runs]
     steal = [(run.machine.steal_share or 0.0) * cores for run in runs]  # type: ignore[union-attr]
-    order = range(1, len(runs) + 1)
-    bottom.plot(order, others, color="#CC79A7", linewidth=1, label="others' cores")
-    bottom.plot(order, steal, color="#D55E00", linewidth=1, label="stolen, cores")
-    for i, run, other, stolen in zip(order, runs, others, steal, strict=True):
+    axis.plot(order, others, color="#CC79A7", linewidth=1, label="others' cores")
+    axis.plot(order, steal, color="#D55E00", linewidth=1, label="stolen, cores")
+    for n, run, other, stolen in zip(order, runs, others, steal, strict=True):
         if other + stolen > EXPECTED.other_cores:  # a title for each busy run, not every run
-            svg.tip(bottom, i, max(other, stolen), f"run {i}: {run.model}, {run.work.spec}, "
-                    f"{run.level} ({run.kind.value}): others {other:.2f} cores, stolen "
-                    f"{stolen:.2f}", size=6)  # fmt: skip
-    bottom.axhline(EXPECTED.other_cores, color="#333333", linestyle="--", linewidth=1,
-                   label="busy above this")  # fmt: skip
-    bottom.set_xlabel("counted runs, in the order measured")
-    bottom.set_ylabel("cores")
-    bottom.grid(axis="y", alpha=0.3)
-    outside_legend(bottom)
-    footnote(figure, data.metadata)
-    figure.tight_layout(rect=(0, 0.05, 1, 1))
-    return figure
+            svg.tip(axis, n, max(other, stolen), f"{_run_name(n, run)}: others {other:.2f} "
+                    f"cores, stolen {stolen:.2f}", size=6)  # fmt: skip
+    axis.axhline(EXPECTED.other_cores, color="#333333", linestyle="--", linewidth=1,
+                 label="busy above this")  # fmt: skip
+    axis.set_xlabel("runs, in the order measured")
+    axis.set_ylabel("cores")
+    axis.set_title("What else used the machine during each run", fontsize=10)
+    axis.grid(axis="y", alpha=0.3)
+    outside_legend(axis)
 
 
 # Each figure, the kind of runs it draws, and what draws it (given those runs, never none).

@@ -73,9 +73,10 @@ code{font-size:.92em;background:#f3f3f3;padding:0 .2em}
 
 
 MACHINE_CAPTION = (
-    "Above: the machine's capacity at each reading between rounds. Below: per "
-    "counted run, the cores used outside the bench and the CPU time stolen from "
-    "this virtual machine. Hover for each figure."
+    "The machine's capacity at each reading between rounds; then, run by run in the order "
+    "measured, its work efficiency (a run below the line counts as disturbed and is measured "
+    "again) and the cores used outside the bench or stolen from this virtual machine. Hover a "
+    "reading, or a disturbed run, for its figures."
 )
 PANEL_CAPTIONS = {  # the bench's figures drawn for one workload
     "throughput": "Replies/s against clients in flight, closed loop: the median of trials, its "
