@@ -48,6 +48,8 @@ FLAGS = (
     "OptimizationHints,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
     "--metrics-recording-only", "--no-pings", "--no-proxy-server", "--mute-audio",
     "--hide-scrollbars", "--password-store=basic", "--use-mock-keychain",
+    # /tmp, not /dev/shm, for shared memory: a container's /dev/shm is often too small for it
+    "--disable-dev-shm-usage",
     # no name resolves: whatever slipped past the flags above fails at once, offline
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--remote-debugging-pipe",
