@@ -11,12 +11,10 @@ the experiment that measures it and the view that judges it read one number.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
-from loadgen.analysis.results import Calibration, ServerPython
+from loadgen.analysis.results import Calibration, ServerPython, read_record
 from loadgen.generator.records import Record
 from loadgen.generator.result import Second
 
@@ -207,19 +205,6 @@ class InteropResults(Record):
 
 # ---- reading --------------------------------------------------------------------------------
 
-R = TypeVar("R", bound=Record)
-
-
-def _read(path: Path, cls: type[R], name: str) -> R:
-    try:
-        data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    try:
-        return cls.from_dict(data, name.removesuffix(".json"))
-    except ValueError as error:
-        raise ValueError(f"{path} is not a {name} this version can read: {error}") from None
-
 
 def _counted(path: Path, where: str, sent: int, received: int, unanswered: int) -> None:
     if sent != received + unanswered:
@@ -228,7 +213,7 @@ def _counted(path: Path, where: str, sent: int, received: int, unanswered: int) 
 
 def load_soak(path: Path) -> SoakResults:
     """Read a soak.json; ValueError if it is not one, or its counts do not add up."""
-    data = _read(path, SoakResults, "soak.json")
+    data = read_record(path, SoakResults, "soak.json")
     for i, row in enumerate(data.rows):
         for name in ("light", "overload", "recovery"):
             phase: SoakPhase = getattr(row, name)
@@ -238,7 +223,7 @@ def load_soak(path: Path) -> SoakResults:
 
 def load_lossy(path: Path) -> LossyResults:
     """Read a lossy.json; ValueError if it is not one, or its counts do not add up."""
-    data = _read(path, LossyResults, "lossy.json")
+    data = read_record(path, LossyResults, "lossy.json")
     for condition, rows in data.conditions.items():
         for i, row in enumerate(rows):
             _counted(path, f"{condition}[{i}]", row.sent, row.received, row.unanswered)
@@ -247,4 +232,4 @@ def load_lossy(path: Path) -> LossyResults:
 
 def load_interop(path: Path) -> InteropResults:
     """Read an interop.json; ValueError if it is not one."""
-    return _read(path, InteropResults, "interop.json")
+    return read_record(path, InteropResults, "interop.json")

@@ -9,12 +9,12 @@ what a model does to a fast request that arrives while a slow one runs.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from loadgen.analysis.results import read_record
 from loadgen.generator import stats
 from loadgen.generator.mix import Mix
 from loadgen.generator.records import Record
@@ -141,11 +141,4 @@ def expected(model: str) -> Expected:
 
 def load(path: Path) -> MixedResults:
     """Read a mixed.json; ValueError naming the file and what is wrong with it."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read {path}: {error}") from None
-    try:
-        return MixedResults.from_dict(data, "mixed")
-    except ValueError as error:
-        raise ValueError(f"{path} is not a mixed.json this version can read: {error}") from None
+    return read_record(path, MixedResults, "mixed.json")

@@ -40,7 +40,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loadgen.generator.records import Record
 from loadgen.generator.result import LoadResult
@@ -379,12 +379,30 @@ def parse(data: Any) -> Results:
     return results
 
 
-def load(path: Path) -> Results:
-    """Read a results.json (schema 1 or 2), checking it is one this code understands."""
+def read_json(path: Path) -> Any:
+    """A JSON file's value; ValueError naming the file when it cannot be read or parsed."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read_record(path: Path, cls: type[R], name: str) -> R:
+    """A JSON file read as ``cls`` (``name``: what the file is, "mixed.json"); ValueError
+    naming the file and the first thing wrong with it."""
+    data = read_json(path)
+    try:
+        return cls.from_dict(data, name.removesuffix(".json"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not a {name} this version can read: {error}") from None
+
+
+def load(path: Path) -> Results:
+    """Read a results.json (schema 1 or 2), checking it is one this code understands."""
+    data = read_json(path)
     try:
         return parse(data)
     except ValueError as error:
