@@ -18,7 +18,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from loadgen.analysis.expectations import other_cores
 from loadgen.analysis.results import (
     Results,
     RunKind,
@@ -36,6 +35,7 @@ from loadgen.views.others import sections as other_sections
 from loadgen.views.report import (
     CAPTIONS,
     TABLE_HEADER,
+    busiest,
     core_sweep_findings,
     interpreter_sentence,
     load_sweep_finding,
@@ -178,18 +178,15 @@ def machine_note(results: Results) -> str:
     capacity = [probe.capacity for probe in results.probes]
     note = (f"capacity {median(capacity):.2f}x one process ({min(capacity):.2f}-"
             f"{max(capacity):.2f}); " if capacity else "capacity not read; ")  # fmt: skip
-    windows = [run for run in results.counted if run.machine is not None]
-    if windows:
-        steal = max(run.machine.steal_share or 0 for run in windows)  # type: ignore[union-attr]
-        others = max(0.0, *(other_cores(run) or 0 for run in windows))
-        note += f"steal at most {steal:.1%}, others at most {others:.1f} cores; "
+    found = busiest(results)
+    if found:
+        note += f"steal at most {found[0]:.1%}, others at most {found[1]:.1f} cores; "
     disturbed = len(results.superseded)
     return note + f"{disturbed} run{'' if disturbed == 1 else 's'} measured again"
 
 
-def machine_section(results: Results, summary: Summary) -> Section:
-    """The machine during the run: its note, the findings, and its figure."""
-    note = machine_note(results)
+def machine_section(results: Results, summary: Summary, note: str) -> Section:
+    """The machine during the run: its note (``machine_note``), findings, and figure."""
     drawn = machine_figure(results)
     body = markup.sentences(machine_findings(summary))
     if drawn:
@@ -213,7 +210,8 @@ def render_html(
     sections = [workload_section(results, summary, work) for work in summary.works()]
     found = (sweep_section(results, summary), timeline_section(drawn or folder, timeline))
     sections += [section for section in found if section]
-    sections.append(machine_section(results, summary))
+    machine = machine_note(results)  # in its section's summary, and under the lesson
+    sections.append(machine_section(results, summary, machine))
     sections += other_sections(folder)
     sections.append(measured_section(results, summary))
     head = (
@@ -224,7 +222,7 @@ def render_html(
             f"<h1>{markup.text(title)}</h1><p class=meta>{markup.with_code(subtitle)}</p>"
             f'<section id="lesson">{markup.sentences(lesson(summary))}<p class=meta><a '
             f'href="#machine-body">The machine during this run</a>: '
-            f"{markup.text(machine_note(results))}.</p></section>"
+            f"{markup.text(machine)}.</p></section>"
             f"{_figure(results, 'cores', RunKind.MATRIX, None)}"
             + "".join(markup.fold(section) for section in sections)
             + "</body></html>\n")  # fmt: skip
@@ -235,7 +233,6 @@ def write_html(results_path: Path, out: Path | None = None) -> Path:
     results = load(results_path)
     folder = Path(results_path).parent
     out = out or folder
-    out.mkdir(parents=True, exist_ok=True)
     saved = folder / "timeline.json"
     timeline = load_timeline(saved) if saved.exists() else None
     path = out / "report.html"

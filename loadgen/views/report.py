@@ -514,13 +514,22 @@ def machine_findings(summary: Summary) -> list[str]:
     return lines
 
 
+def busiest(results: Results) -> tuple[float, float] | None:
+    """Over the counted runs' windows: the largest share of CPU time stolen and the most cores
+    used outside the bench (None: a file that cannot tell)."""
+    measured = [run for run in results.counted if run.machine is not None]
+    if not measured:
+        return None
+    steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
+    return steal, max(0.0, *(other_cores(run) or 0 for run in measured))
+
+
 def busy_findings(summary: Summary) -> list[str]:
     """How busy the machine was over the runs' windows; nothing for a file that cannot tell."""
-    measured = [run for run in summary.results.counted if run.machine is not None]
-    if not measured:
+    found = busiest(summary.results)
+    if found is None:
         return []
-    steal = max(run.machine.steal_share or 0 for run in measured)  # type: ignore[union-attr]
-    others = max(0.0, *(other_cores(run) or 0 for run in measured))
+    steal, others = found
     return [f"Over the runs' windows, CPU steal reached at most {steal:.1%} and processes "
             f"outside the bench used at most {others:.1f} cores (busy: steal above "
             f"{EXPECTED.steal_share:.0%} or others above {EXPECTED.other_cores:g} "
