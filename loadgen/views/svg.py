@@ -73,16 +73,20 @@ def save(figure: Figure, path: Path) -> None:
 
 def inline(figure: Figure, prefix: str) -> str:
     """The figure as an ``<svg>`` element for an HTML page (see the module docstring)."""
-    return inline_text(_svg(figure), prefix)
+    return _inlined(_svg(figure), prefix)  # compact already
 
 
 def inline_text(svg: str, prefix: str) -> str:
-    """An SVG file's text made ready to inline: prolog and metadata dropped, ids prefixed;
-    ValueError for text that holds no ``<svg>``."""
-    start = svg.find("<svg")
-    if start < 0:
+    """An SVG file's text made ready to inline (an older file compacted too); ValueError for
+    text that holds no ``<svg>``."""
+    if "<svg" not in svg:
         raise ValueError("not an SVG file (no <svg> element)")
-    svg = _compact(svg[start:])
+    return _inlined(_compact(svg), prefix)
+
+
+def _inlined(svg: str, prefix: str) -> str:
+    """Prolog and metadata dropped, every id prefixed with ``prefix``."""
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)
     svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
     svg = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', svg)
