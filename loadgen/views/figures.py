@@ -330,9 +330,18 @@ def _capacity_panel(axis: Any, data: Results, cores: int) -> None:
     axis.grid(alpha=0.3)
 
 
+def run_name(run: Run) -> str:
+    """A run's point named for a reader: 'threads, cpu=2ms, 64 clients'."""
+    level = run.level
+    at = {RunKind.MATRIX: f"{level} client{'' if level == 1 else 's'}",
+          RunKind.LOAD_SWEEP: f"{level:g}% load",
+          RunKind.CORE_SWEEP: f"{level} core{'' if level == 1 else 's'}"}[run.kind]  # fmt: skip
+    return f"{run.model}, {run.work.spec}, {at}"
+
+
 def _run_name(number: int, run: Run) -> str:
     again = f", attempt {run.attempt + 1}" if run.attempt else ""
-    return f"run {number}: {run.model}, {run.work.spec}, {run.level} ({run.kind.value}{again})"
+    return f"run {number}: {run_name(run)}{again}"
 
 
 def _efficiency_panel(axis: Any, data: Results) -> None:

@@ -12,7 +12,6 @@ drawn from too few samples, a run taken while the machine was busy.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from loadgen.analysis.expectations import (
     EXPECTED,
@@ -41,7 +40,7 @@ from loadgen.analysis.summary import (
     median,
     ordered,
 )
-from loadgen.views.figures import FIGURES
+from loadgen.views.figures import FIGURES, run_name
 from loadgen.views.lesson import lesson
 from servers import MODELS, WAIT_KINDS
 from servers.work import Work, WorkKind
@@ -427,14 +426,6 @@ KIND_NAMES = {
 }
 
 
-def _where(metadata: Metadata, kind: RunKind, model: str, work: Work, level: Any) -> str:
-    """A point named for a reader: 'threads, cpu=2ms, 64 clients'."""
-    at = {RunKind.MATRIX: f"{level} client{'' if level == 1 else 's'}",
-          RunKind.LOAD_SWEEP: f"{level:g}% load",
-          RunKind.CORE_SWEEP: f"{level} core{'' if level == 1 else 's'}"}[kind]  # fmt: skip
-    return f"{model}, {work.spec}, {at}"
-
-
 def _listed(names: list[str]) -> str:
     shown = "; ".join(names[:LISTED])
     return shown + (f"; and {len(names) - LISTED} more" if len(names) > LISTED else "")
@@ -462,7 +453,7 @@ def sample_findings(summary: Summary) -> list[str]:
 
 def _attempts(summary: Summary, run: Run) -> str:
     """One disturbed attempt named, its evidence, and what came of measuring it again."""
-    where = _where(summary.metadata, run.kind, run.model, run.work, run.level)
+    where = run_name(run)
     reasons = "; ".join(disturbances(run, summary.iterations_per_second))
     return f"{where}, round {run.trial + 1}, attempt {run.attempt + 1}: {reasons}"
 
