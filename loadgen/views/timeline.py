@@ -145,10 +145,7 @@ def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> list:
         return r.lane if by_task else r.worker
 
     lanes = list(dict.fromkeys(lane_of(r) for r in sorted(requests, key=lambda r: r.start_ns)))
-
-    def labels_of(lane: int | str | None) -> str:
-        return f"task {lanes.index(lane) + 1}" if by_task else f"worker {lane}"
-
+    labels = [f"task {i + 1}" if by_task else str(lane) for i, lane in enumerate(lanes)]
     for r in requests:
         lane = lanes.index(lane_of(r))
         start, end = (r.start_ns - t0) / 1e6, (r.end_ns - t0) / 1e6
@@ -161,14 +158,14 @@ def draw_requests(bars: Any, model: str, trace: Trace, span: float) -> list:
         # All but transparent, not unfilled: a hover title needs a painted fill to catch it.
         outline = bars.barh(lane, max(end - start, span / 400), left=start, height=0.7,
                             facecolor=(1, 1, 1, 0.01), edgecolor=colour, linewidth=0.8)  # fmt: skip
-        svg.tip_artist(bars, outline[0], f"{model}, {labels_of(lane_of(r))}: received at "
+        named = labels[lane] if by_task else f"worker {labels[lane]}"
+        svg.tip_artist(bars, outline[0], f"{model}, {named}: received at "
                        f"{waited:.1f} ms, served {start:.1f}-{end:.1f} ms, "
                        f"{r.core_share:.0%} of a core")  # fmt: skip
         if end - start > span / 12:
             bars.text((start + end) / 2, lane, f"{r.core_share:.0%}", ha="center", va="center",
                       fontsize=7, bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0,
                                         "pad": 1})  # fmt: skip
-    labels = [f"task {i + 1}" if by_task else str(lane) for i, lane in enumerate(lanes)]  # short
     bars.set_yticks(range(len(lanes)), labels, fontsize=7)
     bars.set_ylim(-0.6, len(lanes) - 0.4)
     bars.invert_yaxis()
