@@ -236,9 +236,7 @@ class Browser:
             args = params.get("args", [])
             self.console_errors.append(" ".join(_shown(arg) for arg in args))
         elif method == "Runtime.exceptionThrown":
-            details = params.get("exceptionDetails", {})
-            thrown = details.get("exception", {}).get("description") or details.get("text")
-            self.console_errors.append(f"uncaught: {thrown}")
+            self.console_errors.append(f"uncaught: {_thrown(params.get('exceptionDetails', {}))}")
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             self.console_errors.append(f"{entry.get('text')} ({entry.get('url', '')})")
@@ -273,9 +271,7 @@ class Browser:
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
                            awaitPromise=True)  # fmt: skip
         if "exceptionDetails" in result:
-            details = result["exceptionDetails"]
-            thrown = details.get("exception", {}).get("description") or details.get("text")
-            raise BrowserError(f"{expression[:80]!r} threw: {thrown}")
+            raise BrowserError(f"{expression[:80]!r} threw: {_thrown(result['exceptionDetails'])}")
         return result.get("result", {}).get("value")
 
     def rect(self, selector: str, scroll: bool = False) -> dict[str, float]:
@@ -326,6 +322,11 @@ def _signal_group(group: int, signal_number: int) -> None:
         os.killpg(group, signal_number)
     except ProcessLookupError:  # the group is gone already
         pass
+
+
+def _thrown(details: dict) -> str:
+    """What an exception the page threw says (the protocol's exceptionDetails)."""
+    return str(details.get("exception", {}).get("description") or details.get("text"))
 
 
 def _shown(arg: dict) -> str:
