@@ -19,7 +19,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loadgen.analysis.mixed import MixedResults, MixedRun, Spread, expected, load  # noqa: E402
+from loadgen.analysis.mixed import (  # noqa: E402
+    Expected,
+    MixedResults,
+    MixedRun,
+    Spread,
+    expected,
+    load,
+)
 from loadgen.generator.result import ClientResult  # noqa: E402
 from loadgen.views.figures import plain_ticks, style  # noqa: E402
 from loadgen.views.svg import tip  # noqa: E402
@@ -34,6 +41,11 @@ WHOLE_SHARE = 0.5
 # ones").
 IDLE_SHARE = 1 / 3
 SWITCH_MOST = 4.0  # threads: a fast p99 of at most this many switch intervals fits the GIL
+# What a model's traits say a fast request meets while a slow one computes, in a table's few
+# words (``_verdict`` says it in a sentence, and judges it).
+IN_SHORT: dict[Expected, str] = {"whole": "waits for all of it", "switch": "waits for a GIL turn",
+                                 "idle": "an idle worker takes it",
+                                 "hash": "the kernel picks the worker"}  # fmt: skip
 
 
 def findings(data: MixedResults) -> list[str]:

@@ -52,9 +52,6 @@ from loadgen.views.markup import Section  # noqa: E402
 from servers import MODELS  # noqa: E402
 
 MB = 2**20
-# What a model's traits say a fast request meets while a slow one computes (mixed.expected).
-TRAIT_WORDS = {"whole": "waits for all of it", "switch": "waits for a GIL turn",
-            "idle": "an idle worker takes it", "hash": "the kernel picks the worker"}  # fmt: skip
 
 
 def sections(folder: Path) -> list[Section]:
@@ -495,7 +492,7 @@ def mixed_table(data: mixed.MixedResults) -> str:
         figures = (data.latency(model, "alone", fast, "p99"),
                    data.latency(model, "mixed", fast, "p99"),
                    data.latency(model, "mixed", slow, "p50"))  # fmt: skip
-        rows.append([model, TRAIT_WORDS[mixed.expected(model)] if model in MODELS else "-",
+        rows.append([model, mixed_view.IN_SHORT[mixed.expected(model)] if model in MODELS else "-",
                      *(spread.ms() if spread else "-" for spread in figures)])  # fmt: skip
     return markup.table(header, rows, numeric_from=2)
 
