@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from functools import partial
 
 from servers.handoff import config_of, config_text, start_every_worker
-from servers.runtime import SHUT_DOWN, Address, Handled, Server, log
+from servers.runtime import SHUT_DOWN, Address, Handled, Server, log, signals_to_main
 
 NUMBER_BYTES = 8  # one worker number in the pipe an interpreter takes its number from
 # Requests in the pool per interpreter at most: more than one, so that an interpreter finds the
@@ -42,7 +42,8 @@ def serve(server: Server) -> None:
     os.write(numbers_in, b"".join(b"%8d" % i for i in range(server.workers)))
     pool = InterpreterPoolExecutor(server.workers, initializer=_start,
                                    initargs=(config_text(server), numbers))  # fmt: skip
-    start_every_worker(pool, server.workers)  # before "ready": none starts in a request
+    with signals_to_main():  # the pool's threads: a stop must wake this one's recvfrom
+        start_every_worker(pool, server.workers)  # before "ready": none starts in a request
     os.close(numbers), os.close(numbers_in)  # every interpreter has taken its number
     places = threading.BoundedSemaphore(server.workers * PENDING_PER_WORKER)
     server.ready()

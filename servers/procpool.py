@@ -16,7 +16,7 @@ import time
 from functools import partial
 
 from servers.pool import Pool
-from servers.runtime import SHUT_DOWN, Server, become_worker_process
+from servers.runtime import SHUT_DOWN, Server, become_worker_process, signals_to_main
 from servers.stopping import JOIN_POLL_S
 from servers.supervision import Supervisor
 
@@ -28,7 +28,8 @@ def serve(server: Server) -> None:
     server.count_per_worker([f"pool-{i}" for i in range(server.workers)])
     pool = Pool(server, Supervisor(server), _work)
     replier = threading.Thread(target=_send_replies, args=(pool,), name="replies", daemon=True)
-    replier.start()
+    with signals_to_main():  # a stop must wake the recvfrom below, not this thread
+        replier.start()
     server.ready(worker_pids=[member.process.pid for member in pool.members])
 
     for datagram, address in iter(partial(server.sock.recvfrom, server.bufsize), SHUT_DOWN):

@@ -14,6 +14,10 @@ sub-interpreter sharing it (through a dup of its fd), and each returns ``SHUT_DO
 answered. A real empty datagram always comes with an address, so the two never mix up. An
 event loop cannot stop that way (a non-blocking socket shut down while its reader is busy polls
 readable and answers EAGAIN forever): it calls ``stop.ask()`` and stops reading itself.
+Python runs a signal's handler in the main thread only, and the kernel hands a signal sent to
+the process to any thread that does not block it: one that lands on a helper thread leaves a
+main thread blocked in recvfrom asleep. A model whose main thread receives while threads of its
+own run starts them inside ``signals_to_main()``, which keeps SIGTERM and SIGINT off them.
 
 A blocking recvfrom on an unconnected UDP socket does not fail on Linux (ICMP errors are not
 reported to it), so the blocking loops do not guard it; a sendto can fail (a vanished route, a
@@ -26,6 +30,7 @@ greenlet, hdrhistogram) and rebuilds its ``Server`` from a hand-off (``servers.h
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -321,6 +326,21 @@ class StampingSocket(socket.socket):
         return (datagram if address is None else tracing.stamp(datagram, address)), address
 
 
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def signals_to_main() -> Iterator[None]:
+    """Threads started inside never take SIGTERM or SIGINT (a thread starts with the signal
+    mask of the one that starts it), so the kernel hands them to the main thread, whose
+    recvfrom they interrupt. One that arrives meanwhile waits, and is handled on the way out."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def become_worker_process() -> None:
     """First thing in a forked worker: die with the parent, and leave Ctrl-C to the parent.
 
@@ -332,6 +352,8 @@ def become_worker_process() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # forked by a thread started in signals_to_main(), it would block them as that thread did
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # The pid the parent had when it started this worker: asking getppid() here would already
     # name init if the parent was killed before this worker first ran.
     creator = multiprocessing.parent_process()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
 import select
 import signal
 import socket
@@ -61,6 +62,36 @@ def test_round_trip_in_the_clients_codec(start_server, model, codec):
     assert reply == (PREFIX + text).encode(codec)
     assert reply.decode(codec) == PREFIX + text
     server.stop()
+
+
+def _takes_sigterm(pid: int, tid: int) -> bool:
+    """Whether thread ``tid`` of ``pid`` leaves SIGTERM unblocked: the kernel may hand it a
+    SIGTERM sent to the process."""
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+                  .split()[1], 16)  # fmt: skip
+    return not blocked & (1 << (signal.SIGTERM - 1))
+
+
+@pytest.mark.slow
+@ALL_MODELS
+def test_a_stop_that_lands_on_any_thread_stops_the_server(start_server, model):
+    """The kernel hands a SIGTERM sent to a process to any of its threads that does not block
+    it, and Python runs the handler in the main thread only. Sent to a helper thread that takes
+    it (or to the main one, where there is none), the server still stops, cleanly and soon: a
+    main thread blocked in recvfrom would sleep on, undisturbed, until a datagram came."""
+    import ctypes
+
+    server = start_server(model)
+    assert exchange(server.address, b"warm") == (PREFIX + "warm").encode()  # pools all up
+    pid = server.pid
+    helpers = [tid for tid in map(int, os.listdir(f"/proc/{pid}/task"))
+               if tid != pid and _takes_sigterm(pid, tid)]  # fmt: skip
+    tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+    assert tgkill(pid, helpers[0] if helpers else pid, signal.SIGTERM) == 0
+    event = server.next_event(timeout=5)
+    assert event and event["event"] == "stopped", (helpers, server.stderr)
+    assert server.proc.wait(timeout=5) == 0
 
 
 @pytest.mark.slow
